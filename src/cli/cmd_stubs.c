@@ -1,0 +1,16 @@
+/* cmd_stubs.c — subcommands that are not built yet say so plainly. */
+#include <stdio.h>
+
+#include "cli/commands.h"
+
+static int not_yet(const char *name) {
+    fprintf(stderr, "modelhub %s: not implemented yet\n", name);
+    return 1;
+}
+
+int cmd_run(int argc, char **argv) { (void)argc, (void)argv; return not_yet("run"); }
+int cmd_serve(int argc, char **argv) { (void)argc, (void)argv; return not_yet("serve"); }
+int cmd_hub(int argc, char **argv) { (void)argc, (void)argv; return not_yet("hub"); }
+int cmd_synth(int argc, char **argv) { (void)argc, (void)argv; return not_yet("synth"); }
+int cmd_bench(int argc, char **argv) { (void)argc, (void)argv; return not_yet("bench"); }
+int cmd_tokenize(int argc, char **argv) { (void)argc, (void)argv; return not_yet("tokenize"); }

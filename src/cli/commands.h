@@ -1,0 +1,13 @@
+/* commands.h — the subcommands of the modelhub binary. Each returns the process exit status. */
+#ifndef MH_COMMANDS_H
+#define MH_COMMANDS_H
+
+int cmd_run(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_hub(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+
+#endif

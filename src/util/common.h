@@ -1,0 +1,51 @@
+/* common.h — small helpers every module may use: invariants, time, sizes. */
+#ifndef MH_COMMON_H
+#define MH_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+/* Crash loudly on a broken invariant (never on bad input: that is a returned error). */
+#define MH_ASSERT(cond)                                                                            \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+#define MH_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define MH_MIN(a, b)    ((a) < (b) ? (a) : (b))
+#define MH_MAX(a, b)    ((a) > (b) ? (a) : (b))
+
+/* Monotonic seconds, for durations. */
+static inline double mh_now_mono(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Wall-clock seconds since the epoch, for timestamps shown to users. */
+static inline double mh_now_wall(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* malloc that aborts on failure: only for small bookkeeping whose absence is fatal anyway. */
+void *mh_xmalloc(size_t n);
+void *mh_xcalloc(size_t n, size_t size);
+void *mh_xrealloc(void *p, size_t n);
+char *mh_xstrdup(const char *s);
+
+/* 64-byte aligned allocation for engine buffers; NULL on failure. Free with free(). */
+void *mh_aligned_alloc(size_t n);
+
+/* Parse helpers for CLI numbers: 0 on success, -1 when `s` is not entirely a number in range. */
+int mh_parse_long(const char *s, long min, long max, long *out);
+int mh_parse_double(const char *s, double min, double max, double *out);
+
+#endif
