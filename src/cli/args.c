@@ -1,5 +1,6 @@
 #include "cli/args.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -82,9 +83,11 @@ int args_parse(arg_command *cmd, int argc, char **argv) {
         case ARG_STRING: *(const char **)s->target = val; break;
         case ARG_INT: {
             long v;
-            if (mh_parse_long(val, (long)s->min, (long)s->max, &v) < 0)
+            long lo = s->min <= (double)LONG_MIN ? LONG_MIN : (long)s->min;
+            long hi = s->max >= (double)LONG_MAX ? LONG_MAX : (long)s->max;
+            if (mh_parse_long(val, lo, hi, &v) < 0)
                 return args_error(cmd, "option '%s' wants an integer in [%ld, %ld], got '%s'",
-                                  s->name, (long)s->min, (long)s->max, val);
+                                  s->name, lo, hi, val);
             *(long *)s->target = v;
             break;
         }

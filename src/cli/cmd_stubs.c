@@ -8,7 +8,6 @@ static int not_yet(const char *name) {
     return 1;
 }
 
-int cmd_run(int argc, char **argv) { (void)argc, (void)argv; return not_yet("run"); }
 int cmd_serve(int argc, char **argv) { (void)argc, (void)argv; return not_yet("serve"); }
 int cmd_hub(int argc, char **argv) { (void)argc, (void)argv; return not_yet("hub"); }
 int cmd_synth(int argc, char **argv) { (void)argc, (void)argv; return not_yet("synth"); }

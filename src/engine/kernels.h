@@ -1,0 +1,44 @@
+/* kernels.h — numeric building blocks of the engine: half floats, dot products per weight type,
+ * norms, softmax. Every kernel has a portable `_ref` version and, where it matters, an
+ * AVX2+FMA+F16C twin chosen once at start-up (kernels_init) by a CPU check.
+ */
+#ifndef MH_KERNELS_H
+#define MH_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* IEEE half <-> single. fp32_to_fp16 rounds to nearest even, like F16C's default. */
+float fp16_to_fp32(uint16_t h);
+uint16_t fp32_to_fp16(float f);
+
+/* Per weight type: how to dequantize a row, and the dot product of a weight row with an
+ * activation row already converted to `vec_dot_type`. */
+typedef struct type_traits {
+    int supported;
+    int vec_dot_type; /* enum ggml_type of the activation side */
+    void (*to_f32)(const void *src, float *dst, int n);
+    void (*from_f32)(const float *src, void *dst, int n); /* quantize a row (synth, activations) */
+    void (*vec_dot)(int n, float *out, const void *w, const void *x);
+} type_traits;
+
+/* Pick kernels for this CPU. Idempotent, thread-safe. `force_ref` selects the portable versions
+ * (tests compare both). Returns a short description such as "avx2+fma+f16c" or "scalar". */
+const char *kernels_init(int force_ref);
+const type_traits *kernels_traits(int ggml_type);
+
+/* Portable and SIMD versions, exported for the comparison tests. */
+void dot_f32_ref(int n, float *out, const void *w, const void *x);
+void dot_f32_avx2(int n, float *out, const void *w, const void *x);
+void dot_f16_ref(int n, float *out, const void *w, const void *x);
+void dot_f16_avx2(int n, float *out, const void *w, const void *x);
+void f16_to_f32_row_ref(const void *src, float *dst, int n);
+void f16_to_f32_row_f16c(const void *src, float *dst, int n);
+int kernels_have_avx2(void);
+
+/* out = x / rms(x) * w  (n elements; out may alias x). */
+void rmsnorm(float *out, const float *x, const float *w, int n, float eps);
+/* In-place softmax over n elements. */
+void softmax(float *x, int n);
+
+#endif

@@ -1,0 +1,174 @@
+#include "engine/sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util/common.h"
+
+typedef struct candidate {
+    float logit;
+    float p;
+    int32_t id;
+} candidate;
+
+struct sampler {
+    sampler_params p;
+    int n_vocab;
+    uint64_t rng;
+    candidate *cand; /* (n_vocab) */
+    float *logits;   /* (n_vocab) working copy after penalties */
+    uint8_t *seen;   /* (n_vocab) tokens already penalised this step */
+};
+
+sampler_params sampler_defaults(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (sampler_params){
+        .temperature = 0.8f,
+        .top_k = 40,
+        .top_p = 0.95f,
+        .min_p = 0.05f,
+        .repeat_penalty = 1.0f,
+        .repeat_last_n = 64,
+        .seed = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec,
+    };
+}
+
+sampler *sampler_new(const sampler_params *p, int n_vocab) {
+    sampler *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->p = *p;
+    s->n_vocab = n_vocab;
+    /* splitmix64 of the seed so that small seeds give well-mixed states */
+    uint64_t z = p->seed + 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    s->rng = (z ^ (z >> 31)) | 1;
+    s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
+    s->logits = malloc((size_t)n_vocab * sizeof *s->logits);
+    s->seen = calloc((size_t)n_vocab, 1);
+    if (!s->cand || !s->logits || !s->seen) {
+        sampler_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void sampler_free(sampler *s) {
+    if (!s) return;
+    free(s->cand);
+    free(s->logits);
+    free(s->seen);
+    free(s);
+}
+
+/* xorshift64*: uniform float in [0, 1). */
+static float rng_uniform(sampler *s) {
+    s->rng ^= s->rng >> 12;
+    s->rng ^= s->rng << 25;
+    s->rng ^= s->rng >> 27;
+    uint64_t r = s->rng * 0x2545f4914f6cdd1dull;
+    return (float)(r >> 40) / (float)(1ull << 24);
+}
+
+int32_t sampler_argmax(const float *logits, int n) {
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (logits[i] > logits[best]) best = i;
+    return best;
+}
+
+static int cmp_candidate(const void *a, const void *b) {
+    const candidate *x = a, *y = b;
+    if (x->logit != y->logit) return x->logit < y->logit ? 1 : -1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Partially order cand[0..n) so the k largest come first, sorted. Quickselect then sort. */
+static void select_top(candidate *c, int n, int k) {
+    if (k < n) {
+        int lo = 0, hi = n - 1;
+        while (lo < hi) {
+            candidate pivot = c[(lo + hi) / 2];
+            int i = lo, j = hi;
+            while (i <= j) {
+                while (cmp_candidate(&c[i], &pivot) < 0) i++;
+                while (cmp_candidate(&c[j], &pivot) > 0) j--;
+                if (i <= j) {
+                    candidate t = c[i];
+                    c[i] = c[j];
+                    c[j] = t;
+                    i++;
+                    j--;
+                }
+            }
+            if (k - 1 <= j) hi = j;
+            else if (k - 1 >= i) lo = i;
+            else break;
+        }
+    }
+    qsort(c, (size_t)(k < n ? k : n), sizeof *c, cmp_candidate);
+}
+
+int32_t sampler_sample(sampler *s, const float *logits, const int32_t *history, int n_history) {
+    const sampler_params *p = &s->p;
+    const float *l = logits;
+    if (p->repeat_penalty != 1.0f && history && n_history > 0) {
+        memcpy(s->logits, logits, (size_t)s->n_vocab * sizeof(float));
+        int from = n_history > p->repeat_last_n ? n_history - p->repeat_last_n : 0;
+        for (int i = from; i < n_history; i++) {
+            int32_t t = history[i];
+            if (t < 0 || t >= s->n_vocab || s->seen[t]) continue;
+            s->seen[t] = 1;
+            float v = s->logits[t];
+            s->logits[t] = v > 0 ? v / p->repeat_penalty : v * p->repeat_penalty;
+        }
+        for (int i = from; i < n_history; i++)
+            if (history[i] >= 0 && history[i] < s->n_vocab) s->seen[history[i]] = 0;
+        l = s->logits;
+    }
+    if (p->temperature <= 0.0f) return sampler_argmax(l, s->n_vocab);
+
+    /* Candidates: tokens whose logit is within 30 of the best carry all the probability mass a
+     * float can hold (e^-30 < 1e-13); dropping the rest first keeps the sort small. */
+    float max = l[sampler_argmax(l, s->n_vocab)];
+    int n = 0;
+    for (int i = 0; i < s->n_vocab; i++)
+        if (l[i] >= max - 30.0f) s->cand[n++] = (candidate){l[i], 0, i};
+    int k = p->top_k > 0 && p->top_k < n ? p->top_k : n;
+    select_top(s->cand, n, k);
+    n = k;
+
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += s->cand[i].p = expf(s->cand[i].logit - max);
+    for (int i = 0; i < n; i++) s->cand[i].p = (float)(s->cand[i].p / sum);
+    if (p->top_p < 1.0f) {
+        double cum = 0;
+        int keep = n;
+        for (int i = 0; i < n; i++) {
+            cum += s->cand[i].p;
+            if (cum >= p->top_p) {
+                keep = i + 1;
+                break;
+            }
+        }
+        n = keep;
+    }
+    if (p->min_p > 0.0f) {
+        float floor_p = s->cand[0].p * p->min_p;
+        int keep = 1;
+        while (keep < n && s->cand[keep].p >= floor_p) keep++;
+        n = keep;
+    }
+    sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += s->cand[i].p = expf((s->cand[i].logit - max) / p->temperature);
+    double r = rng_uniform(s) * sum, acc = 0;
+    for (int i = 0; i < n; i++) {
+        acc += s->cand[i].p;
+        if (r < acc) return s->cand[i].id;
+    }
+    return s->cand[n - 1].id;
+}

@@ -1,0 +1,44 @@
+/* sampler.h — choose the next token from logits.
+ *
+ * Order of application (documented, fixed):
+ *   1. repetition penalty over the last `repeat_last_n` tokens (positive logits divided by the
+ *      penalty, negative ones multiplied, once per distinct token, as llama.cpp does);
+ *   2. temperature 0 -> greedy argmax, done;
+ *   3. top-k (k <= 0 means all tokens), keeping the k highest logits;
+ *   4. softmax over the kept candidates, then top-p (smallest prefix whose mass reaches p,
+ *      at least one token) and min-p (drop tokens below min_p x the best probability);
+ *   5. temperature: probabilities recomputed from logits / T over the survivors;
+ *   6. one draw from the seeded generator.
+ * Filters use the untempered distribution, so temperature changes only how the survivors are
+ * weighted, not which survive. With the same seed and inputs the draws are identical.
+ */
+#ifndef MH_SAMPLER_H
+#define MH_SAMPLER_H
+
+#include <stdint.h>
+
+typedef struct sampler_params {
+    float temperature;    /* 0 = greedy */
+    int top_k;            /* <= 0: disabled */
+    float top_p;          /* 1 = disabled */
+    float min_p;          /* 0 = disabled */
+    float repeat_penalty; /* 1 = disabled */
+    int repeat_last_n;    /* tokens of history the penalty looks at */
+    uint64_t seed;
+} sampler_params;
+
+/* The defaults modelhub uses when a request sets nothing: temperature 0.8, top-k 40,
+ * top-p 0.95, min-p 0.05, no repetition penalty, a seed from the clock. */
+sampler_params sampler_defaults(void);
+
+typedef struct sampler sampler;
+
+/* Allocates its candidate buffers once for n_vocab tokens. NULL on out of memory. */
+sampler *sampler_new(const sampler_params *p, int n_vocab);
+void sampler_free(sampler *s);
+/* Pick a token. `logits` is not modified. `history` holds the previous tokens (may be NULL). */
+int32_t sampler_sample(sampler *s, const float *logits, const int32_t *history, int n_history);
+/* Index of the largest logit (the first one on ties). */
+int32_t sampler_argmax(const float *logits, int n);
+
+#endif
