@@ -97,7 +97,7 @@ static void f32_from_f32_row(const float *src, void *dst, int n) {
     memcpy(dst, src, (size_t)n * sizeof(float));
 }
 
-static void f16_from_f32_row(const float *src, void *dst, int n) {
+void f32_to_f16_row_ref(const float *src, void *dst, int n) {
     uint16_t *d = dst;
     for (int i = 0; i < n; i++) d[i] = fp32_to_fp16(src[i]);
 }
@@ -164,6 +164,15 @@ TARGET_AVX2 void f16_to_f32_row_f16c(const void *src, float *dst, int n) {
     for (; i < n; i++) dst[i] = fp16_to_fp32(s[i]);
 }
 
+TARGET_AVX2 void f32_to_f16_row_f16c(const float *src, void *dst, int n) {
+    uint16_t *d = dst;
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(d + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) d[i] = fp32_to_fp16(src[i]);
+}
+
 int kernels_have_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
@@ -173,6 +182,7 @@ int kernels_have_avx2(void) {
 void dot_f32_avx2(int n, float *out, const void *w, const void *x) { dot_f32_ref(n, out, w, x); }
 void dot_f16_avx2(int n, float *out, const void *w, const void *x) { dot_f16_ref(n, out, w, x); }
 void f16_to_f32_row_f16c(const void *src, float *dst, int n) { f16_to_f32_row_ref(src, dst, n); }
+void f32_to_f16_row_f16c(const float *src, void *dst, int n) { f32_to_f16_row_ref(src, dst, n); }
 int kernels_have_avx2(void) { return 0; }
 #endif
 
@@ -192,7 +202,8 @@ const char *kernels_init(int force_ref) {
                                               simd ? dot_f32_avx2 : dot_f32_ref};
         traits[GGML_TYPE_F16] =
             (type_traits){1, GGML_TYPE_F32, simd ? f16_to_f32_row_f16c : f16_to_f32_row_ref,
-                          f16_from_f32_row, simd ? dot_f16_avx2 : dot_f16_ref};
+                          simd ? f32_to_f16_row_f16c : f32_to_f16_row_ref,
+                          simd ? dot_f16_avx2 : dot_f16_ref};
         init_desc = simd ? "avx2+fma+f16c" : "scalar";
         init_ref = force_ref;
     }

@@ -34,6 +34,8 @@ void dot_f16_ref(int n, float *out, const void *w, const void *x);
 void dot_f16_avx2(int n, float *out, const void *w, const void *x);
 void f16_to_f32_row_ref(const void *src, float *dst, int n);
 void f16_to_f32_row_f16c(const void *src, float *dst, int n);
+void f32_to_f16_row_ref(const float *src, void *dst, int n);
+void f32_to_f16_row_f16c(const float *src, void *dst, int n);
 int kernels_have_avx2(void);
 
 /* out = x / rms(x) * w  (n elements; out may alias x). */
