@@ -58,4 +58,16 @@ size_t tokenizer_stream_push(tokenizer_stream *s, const tokenizer *t, int32_t id
 /* At the end of a stream: bytes still pending (an incomplete sequence) come out as U+FFFD. */
 size_t tokenizer_stream_flush(tokenizer_stream *s, char *out, size_t cap);
 
+/* ==== Lookups and sizes ==== */
+
+/* Id of the token whose text is exactly text[0..len) (any type), or -1. */
+int32_t tokenizer_find(const tokenizer *t, const char *text, size_t len);
+/* Longest tokenizer_piece() output of this vocabulary, in bytes (render_special on). */
+size_t tokenizer_max_piece(const tokenizer *t);
+/* A `cap` for tokenizer_stream_push that is enough for any id, even for vocabularies whose
+ * pieces are not valid UTF-8 (each invalid byte becomes the 3 bytes of U+FFFD). For pieces that
+ * are valid UTF-8 (every real vocabulary) 64 + longest piece is enough, as said above; with a
+ * smaller cap, output that does not fit is dropped, never written past cap. */
+size_t tokenizer_stream_cap(const tokenizer *t);
+
 #endif

@@ -1,0 +1,832 @@
+/* tokenizer.c — text <-> token ids for GGUF vocabularies. See tokenizer.h for the contract.
+ *
+ * Layout of this file:
+ *   vocabulary   token table, piece -> id hash map, special ids, loading and validation
+ *   partition    splitting the input on special/user-defined token texts
+ *   SPM          SentencePiece-style bigram merging with byte fallback ("llama" vocabularies)
+ *   encode       the driver: partition, then one backend call per text fragment
+ *   pieces       id -> bytes, and the UTF-8-safe stream
+ *
+ * Behaviour follows llama.cpp, whose tokenizer is what runs GGUF files elsewhere, so ids match:
+ *   - special tokens (control, unknown, user-defined) are cut out of the text first, longest
+ *     text first; control and unknown only when parse_special, user-defined always;
+ *   - each text fragment that starts the input or follows a special token gets the dummy-prefix
+ *     space (when add_space_prefix), then spaces become U+2581;
+ *   - the fragment is split into UTF-8 characters (the length of a character is read from its
+ *     first byte alone, so invalid input is split predictably), adjacent pairs that spell a
+ *     vocabulary piece are merged best score first (ties: leftmost first);
+ *   - a final symbol that is not a piece is emitted byte by byte as <0xNN> tokens.
+ */
+#include "engine/tokenizer.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/common.h"
+
+/* GGUF token types (tokenizer.ggml.token_type). */
+enum {
+    TOKEN_TYPE_UNDEFINED = 0,
+    TOKEN_TYPE_NORMAL = 1,
+    TOKEN_TYPE_UNKNOWN = 2,
+    TOKEN_TYPE_CONTROL = 3,
+    TOKEN_TYPE_USER_DEFINED = 4,
+    TOKEN_TYPE_UNUSED = 5,
+    TOKEN_TYPE_BYTE = 6,
+};
+
+/* Per-token flags computed at load. */
+enum {
+    TOKEN_FLAG_EOG = 1,      /* generation stops here */
+    TOKEN_FLAG_HAS_BYTE = 2, /* a byte token whose text parsed as <0xNN>: see token.byte */
+};
+
+enum tokenizer_backend {
+    TOKENIZER_SPM, /* "llama" */
+    /* TOKENIZER_BPE ("gpt2") goes here: a load step for merges and an encode_fragment case. */
+};
+
+/* Longest token text accepted; real vocabularies stay far below. */
+#define TOKEN_MAX_LEN (1u << 20)
+/* Longest input accepted by tokenizer_encode (the escaped text must fit in 32-bit offsets). */
+#define ENCODE_MAX_LEN ((size_t)1 << 28)
+
+typedef struct token {
+    const char *text; /* into the gguf mapping, not NUL-terminated */
+    uint32_t len;
+    float score;
+    uint8_t type;  /* TOKEN_TYPE_* */
+    uint8_t flags; /* TOKEN_FLAG_* */
+    uint8_t byte;  /* the byte of a byte token (TOKEN_FLAG_HAS_BYTE) */
+} token;
+
+struct tokenizer {
+    enum tokenizer_backend backend;
+    int n_vocab;
+    token *tokens; /* (n_vocab) */
+
+    /* piece text -> id: open addressing, linear probing, -1 = empty slot */
+    int32_t *map; /* (map_mask + 1) */
+    uint32_t map_mask;
+    uint32_t max_token_len;
+    size_t max_piece_len; /* longest tokenizer_piece() output, render_special on */
+
+    /* ids of the tokens cut out of the text before merging, longest text first */
+    int32_t *special; /* (n_special) */
+    int n_special;
+
+    int32_t byte_ids[256]; /* token for a raw byte: <0xNN>, else the one-byte piece, else -1 */
+
+    int32_t bos, eos, unk, eot, eom; /* -1 when absent */
+    int add_bos, add_eos, add_space_prefix;
+};
+
+/* ==== Vocabulary ==== */
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static uint32_t hash_bytes(const char *s, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a, folded */
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 0x100000001b3ull;
+    }
+    return (uint32_t)(h ^ (h >> 32));
+}
+
+/* Id of the token whose text is exactly s[0..n), or -1. */
+static int32_t vocab_find(const tokenizer *t, const char *s, size_t n) {
+    if (n > t->max_token_len) return -1;
+    uint32_t i = hash_bytes(s, n) & t->map_mask;
+    for (;;) {
+        int32_t id = t->map[i];
+        if (id < 0) return -1;
+        const token *tok = &t->tokens[id];
+        if (tok->len == n && memcmp(tok->text, s, n) == 0) return id;
+        i = (i + 1) & t->map_mask;
+    }
+}
+
+/* Insert every token; a text that occurs twice maps to its last id (as llama.cpp does). */
+static int vocab_build_map(tokenizer *t) {
+    size_t cap = 16;
+    while (cap < (size_t)t->n_vocab * 2) cap *= 2;
+    t->map = malloc(cap * sizeof *t->map);
+    if (!t->map) return -1;
+    memset(t->map, 0xff, cap * sizeof *t->map);
+    t->map_mask = (uint32_t)(cap - 1);
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        const token *tok = &t->tokens[id];
+        uint32_t i = hash_bytes(tok->text, tok->len) & t->map_mask;
+        while (t->map[i] >= 0) {
+            const token *o = &t->tokens[t->map[i]];
+            if (o->len == tok->len && memcmp(o->text, tok->text, tok->len) == 0) break;
+            i = (i + 1) & t->map_mask;
+        }
+        t->map[i] = id;
+    }
+    return 0;
+}
+
+static int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+/* "<0xNN>" -> NN, or -1. */
+static int parse_byte_token(const char *s, size_t n) {
+    if (n != 6 || s[0] != '<' || s[1] != '0' || s[2] != 'x' || s[5] != '>') return -1;
+    int hi = hex_digit(s[3]), lo = hex_digit(s[4]);
+    return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
+}
+
+/* A special token id from `key`: absent -> `def` (when in range, else -1); -1 or 0xFFFFFFFF
+ * (the converters' "unset") -> -1; anything else must be a valid id. */
+static int load_special_id(const gguf *f, const char *key, int32_t def, int n_vocab,
+                           int32_t *out, char *err, size_t errlen) {
+    int64_t v;
+    int rc = gguf_get_i64(f, key, &v);
+    if (rc == -1) {
+        *out = def >= 0 && def < n_vocab ? def : -1;
+        return 0;
+    }
+    if (rc < 0) return fail(err, errlen, "%s is not an integer", key);
+    if (v == -1 || v == (int64_t)UINT32_MAX) {
+        *out = -1;
+        return 0;
+    }
+    if (v < 0 || v >= n_vocab)
+        return fail(err, errlen, "%s = %lld is out of range (vocabulary has %d tokens)", key,
+                    (long long)v, n_vocab);
+    *out = (int32_t)v;
+    return 0;
+}
+
+static int load_flag(const gguf *f, const char *key, int def, int *out, char *err,
+                     size_t errlen) {
+    int rc = gguf_get_bool(f, key, out);
+    if (rc == -1) *out = def;
+    else if (rc < 0) return fail(err, errlen, "%s is not a bool", key);
+    return 0;
+}
+
+static int is_numeric_type(uint32_t type) {
+    return type <= GGUF_VT_FLOAT32 || type == GGUF_VT_BOOL ||
+           (type >= GGUF_VT_UINT64 && type <= GGUF_VT_FLOAT64);
+}
+
+/* Tokens, scores and types, each checked. */
+static int load_tokens(tokenizer *t, const gguf *f, char *err, size_t errlen) {
+    const gguf_kv *tokens_kv, *scores_kv = NULL, *types_kv = NULL;
+    int rc = gguf_get_arr(f, "tokenizer.ggml.tokens", GGUF_VT_STRING, &tokens_kv);
+    if (rc == -1) return fail(err, errlen, "missing key tokenizer.ggml.tokens");
+    if (rc < 0) return fail(err, errlen, "tokenizer.ggml.tokens is not an array of strings");
+    uint64_t n = tokens_kv->arr_n;
+    if (n == 0) return fail(err, errlen, "tokenizer.ggml.tokens is empty");
+    if (n >= INT32_MAX / 2) return fail(err, errlen, "tokenizer.ggml.tokens has too many tokens");
+
+    int i_scores = gguf_find_key(f, "tokenizer.ggml.scores");
+    if (i_scores >= 0) {
+        scores_kv = gguf_kv_at(f, i_scores);
+        if (scores_kv->type != GGUF_VT_ARRAY || !is_numeric_type(scores_kv->arr_type))
+            return fail(err, errlen, "tokenizer.ggml.scores is not an array of numbers");
+        if (scores_kv->arr_n != n)
+            return fail(err, errlen, "tokenizer.ggml.scores has %llu entries for %llu tokens",
+                        (unsigned long long)scores_kv->arr_n, (unsigned long long)n);
+    }
+    int i_types = gguf_find_key(f, "tokenizer.ggml.token_type");
+    if (i_types >= 0) {
+        types_kv = gguf_kv_at(f, i_types);
+        uint32_t at = types_kv->arr_type;
+        if (types_kv->type != GGUF_VT_ARRAY || !is_numeric_type(at) || at == GGUF_VT_FLOAT32 ||
+            at == GGUF_VT_FLOAT64 || at == GGUF_VT_BOOL)
+            return fail(err, errlen, "tokenizer.ggml.token_type is not an array of integers");
+        if (types_kv->arr_n != n)
+            return fail(err, errlen, "tokenizer.ggml.token_type has %llu entries for %llu tokens",
+                        (unsigned long long)types_kv->arr_n, (unsigned long long)n);
+    }
+
+    gguf_str *texts = malloc(n * sizeof *texts);
+    t->tokens = calloc(n, sizeof *t->tokens);
+    if (!texts || !t->tokens) {
+        free(texts);
+        return fail(err, errlen, "out of memory for %llu tokens", (unsigned long long)n);
+    }
+    gguf_arr_strings(tokens_kv, texts);
+    t->n_vocab = (int)n;
+    for (uint64_t i = 0; i < n; i++) {
+        token *tok = &t->tokens[i];
+        if (texts[i].len > TOKEN_MAX_LEN) {
+            free(texts);
+            return fail(err, errlen, "token %llu is %llu bytes long", (unsigned long long)i,
+                        (unsigned long long)texts[i].len);
+        }
+        tok->text = texts[i].ptr;
+        tok->len = (uint32_t)texts[i].len;
+        if (tok->len > t->max_token_len) t->max_token_len = tok->len;
+        if (scores_kv) {
+            double s = gguf_arr_num(scores_kv, i);
+            if (isnan(s)) {
+                free(texts);
+                return fail(err, errlen, "score of token %llu is not a number",
+                            (unsigned long long)i);
+            }
+            tok->score = (float)s;
+        }
+        tok->type = TOKEN_TYPE_NORMAL;
+        if (types_kv) {
+            double ty = gguf_arr_num(types_kv, i);
+            if (ty < TOKEN_TYPE_UNDEFINED || ty > TOKEN_TYPE_BYTE) {
+                free(texts);
+                return fail(err, errlen, "token %llu has type %g (valid: 0..6)",
+                            (unsigned long long)i, ty);
+            }
+            tok->type = (uint8_t)ty;
+        }
+        if (tok->type == TOKEN_TYPE_BYTE) {
+            int b = parse_byte_token(tok->text, tok->len);
+            if (b >= 0) {
+                tok->flags |= TOKEN_FLAG_HAS_BYTE;
+                tok->byte = (uint8_t)b;
+            }
+        }
+    }
+    free(texts);
+    return 0;
+}
+
+/* Texts that end a turn in the chat formats in use; llama.cpp stops on them too and treats
+ * them as control tokens whatever their stored type. */
+static const char *const eog_texts[] = {
+    "<|eot_id|>", "<|im_end|>", "<|end|>",         "<end_of_turn>", "<|endoftext|>",
+    "<|eom_id|>", "<EOT>",      "_<EOT>",          "<|end_of_text|>",
+    "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+};
+
+static void mark_eog(tokenizer *t, int32_t id) {
+    if (id >= 0 && id < t->n_vocab) t->tokens[id].flags |= TOKEN_FLAG_EOG;
+}
+
+typedef struct special_entry {
+    uint32_t len;
+    int32_t id;
+} special_entry;
+
+static int special_cmp(const void *a, const void *b) {
+    const special_entry *x = a, *y = b;
+    if (x->len != y->len) return x->len > y->len ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* The tokens the partition step looks for, longest text first (ties by id, so it is stable). */
+static int build_special_list(tokenizer *t) {
+    int n = 0;
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        uint8_t ty = t->tokens[id].type;
+        if ((ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_USER_DEFINED ||
+             ty == TOKEN_TYPE_UNKNOWN) && t->tokens[id].len > 0)
+            n++;
+    }
+    if (n == 0) return 0;
+    special_entry *e = malloc((size_t)n * sizeof *e);
+    t->special = malloc((size_t)n * sizeof *t->special);
+    if (!e || !t->special) {
+        free(e);
+        return -1;
+    }
+    int k = 0;
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        uint8_t ty = t->tokens[id].type;
+        if ((ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_USER_DEFINED ||
+             ty == TOKEN_TYPE_UNKNOWN) && t->tokens[id].len > 0)
+            e[k++] = (special_entry){t->tokens[id].len, id};
+    }
+    qsort(e, (size_t)n, sizeof *e, special_cmp);
+    for (int i = 0; i < n; i++) t->special[i] = e[i].id;
+    t->n_special = n;
+    free(e);
+    return 0;
+}
+
+int tokenizer_load(const gguf *f, tokenizer **out, char *err, size_t errlen) {
+    *out = NULL;
+    gguf_str model;
+    int rc = gguf_get_str(f, "tokenizer.ggml.model", &model);
+    if (rc == -1) return fail(err, errlen, "missing key tokenizer.ggml.model");
+    if (rc < 0) return fail(err, errlen, "tokenizer.ggml.model is not a string");
+    if (!(model.len == 5 && memcmp(model.ptr, "llama", 5) == 0)) {
+        int shown = model.len > 64 ? 64 : (int)model.len;
+        return fail(err, errlen, "tokenizer model '%.*s' is not supported yet", shown, model.ptr);
+    }
+
+    tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return fail(err, errlen, "out of memory");
+    t->backend = TOKENIZER_SPM;
+    if (load_tokens(t, f, err, errlen) < 0) goto failed;
+    if (vocab_build_map(t) < 0) {
+        fail(err, errlen, "out of memory for the vocabulary map");
+        goto failed;
+    }
+
+    /* Defaults are the SentencePiece ones llama.cpp assumes for "llama" vocabularies. */
+    if (load_special_id(f, "tokenizer.ggml.bos_token_id", 1, t->n_vocab, &t->bos, err,
+                        errlen) < 0 ||
+        load_special_id(f, "tokenizer.ggml.eos_token_id", 2, t->n_vocab, &t->eos, err,
+                        errlen) < 0 ||
+        load_special_id(f, "tokenizer.ggml.unknown_token_id", 0, t->n_vocab, &t->unk, err,
+                        errlen) < 0 ||
+        load_special_id(f, "tokenizer.ggml.eot_token_id", -1, t->n_vocab, &t->eot, err,
+                        errlen) < 0 ||
+        load_special_id(f, "tokenizer.ggml.eom_token_id", -1, t->n_vocab, &t->eom, err,
+                        errlen) < 0)
+        goto failed;
+    if (load_flag(f, "tokenizer.ggml.add_bos_token", 1, &t->add_bos, err, errlen) < 0 ||
+        load_flag(f, "tokenizer.ggml.add_eos_token", 0, &t->add_eos, err, errlen) < 0 ||
+        load_flag(f, "tokenizer.ggml.add_space_prefix", 1, &t->add_space_prefix, err, errlen) <
+            0)
+        goto failed;
+
+    mark_eog(t, t->eos);
+    mark_eog(t, t->eot);
+    mark_eog(t, t->eom);
+    for (size_t i = 0; i < MH_ARRAY_LEN(eog_texts); i++) {
+        int32_t id = vocab_find(t, eog_texts[i], strlen(eog_texts[i]));
+        if (id < 0) continue;
+        mark_eog(t, id);
+        t->tokens[id].type = TOKEN_TYPE_CONTROL;
+    }
+
+    for (int b = 0; b < 256; b++) {
+        static const char hex[] = "0123456789ABCDEF";
+        char name[6] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>'};
+        char raw = (char)b;
+        int32_t id = vocab_find(t, name, sizeof name);
+        t->byte_ids[b] = id >= 0 ? id : vocab_find(t, &raw, 1);
+    }
+
+    if (build_special_list(t) < 0) {
+        fail(err, errlen, "out of memory for the special token list");
+        goto failed;
+    }
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        int n = tokenizer_piece(t, id, 1, NULL, 0);
+        if (n > 0 && (size_t)n > t->max_piece_len) t->max_piece_len = (size_t)n;
+    }
+    *out = t;
+    return 0;
+
+failed:
+    tokenizer_free(t);
+    return -1;
+}
+
+void tokenizer_free(tokenizer *t) {
+    if (!t) return;
+    free(t->tokens);
+    free(t->map);
+    free(t->special);
+    free(t);
+}
+
+int tokenizer_n_vocab(const tokenizer *t) { return t->n_vocab; }
+int32_t tokenizer_bos(const tokenizer *t) { return t->bos; }
+int32_t tokenizer_eos(const tokenizer *t) { return t->eos; }
+int tokenizer_adds_bos(const tokenizer *t) { return t->add_bos && t->bos >= 0; }
+
+int tokenizer_is_eog(const tokenizer *t, int32_t id) {
+    return id >= 0 && id < t->n_vocab && (t->tokens[id].flags & TOKEN_FLAG_EOG);
+}
+
+int tokenizer_is_control(const tokenizer *t, int32_t id) {
+    if (id < 0 || id >= t->n_vocab) return 0;
+    uint8_t ty = t->tokens[id].type;
+    return ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_UNKNOWN;
+}
+
+int32_t tokenizer_find(const tokenizer *t, const char *text, size_t len) {
+    return vocab_find(t, text, len);
+}
+
+size_t tokenizer_max_piece(const tokenizer *t) { return t->max_piece_len; }
+
+/* ==== Encoding: shared state ==== */
+
+/* Where ids go: the caller's array up to `max`, while `n` counts them all. */
+typedef struct id_sink {
+    int32_t *out;
+    int max;
+    int n;
+} id_sink;
+
+static void sink_push(id_sink *s, int32_t id) {
+    if (s->n < s->max) s->out[s->n] = id;
+    s->n++;
+}
+
+typedef struct spm_symbol {
+    int32_t prev, next; /* neighbours in the chain, -1 at the ends */
+    uint32_t start, n;  /* bytes of the escaped text; n == 0 once merged into its left */
+} spm_symbol;
+
+typedef struct spm_bigram {
+    float score;
+    int32_t left, right;
+    uint32_t size; /* bytes of the merged piece: stale when the symbols changed since */
+} spm_bigram;
+
+/* Buffers of one tokenizer_encode call, sized once for the whole input. */
+typedef struct encode_work {
+    char *text;       /* escaped fragment (3 * len + 3 bytes) */
+    spm_symbol *syms; /* one per character */
+    spm_bigram *heap; /* max-heap of candidate merges */
+    size_t heap_n, heap_cap;
+} encode_work;
+
+/* ==== Partition on special tokens ==== */
+
+typedef struct fragment {
+    size_t off, len;
+    int32_t id; /* -1: text to tokenize; else a token cut out of the text */
+} fragment;
+
+typedef struct fragment_list {
+    fragment *v;
+    size_t n, cap;
+} fragment_list;
+
+static int frag_push(fragment_list *l, size_t off, size_t len, int32_t id) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        fragment *v = realloc(l->v, cap * sizeof *v);
+        if (!v) return -1;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = (fragment){off, len, id};
+    return 0;
+}
+
+/* Split `text` into fragments: for each candidate token (longest text first), every
+ * non-overlapping occurrence inside a text fragment, scanning left to right, becomes that
+ * token. Longer texts thus win over shorter ones wherever they occur (llama.cpp's rule). */
+static int partition(const tokenizer *t, const char *text, size_t len, int parse_special,
+                     fragment_list *out) {
+    fragment_list cur = {0}, next = {0};
+    if (frag_push(&cur, 0, len, -1) < 0) return -1;
+    for (int k = 0; k < t->n_special; k++) {
+        int32_t id = t->special[k];
+        const token *sp = &t->tokens[id];
+        if (!parse_special && sp->type != TOKEN_TYPE_USER_DEFINED) continue;
+        next.n = 0;
+        for (size_t i = 0; i < cur.n; i++) {
+            fragment fr = cur.v[i];
+            if (fr.id >= 0 || fr.len < sp->len) {
+                if (frag_push(&next, fr.off, fr.len, fr.id) < 0) goto oom;
+                continue;
+            }
+            size_t pos = fr.off, end = fr.off + fr.len;
+            while (pos < end) {
+                const char *m = memmem(text + pos, end - pos, sp->text, sp->len);
+                if (!m) break;
+                size_t at = (size_t)(m - text);
+                if (at > pos && frag_push(&next, pos, at - pos, -1) < 0) goto oom;
+                if (frag_push(&next, at, sp->len, id) < 0) goto oom;
+                pos = at + sp->len;
+            }
+            if (pos < end && frag_push(&next, pos, end - pos, -1) < 0) goto oom;
+        }
+        fragment_list swap = cur;
+        cur = next;
+        next = swap;
+    }
+    free(next.v);
+    *out = cur;
+    return 0;
+oom:
+    free(cur.v);
+    free(next.v);
+    return -1;
+}
+
+/* ==== SPM: SentencePiece-style merging ==== */
+
+/* Bytes of the UTF-8 character starting with `b`, judged by its high nibble only. */
+static size_t utf8_len_from_lead(unsigned char b) {
+    static const uint8_t lens[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
+    return lens[b >> 4];
+}
+
+/* a outranks b: higher score, then further left. */
+static int bigram_before(const spm_bigram *a, const spm_bigram *b) {
+    return a->score > b->score || (a->score == b->score && a->left < b->left);
+}
+
+static int heap_push(encode_work *w, spm_bigram b) {
+    if (w->heap_n == w->heap_cap) {
+        size_t cap = w->heap_cap ? w->heap_cap * 2 : 256;
+        spm_bigram *h = realloc(w->heap, cap * sizeof *h);
+        if (!h) return -1;
+        w->heap = h;
+        w->heap_cap = cap;
+    }
+    size_t i = w->heap_n++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!bigram_before(&b, &w->heap[parent])) break;
+        w->heap[i] = w->heap[parent];
+        i = parent;
+    }
+    w->heap[i] = b;
+    return 0;
+}
+
+static spm_bigram heap_pop(encode_work *w) {
+    spm_bigram top = w->heap[0];
+    spm_bigram last = w->heap[--w->heap_n];
+    size_t n = w->heap_n, i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && bigram_before(&w->heap[c + 1], &w->heap[c])) c++;
+        if (!bigram_before(&w->heap[c], &last)) break;
+        w->heap[i] = w->heap[c];
+        i = c;
+    }
+    if (n) w->heap[i] = last;
+    return top;
+}
+
+/* Queue the merge of symbols left and right when their concatenation is a piece. */
+static int spm_try_bigram(const tokenizer *t, encode_work *w, int32_t left, int32_t right) {
+    if (left < 0 || right < 0) return 0;
+    const spm_symbol *l = &w->syms[left], *r = &w->syms[right];
+    uint32_t size = l->n + r->n;
+    int32_t id = vocab_find(t, w->text + l->start, size);
+    if (id < 0) return 0;
+    return heap_push(w, (spm_bigram){t->tokens[id].score, left, right, size});
+}
+
+/* A symbol that is not a piece comes out as its bytes (<0xNN>, or unk without byte tokens). */
+static int spm_emit_symbol(const tokenizer *t, const char *s, size_t n, id_sink *out) {
+    int32_t id = vocab_find(t, s, n);
+    if (id >= 0) {
+        sink_push(out, id);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        id = t->byte_ids[(unsigned char)s[i]];
+        if (id < 0) id = t->unk;
+        if (id < 0) return -1; /* no way to spell this byte */
+        sink_push(out, id);
+    }
+    return 0;
+}
+
+/* Tokenize one escaped fragment w->text[0..len). */
+static int spm_encode(const tokenizer *t, encode_work *w, size_t len, id_sink *out) {
+    if (len == 0) return 0;
+    int32_t n_syms = 0;
+    for (size_t off = 0; off < len;) {
+        size_t n = utf8_len_from_lead((unsigned char)w->text[off]);
+        if (n > len - off) n = len - off;
+        w->syms[n_syms] = (spm_symbol){n_syms - 1, off + n == len ? -1 : n_syms + 1,
+                                       (uint32_t)off, (uint32_t)n};
+        n_syms++;
+        off += n;
+    }
+    w->heap_n = 0;
+    for (int32_t i = 1; i < n_syms; i++)
+        if (spm_try_bigram(t, w, i - 1, i) < 0) return -1;
+
+    while (w->heap_n > 0) {
+        spm_bigram b = heap_pop(w);
+        spm_symbol *l = &w->syms[b.left], *r = &w->syms[b.right];
+        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue; /* stale */
+        l->n += r->n;
+        r->n = 0;
+        l->next = r->next;
+        if (r->next >= 0) w->syms[r->next].prev = b.left;
+        if (spm_try_bigram(t, w, l->prev, b.left) < 0 ||
+            spm_try_bigram(t, w, b.left, l->next) < 0)
+            return -1;
+    }
+    for (int32_t i = 0; i >= 0; i = w->syms[i].next)
+        if (spm_emit_symbol(t, w->text + w->syms[i].start, w->syms[i].n, out) < 0) return -1;
+    return 0;
+}
+
+/* Escape a fragment into w->text: optional dummy-prefix space, then ' ' -> U+2581. */
+static size_t spm_escape(encode_work *w, const char *s, size_t n, int prefix) {
+    static const char space[3] = {'\xe2', '\x96', '\x81'};
+    size_t k = 0;
+    if (prefix) {
+        memcpy(w->text, space, 3);
+        k = 3;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == ' ') {
+            memcpy(w->text + k, space, 3);
+            k += 3;
+        } else {
+            w->text[k++] = s[i];
+        }
+    }
+    return k;
+}
+
+/* The backend step for one text fragment. `after_special`: it starts the input or follows a
+ * token cut out by the partition. */
+static int encode_fragment(const tokenizer *t, encode_work *w, const char *s, size_t n,
+                           int after_special, id_sink *out) {
+    switch (t->backend) {
+    case TOKENIZER_SPM: {
+        size_t len = spm_escape(w, s, n, t->add_space_prefix && after_special);
+        return spm_encode(t, w, len, out);
+    }
+    }
+    return -1;
+}
+
+/* ==== Encode ==== */
+
+int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_special,
+                     int parse_special, int32_t *out, int max) {
+    if (len > ENCODE_MAX_LEN || (len && !text)) return -1;
+    id_sink sink = {out, out ? max : 0, 0};
+    if (add_special && t->add_bos && t->bos >= 0) sink_push(&sink, t->bos);
+
+    int rc = 0;
+    if (len > 0) {
+        fragment_list frags;
+        if (partition(t, text, len, parse_special, &frags) < 0) return -1;
+        size_t longest = 0;
+        for (size_t i = 0; i < frags.n; i++)
+            if (frags.v[i].id < 0 && frags.v[i].len > longest) longest = frags.v[i].len;
+        encode_work w = {0};
+        w.text = malloc(3 * longest + 3);
+        w.syms = malloc((longest + 1) * sizeof *w.syms);
+        if (!w.text || !w.syms) rc = -1;
+        int after_special = 1;
+        for (size_t i = 0; i < frags.n && rc == 0; i++) {
+            const fragment *fr = &frags.v[i];
+            if (fr->id >= 0) {
+                sink_push(&sink, fr->id);
+                after_special = 1;
+            } else {
+                rc = encode_fragment(t, &w, text + fr->off, fr->len, after_special, &sink);
+                after_special = 0;
+            }
+        }
+        free(w.text);
+        free(w.syms);
+        free(w.heap);
+        free(frags.v);
+    }
+    if (rc < 0) return -1;
+    if (add_special && t->add_eos && t->eos >= 0) sink_push(&sink, t->eos);
+    return sink.n;
+}
+
+/* ==== Pieces and the stream ==== */
+
+static int copy_out(const char *s, size_t n, char *buf, size_t cap) {
+    if (buf && cap) memcpy(buf, s, n < cap ? n : cap);
+    return (int)n;
+}
+
+/* Copy with U+2581 turned back into ' '. */
+static int copy_unescaped(const char *s, size_t n, char *buf, size_t cap) {
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        char c;
+        if (i + 2 < n && s[i] == '\xe2' && s[i + 1] == '\x96' && s[i + 2] == '\x81') {
+            c = ' ';
+            i += 3;
+        } else {
+            c = s[i++];
+        }
+        if (buf && k < cap) buf[k] = c;
+        k++;
+    }
+    return (int)k;
+}
+
+int tokenizer_piece(const tokenizer *t, int32_t id, int render_special, char *buf, size_t cap) {
+    if (id < 0 || id >= t->n_vocab) return -1;
+    const token *tok = &t->tokens[id];
+    switch (tok->type) {
+    case TOKEN_TYPE_CONTROL:
+    case TOKEN_TYPE_UNKNOWN:
+        if (!render_special) return 0;
+        return copy_out(tok->text, tok->len, buf, cap);
+    case TOKEN_TYPE_USER_DEFINED: return copy_out(tok->text, tok->len, buf, cap);
+    case TOKEN_TYPE_NORMAL: return copy_unescaped(tok->text, tok->len, buf, cap);
+    case TOKEN_TYPE_BYTE:
+        if (tok->flags & TOKEN_FLAG_HAS_BYTE) return copy_out((const char *)&tok->byte, 1, buf, cap);
+        return copy_unescaped(tok->text, tok->len, buf, cap);
+    default: return 0; /* unused and undefined tokens stand for nothing */
+    }
+}
+
+static const char replacement_char[3] = {'\xef', '\xbf', '\xbd'}; /* U+FFFD */
+
+/* Output cursor of the stream: never writes past cap, counts what it had to drop. */
+typedef struct byte_out {
+    char *buf;
+    size_t cap, n;
+} byte_out;
+
+static void out_bytes(byte_out *o, const void *p, size_t n) {
+    if (o->n + n > o->cap) return; /* only with a cap below tokenizer_stream_cap() */
+    memcpy(o->buf + o->n, p, n);
+    o->n += n;
+}
+
+/* Emit the valid UTF-8 prefix of in[0..n) with invalid bytes as U+FFFD (one per maximal
+ * invalid subpart, as Unicode recommends); returns where an incomplete tail starts (== n
+ * when there is none). */
+static size_t utf8_sanitize(const unsigned char *in, size_t n, byte_out *o) {
+    size_t i = 0;
+    while (i < n) {
+        unsigned char b = in[i];
+        if (b < 0x80) {
+            out_bytes(o, &in[i++], 1);
+            continue;
+        }
+        size_t need;
+        unsigned char lo = 0x80, hi = 0xbf; /* range of the second byte */
+        if (b >= 0xc2 && b <= 0xdf) need = 1;
+        else if (b == 0xe0) need = 2, lo = 0xa0;
+        else if (b == 0xed) need = 2, hi = 0x9f;
+        else if (b >= 0xe1 && b <= 0xef) need = 2;
+        else if (b == 0xf0) need = 3, lo = 0x90;
+        else if (b == 0xf4) need = 3, hi = 0x8f;
+        else if (b >= 0xf1 && b <= 0xf3) need = 3;
+        else {
+            out_bytes(o, replacement_char, 3);
+            i++;
+            continue;
+        }
+        size_t k = 1;
+        for (; k <= need; k++) {
+            if (i + k >= n) return i; /* incomplete so far: wait for more */
+            unsigned char c = in[i + k];
+            if (k == 1 ? (c < lo || c > hi) : (c < 0x80 || c > 0xbf)) break;
+        }
+        if (k <= need) {
+            out_bytes(o, replacement_char, 3);
+            i += k;
+        } else {
+            out_bytes(o, &in[i], need + 1);
+            i += need + 1;
+        }
+    }
+    return i;
+}
+
+size_t tokenizer_stream_cap(const tokenizer *t) { return 64 + 3 * t->max_piece_len; }
+
+size_t tokenizer_stream_push(tokenizer_stream *s, const tokenizer *t, int32_t id, char *out,
+                             size_t cap) {
+    if (s->n_pending < 0 || s->n_pending > 3) s->n_pending = 0; /* not from us: start over */
+    int n = tokenizer_piece(t, id, 0, NULL, 0);
+    if (n <= 0) return 0;
+    unsigned char local[256];
+    size_t total = (size_t)s->n_pending + (size_t)n;
+    unsigned char *in = total <= sizeof local ? local : malloc(total);
+    if (!in) return 0;
+    memcpy(in, s->pending, (size_t)s->n_pending);
+    tokenizer_piece(t, id, 0, (char *)in + s->n_pending, (size_t)n);
+
+    byte_out o = {out, cap, 0};
+    size_t done = utf8_sanitize(in, total, &o);
+    s->n_pending = (int)(total - done); /* at most 3: a valid, incomplete sequence */
+    memcpy(s->pending, in + done, (size_t)s->n_pending);
+    if (in != local) free(in);
+    return o.n;
+}
+
+size_t tokenizer_stream_flush(tokenizer_stream *s, char *out, size_t cap) {
+    size_t n = 0;
+    if (s->n_pending > 0 && cap >= sizeof replacement_char) {
+        memcpy(out, replacement_char, sizeof replacement_char);
+        n = sizeof replacement_char;
+    }
+    s->n_pending = 0;
+    return n;
+}
