@@ -10,5 +10,3 @@ static int not_yet(const char *name) {
 
 int cmd_serve(int argc, char **argv) { (void)argc, (void)argv; return not_yet("serve"); }
 int cmd_hub(int argc, char **argv) { (void)argc, (void)argv; return not_yet("hub"); }
-int cmd_synth(int argc, char **argv) { (void)argc, (void)argv; return not_yet("synth"); }
-int cmd_bench(int argc, char **argv) { (void)argc, (void)argv; return not_yet("bench"); }
