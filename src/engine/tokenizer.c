@@ -229,12 +229,13 @@ static int load_tokens(tokenizer *t, const gguf *f, char *err, size_t errlen) {
     }
     gguf_arr_strings(tokens_kv, texts);
     t->n_vocab = (int)n;
+    rc = 0;
     for (uint64_t i = 0; i < n; i++) {
         token *tok = &t->tokens[i];
         if (texts[i].len > TOKEN_MAX_LEN) {
-            free(texts);
-            return fail(err, errlen, "token %llu is %llu bytes long", (unsigned long long)i,
-                        (unsigned long long)texts[i].len);
+            rc = fail(err, errlen, "token %llu is %llu bytes long", (unsigned long long)i,
+                      (unsigned long long)texts[i].len);
+            break;
         }
         tok->text = texts[i].ptr;
         tok->len = (uint32_t)texts[i].len;
@@ -242,9 +243,9 @@ static int load_tokens(tokenizer *t, const gguf *f, char *err, size_t errlen) {
         if (scores_kv) {
             double s = gguf_arr_num(scores_kv, i);
             if (isnan(s)) {
-                free(texts);
-                return fail(err, errlen, "score of token %llu is not a number",
-                            (unsigned long long)i);
+                rc = fail(err, errlen, "score of token %llu is not a number",
+                          (unsigned long long)i);
+                break;
             }
             tok->score = (float)s;
         }
@@ -252,9 +253,9 @@ static int load_tokens(tokenizer *t, const gguf *f, char *err, size_t errlen) {
         if (types_kv) {
             double ty = gguf_arr_num(types_kv, i);
             if (ty < TOKEN_TYPE_UNDEFINED || ty > TOKEN_TYPE_BYTE) {
-                free(texts);
-                return fail(err, errlen, "token %llu has type %g (valid: 0..6)",
-                            (unsigned long long)i, ty);
+                rc = fail(err, errlen, "token %llu has type %g (valid: 0..6)",
+                          (unsigned long long)i, ty);
+                break;
             }
             tok->type = (uint8_t)ty;
         }
@@ -267,15 +268,16 @@ static int load_tokens(tokenizer *t, const gguf *f, char *err, size_t errlen) {
         }
     }
     free(texts);
-    return 0;
+    return rc;
 }
 
 /* Texts that end a turn in the chat formats in use; llama.cpp stops on them too and treats
  * them as control tokens whatever their stored type. */
 static const char *const eog_texts[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>",         "<end_of_turn>", "<|endoftext|>",
-    "<|eom_id|>", "<EOT>",      "_<EOT>",          "<|end_of_text|>",
-    "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
+    "<EOT>", "_<EOT>", "[EOT]", "<|end_of_text|>", "<|return|>", "<|call|>",
+    "<end_of_utterance>",
+    "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", /* DeepSeek */
 };
 
 static void mark_eog(tokenizer *t, int32_t id) {
@@ -453,6 +455,7 @@ typedef struct spm_bigram {
 typedef struct encode_work {
     char *text;       /* escaped fragment (3 * len + 3 bytes) */
     spm_symbol *syms; /* one per character */
+    size_t syms_cap;
     spm_bigram *heap; /* max-heap of candidate merges */
     size_t heap_n, heap_cap;
 } encode_work;
@@ -600,6 +603,16 @@ static int spm_emit_symbol(const tokenizer *t, const char *s, size_t n, id_sink 
 /* Tokenize one escaped fragment w->text[0..len). */
 static int spm_encode(const tokenizer *t, encode_work *w, size_t len, id_sink *out) {
     if (len == 0) return 0;
+    /* Usually one symbol per input character, but invalid UTF-8 next to an escaped space can
+     * split into more (a lead byte swallows part of U+2581): count first. */
+    size_t count = 0;
+    for (size_t off = 0; off < len; count++) off += utf8_len_from_lead((unsigned char)w->text[off]);
+    if (count > w->syms_cap) {
+        spm_symbol *syms = realloc(w->syms, count * sizeof *syms);
+        if (!syms) return -1;
+        w->syms = syms;
+        w->syms_cap = count;
+    }
     int32_t n_syms = 0;
     for (size_t off = 0; off < len;) {
         size_t n = utf8_len_from_lead((unsigned char)w->text[off]);
@@ -679,7 +692,8 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_s
             if (frags.v[i].id < 0 && frags.v[i].len > longest) longest = frags.v[i].len;
         encode_work w = {0};
         w.text = malloc(3 * longest + 3);
-        w.syms = malloc((longest + 1) * sizeof *w.syms);
+        w.syms_cap = longest + 1;
+        w.syms = malloc(w.syms_cap * sizeof *w.syms);
         if (!w.text || !w.syms) rc = -1;
         int after_special = 1;
         for (size_t i = 0; i < frags.n && rc == 0; i++) {

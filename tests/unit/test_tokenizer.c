@@ -414,6 +414,60 @@ static void check_round_trip(const char *vocab) {
     assert_int_equal(failures, 0);
 }
 
+/* U+2581 -> ' ' in place; returns the new length. */
+static size_t unescape_spaces(char *s, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        if (i + 2 < n && memcmp(s + i, "\xe2\x96\x81", 3) == 0) {
+            s[k++] = ' ';
+            i += 3;
+        } else {
+            s[k++] = s[i++];
+        }
+    }
+    return k;
+}
+
+/* Invalid UTF-8 is tokenized byte-wise and comes back byte for byte, with one exception that
+ * llama.cpp shares: a lead byte just before a space swallows part of the escaped U+2581, whose
+ * bytes then come back as byte tokens, i.e. as U+2581 rather than ' '. That case also makes
+ * more symbols than input characters. */
+static void test_invalid_utf8(void **state) {
+    (void)state;
+    static const struct {
+        const char *text;
+        int exact; /* no lead byte right before a space */
+    } inputs[] = {
+        {"\xc3 \xc3 \xc3 ", 0}, {"\xf0 x\xff\x80 ", 0}, {"\xe6\x88", 1},
+        {"a\xf8\x88\x80\x80\x80" "b", 1}, {" \xf0\x9f\xa6", 1}, {"\xc3", 1},
+        {"\xf0  \xe2 \xe2\x96 \xed\xa0\x80", 0}, {"x\xff\xffy\x80\xbf z", 1},
+    };
+    for (int v = 0; v < 2; v++) {
+        loaded l = load_vocab(v ? "stories260K.gguf" : "ggml-vocab-llama-spm.gguf");
+        for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
+            const char *in = inputs[i].text;
+            size_t in_len = strlen(in);
+            int n;
+            int32_t *ids = encode_str(l.t, in, 0, 0, &n);
+            size_t len;
+            char *text = decode(l.t, ids, n, &len);
+            if (!inputs[i].exact) len = unescape_spaces(text, len);
+            assert_int_equal(len, in_len + 1);
+            assert_int_equal(text[0], ' ');
+            assert_memory_equal(text + 1, in, in_len);
+            free(text);
+            free(ids);
+        }
+        /* A long run of the worst case must not overrun anything either. */
+        char worst[3000];
+        for (size_t i = 0; i + 1 < sizeof worst; i += 2) worst[i] = '\xf0', worst[i + 1] = ' ';
+        int n;
+        free(encode(l.t, worst, sizeof worst, 1, 1, &n));
+        assert_true(n > (int)sizeof worst);
+        unload(&l);
+    }
+}
+
 static void test_round_trip(void **state) {
     (void)state;
     check_round_trip("ggml-vocab-llama-spm.gguf");
@@ -801,6 +855,7 @@ int main(void) {
         cmocka_unit_test(test_once_upon_a_time),
         cmocka_unit_test(test_parse_special),
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_invalid_utf8),
         cmocka_unit_test(test_stream_never_splits),
         cmocka_unit_test(test_stream_invalid_bytes),
         cmocka_unit_test(test_malformed_vocab),
