@@ -38,7 +38,9 @@ static void print_string(const char *s, uint64_t len, uint64_t max) {
 }
 
 static void print_kv(const gguf_kv *kv, int full) {
-    printf("  %-40.*s ", (int)kv->key.len, kv->key.ptr);
+    /* A key's length comes from the file: cap it, so that a length past INT_MAX cannot turn into
+     * a negative precision (which printf ignores, reading on to a NUL). */
+    printf("  %-40.*s ", (int)(kv->key.len < 256 ? kv->key.len : 256), kv->key.ptr);
     if (kv->type == GGUF_VT_STRING) {
         uint64_t len;
         memcpy(&len, kv->val, 8);
