@@ -60,13 +60,20 @@ static void print_piece(const char *s, int n) {
         if (seq) {
             fwrite(s + i, 1, (size_t)seq, stdout);
             i += seq - 1;
-        } else if (c >= 0x80) printf("\\x%02x", c);
-        else if (c == '\'' || c == '\\') printf("\\%c", c);
-        else if (c == '\n') printf("\\n");
-        else if (c == '\t') printf("\\t");
-        else if (c == '\r') printf("\\r");
-        else if (c < 0x20 || c == 0x7f) printf("\\x%02x", c);
-        else putchar(c);
+        } else if (c >= 0x80)
+            printf("\\x%02x", c);
+        else if (c == '\'' || c == '\\')
+            printf("\\%c", c);
+        else if (c == '\n')
+            printf("\\n");
+        else if (c == '\t')
+            printf("\\t");
+        else if (c == '\r')
+            printf("\\r");
+        else if (c < 0x20 || c == 0x7f)
+            printf("\\x%02x", c);
+        else
+            putchar(c);
     }
     putchar('\'');
 }
@@ -84,9 +91,13 @@ int cmd_tokenize(int argc, char **argv) {
          "text spelling a control token (e.g. </s>) becomes that token"},
         {"--pieces", NULL, ARG_FLAG, &pieces, 0, 0, NULL, "print one id and its piece per line"},
     };
-    arg_command cmd = {"tokenize", "-m FILE (-p TEXT | -f FILE) [options]",
-                       "Print the token ids of a text, space-separated on one line.",
-                       specs, (int)(sizeof specs / sizeof specs[0]), NULL, 0, 0};
+    arg_command cmd = {
+        .name = "tokenize",
+        .synopsis = "-m FILE (-p TEXT | -f FILE) [options]",
+        .summary = "Print the token ids of a text, space-separated on one line.",
+        .specs = specs,
+        .n_specs = (int)(sizeof specs / sizeof specs[0]),
+    };
     int rc = args_parse(&cmd, argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
     if (!model_path) return args_error(&cmd, "missing -m FILE");

@@ -157,8 +157,8 @@ static int parse_byte_token(const char *s, size_t n) {
 
 /* A special token id from `key`: absent -> `def` (when in range, else -1); -1 or 0xFFFFFFFF
  * (the converters' "unset") -> -1; anything else must be a valid id. */
-static int load_special_id(const gguf *f, const char *key, int32_t def, int n_vocab,
-                           int32_t *out, char *err, size_t errlen) {
+static int load_special_id(const gguf *f, const char *key, int32_t def, int n_vocab, int32_t *out,
+                           char *err, size_t errlen) {
     int64_t v;
     int rc = gguf_get_i64(f, key, &v);
     if (rc == -1) {
@@ -177,11 +177,12 @@ static int load_special_id(const gguf *f, const char *key, int32_t def, int n_vo
     return 0;
 }
 
-static int load_flag(const gguf *f, const char *key, int def, int *out, char *err,
-                     size_t errlen) {
+static int load_flag(const gguf *f, const char *key, int def, int *out, char *err, size_t errlen) {
     int rc = gguf_get_bool(f, key, out);
-    if (rc == -1) *out = def;
-    else if (rc < 0) return fail(err, errlen, "%s is not a bool", key);
+    if (rc == -1)
+        *out = def;
+    else if (rc < 0)
+        return fail(err, errlen, "%s is not a bool", key);
     return 0;
 }
 
@@ -243,8 +244,8 @@ static int load_tokens(tokenizer *t, const gguf *f, char *err, size_t errlen) {
         if (scores_kv) {
             double s = gguf_arr_num(scores_kv, i);
             if (isnan(s)) {
-                rc = fail(err, errlen, "score of token %llu is not a number",
-                          (unsigned long long)i);
+                unsigned long long at = i;
+                rc = fail(err, errlen, "score of token %llu is not a number", at);
                 break;
             }
             tok->score = (float)s;
@@ -274,10 +275,20 @@ static int load_tokens(tokenizer *t, const gguf *f, char *err, size_t errlen) {
 /* Texts that end a turn in the chat formats in use; llama.cpp stops on them too and treats
  * them as control tokens whatever their stored type. */
 static const char *const eog_texts[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
-    "<EOT>", "_<EOT>", "[EOT]", "<|end_of_text|>", "<|return|>", "<|call|>",
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "<|end_of_text|>",
+    "<|return|>",
+    "<|call|>",
     "<end_of_utterance>",
-    "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", /* DeepSeek */
+    "<\357\275\234end\342\226\201of\342\226\201sentence\357\275\234>", /* DeepSeek */
 };
 
 static void mark_eog(tokenizer *t, int32_t id) {
@@ -295,14 +306,18 @@ static int special_cmp(const void *a, const void *b) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/* Whether the partition step looks for this token's text (llama.cpp's special token cache). */
+static int is_cut_out(const token *tok) {
+    return (tok->type == TOKEN_TYPE_CONTROL || tok->type == TOKEN_TYPE_USER_DEFINED ||
+            tok->type == TOKEN_TYPE_UNKNOWN) &&
+           tok->len > 0;
+}
+
 /* The tokens the partition step looks for, longest text first (ties by id, so it is stable). */
 static int build_special_list(tokenizer *t) {
     int n = 0;
     for (int32_t id = 0; id < t->n_vocab; id++) {
-        uint8_t ty = t->tokens[id].type;
-        if ((ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_USER_DEFINED ||
-             ty == TOKEN_TYPE_UNKNOWN) && t->tokens[id].len > 0)
-            n++;
+        if (is_cut_out(&t->tokens[id])) n++;
     }
     if (n == 0) return 0;
     special_entry *e = malloc((size_t)n * sizeof *e);
@@ -313,10 +328,7 @@ static int build_special_list(tokenizer *t) {
     }
     int k = 0;
     for (int32_t id = 0; id < t->n_vocab; id++) {
-        uint8_t ty = t->tokens[id].type;
-        if ((ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_USER_DEFINED ||
-             ty == TOKEN_TYPE_UNKNOWN) && t->tokens[id].len > 0)
-            e[k++] = (special_entry){t->tokens[id].len, id};
+        if (is_cut_out(&t->tokens[id])) e[k++] = (special_entry){t->tokens[id].len, id};
     }
     qsort(e, (size_t)n, sizeof *e, special_cmp);
     for (int i = 0; i < n; i++) t->special[i] = e[i].id;
@@ -346,21 +358,23 @@ int tokenizer_load(const gguf *f, tokenizer **out, char *err, size_t errlen) {
     }
 
     /* Defaults are the SentencePiece ones llama.cpp assumes for "llama" vocabularies. */
-    if (load_special_id(f, "tokenizer.ggml.bos_token_id", 1, t->n_vocab, &t->bos, err,
-                        errlen) < 0 ||
-        load_special_id(f, "tokenizer.ggml.eos_token_id", 2, t->n_vocab, &t->eos, err,
-                        errlen) < 0 ||
-        load_special_id(f, "tokenizer.ggml.unknown_token_id", 0, t->n_vocab, &t->unk, err,
-                        errlen) < 0 ||
-        load_special_id(f, "tokenizer.ggml.eot_token_id", -1, t->n_vocab, &t->eot, err,
-                        errlen) < 0 ||
-        load_special_id(f, "tokenizer.ggml.eom_token_id", -1, t->n_vocab, &t->eom, err,
-                        errlen) < 0)
-        goto failed;
+    const struct {
+        const char *key;
+        int32_t def;
+        int32_t *out;
+    } ids[] = {
+        {"tokenizer.ggml.bos_token_id", 1, &t->bos},
+        {"tokenizer.ggml.eos_token_id", 2, &t->eos},
+        {"tokenizer.ggml.unknown_token_id", 0, &t->unk},
+        {"tokenizer.ggml.eot_token_id", -1, &t->eot},
+        {"tokenizer.ggml.eom_token_id", -1, &t->eom},
+    };
+    for (size_t i = 0; i < MH_ARRAY_LEN(ids); i++)
+        if (load_special_id(f, ids[i].key, ids[i].def, t->n_vocab, ids[i].out, err, errlen) < 0)
+            goto failed;
     if (load_flag(f, "tokenizer.ggml.add_bos_token", 1, &t->add_bos, err, errlen) < 0 ||
         load_flag(f, "tokenizer.ggml.add_eos_token", 0, &t->add_eos, err, errlen) < 0 ||
-        load_flag(f, "tokenizer.ggml.add_space_prefix", 1, &t->add_space_prefix, err, errlen) <
-            0)
+        load_flag(f, "tokenizer.ggml.add_space_prefix", 1, &t->add_space_prefix, err, errlen) < 0)
         goto failed;
 
     mark_eog(t, t->eos);
@@ -405,10 +419,18 @@ void tokenizer_free(tokenizer *t) {
     free(t);
 }
 
-int tokenizer_n_vocab(const tokenizer *t) { return t->n_vocab; }
-int32_t tokenizer_bos(const tokenizer *t) { return t->bos; }
-int32_t tokenizer_eos(const tokenizer *t) { return t->eos; }
-int tokenizer_adds_bos(const tokenizer *t) { return t->add_bos && t->bos >= 0; }
+int tokenizer_n_vocab(const tokenizer *t) {
+    return t->n_vocab;
+}
+int32_t tokenizer_bos(const tokenizer *t) {
+    return t->bos;
+}
+int32_t tokenizer_eos(const tokenizer *t) {
+    return t->eos;
+}
+int tokenizer_adds_bos(const tokenizer *t) {
+    return t->add_bos && t->bos >= 0;
+}
 
 int tokenizer_is_eog(const tokenizer *t, int32_t id) {
     return id >= 0 && id < t->n_vocab && (t->tokens[id].flags & TOKEN_FLAG_EOG);
@@ -424,7 +446,9 @@ int32_t tokenizer_find(const tokenizer *t, const char *text, size_t len) {
     return vocab_find(t, text, len);
 }
 
-size_t tokenizer_max_piece(const tokenizer *t) { return t->max_piece_len; }
+size_t tokenizer_max_piece(const tokenizer *t) {
+    return t->max_piece_len;
+}
 
 /* ==== Encoding: shared state ==== */
 
@@ -617,8 +641,8 @@ static int spm_encode(const tokenizer *t, encode_work *w, size_t len, id_sink *o
     for (size_t off = 0; off < len;) {
         size_t n = utf8_len_from_lead((unsigned char)w->text[off]);
         if (n > len - off) n = len - off;
-        w->syms[n_syms] = (spm_symbol){n_syms - 1, off + n == len ? -1 : n_syms + 1,
-                                       (uint32_t)off, (uint32_t)n};
+        w->syms[n_syms] =
+            (spm_symbol){n_syms - 1, off + n == len ? -1 : n_syms + 1, (uint32_t)off, (uint32_t)n};
         n_syms++;
         off += n;
     }
@@ -634,8 +658,7 @@ static int spm_encode(const tokenizer *t, encode_work *w, size_t len, id_sink *o
         r->n = 0;
         l->next = r->next;
         if (r->next >= 0) w->syms[r->next].prev = b.left;
-        if (spm_try_bigram(t, w, l->prev, b.left) < 0 ||
-            spm_try_bigram(t, w, b.left, l->next) < 0)
+        if (spm_try_bigram(t, w, l->prev, b.left) < 0 || spm_try_bigram(t, w, b.left, l->next) < 0)
             return -1;
     }
     for (int32_t i = 0; i >= 0; i = w->syms[i].next)
@@ -751,7 +774,8 @@ int tokenizer_piece(const tokenizer *t, int32_t id, int render_special, char *bu
     case TOKEN_TYPE_USER_DEFINED: return copy_out(tok->text, tok->len, buf, cap);
     case TOKEN_TYPE_NORMAL: return copy_unescaped(tok->text, tok->len, buf, cap);
     case TOKEN_TYPE_BYTE:
-        if (tok->flags & TOKEN_FLAG_HAS_BYTE) return copy_out((const char *)&tok->byte, 1, buf, cap);
+        if (tok->flags & TOKEN_FLAG_HAS_BYTE)
+            return copy_out((const char *)&tok->byte, 1, buf, cap);
         return copy_unescaped(tok->text, tok->len, buf, cap);
     default: return 0; /* unused and undefined tokens stand for nothing */
     }
@@ -784,13 +808,20 @@ static size_t utf8_sanitize(const unsigned char *in, size_t n, byte_out *o) {
         }
         size_t need;
         unsigned char lo = 0x80, hi = 0xbf; /* range of the second byte */
-        if (b >= 0xc2 && b <= 0xdf) need = 1;
-        else if (b == 0xe0) need = 2, lo = 0xa0;
-        else if (b == 0xed) need = 2, hi = 0x9f;
-        else if (b >= 0xe1 && b <= 0xef) need = 2;
-        else if (b == 0xf0) need = 3, lo = 0x90;
-        else if (b == 0xf4) need = 3, hi = 0x8f;
-        else if (b >= 0xf1 && b <= 0xf3) need = 3;
+        if (b >= 0xc2 && b <= 0xdf)
+            need = 1;
+        else if (b == 0xe0)
+            need = 2, lo = 0xa0;
+        else if (b == 0xed)
+            need = 2, hi = 0x9f;
+        else if (b >= 0xe1 && b <= 0xef)
+            need = 2;
+        else if (b == 0xf0)
+            need = 3, lo = 0x90;
+        else if (b == 0xf4)
+            need = 3, hi = 0x8f;
+        else if (b >= 0xf1 && b <= 0xf3)
+            need = 3;
         else {
             out_bytes(o, replacement_char, 3);
             i++;
@@ -813,7 +844,9 @@ static size_t utf8_sanitize(const unsigned char *in, size_t n, byte_out *o) {
     return i;
 }
 
-size_t tokenizer_stream_cap(const tokenizer *t) { return 64 + 3 * t->max_piece_len; }
+size_t tokenizer_stream_cap(const tokenizer *t) {
+    return 64 + 3 * t->max_piece_len;
+}
 
 size_t tokenizer_stream_push(tokenizer_stream *s, const tokenizer *t, int32_t id, char *out,
                              size_t cap) {

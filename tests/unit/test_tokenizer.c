@@ -99,8 +99,8 @@ static void expect_ids(const tokenizer *t, const char *s, int add_special, int p
     int32_t *got = encode_str(t, s, add_special, parse_special, &n);
     int same = n == n_want && memcmp(got, want, (size_t)n * sizeof *got) == 0;
     if (!same) {
-        fprintf(stderr, "encode(\"%s\", add_special=%d, parse_special=%d)\n  want:", s,
-                add_special, parse_special);
+        fprintf(stderr, "encode(\"%s\", add_special=%d, parse_special=%d)\n  want:", s, add_special,
+                parse_special);
         for (int i = 0; i < n_want; i++) fprintf(stderr, " %d", want[i]);
         fprintf(stderr, "\n  got: ");
         for (int i = 0; i < n; i++) fprintf(stderr, " %d", got[i]);
@@ -139,14 +139,22 @@ static int utf8_valid(const unsigned char *s, size_t n) {
         if (b < 0x80) {
             i++;
             continue;
-        } else if (b >= 0xc2 && b <= 0xdf) need = 1;
-        else if (b == 0xe0) need = 2, lo = 0xa0;
-        else if (b == 0xed) need = 2, hi = 0x9f;
-        else if (b >= 0xe1 && b <= 0xef) need = 2;
-        else if (b == 0xf0) need = 3, lo = 0x90;
-        else if (b == 0xf4) need = 3, hi = 0x8f;
-        else if (b >= 0xf1 && b <= 0xf3) need = 3;
-        else return 0;
+        } else if (b >= 0xc2 && b <= 0xdf)
+            need = 1;
+        else if (b == 0xe0)
+            need = 2, lo = 0xa0;
+        else if (b == 0xed)
+            need = 2, hi = 0x9f;
+        else if (b >= 0xe1 && b <= 0xef)
+            need = 2;
+        else if (b == 0xf0)
+            need = 3, lo = 0x90;
+        else if (b == 0xf4)
+            need = 3, hi = 0x8f;
+        else if (b >= 0xf1 && b <= 0xf3)
+            need = 3;
+        else
+            return 0;
         if (i + need >= n) return 0;
         if (s[i + 1] < lo || s[i + 1] > hi) return 0;
         for (size_t k = 2; k <= need; k++)
@@ -438,9 +446,16 @@ static void test_invalid_utf8(void **state) {
         const char *text;
         int exact; /* no lead byte right before a space */
     } inputs[] = {
-        {"\xc3 \xc3 \xc3 ", 0}, {"\xf0 x\xff\x80 ", 0}, {"\xe6\x88", 1},
-        {"a\xf8\x88\x80\x80\x80" "b", 1}, {" \xf0\x9f\xa6", 1}, {"\xc3", 1},
-        {"\xf0  \xe2 \xe2\x96 \xed\xa0\x80", 0}, {"x\xff\xffy\x80\xbf z", 1},
+        {"\xc3 \xc3 \xc3 ", 0},
+        {"\xf0 x\xff\x80 ", 0},
+        {"\xe6\x88", 1},
+        {"a\xf8\x88\x80\x80\x80"
+         "b",
+         1},
+        {" \xf0\x9f\xa6", 1},
+        {"\xc3", 1},
+        {"\xf0  \xe2 \xe2\x96 \xed\xa0\x80", 0},
+        {"x\xff\xffy\x80\xbf z", 1},
     };
     for (int v = 0; v < 2; v++) {
         loaded l = load_vocab(v ? "stories260K.gguf" : "ggml-vocab-llama-spm.gguf");
@@ -545,7 +560,10 @@ static void test_stream_invalid_bytes(void **state) {
     assert_int_equal(tokenizer_stream_push(&st, l.t, byte[0xe6], out, sizeof out), 0);
     assert_int_equal(tokenizer_stream_push(&st, l.t, byte[0x88], out, sizeof out), 0);
     assert_int_equal(tokenizer_stream_push(&st, l.t, byte['A'], out, sizeof out), 4);
-    assert_memory_equal(out, "\xef\xbf\xbd" "A", 4);
+    assert_memory_equal(out,
+                        "\xef\xbf\xbd"
+                        "A",
+                        4);
     /* A lead byte followed by a lead byte: the first is broken, the second waits. */
     assert_int_equal(tokenizer_stream_push(&st, l.t, byte[0xc3], out, sizeof out), 0);
     assert_int_equal(tokenizer_stream_push(&st, l.t, byte[0xc3], out, sizeof out), 3);
@@ -598,12 +616,12 @@ static const struct {
     float score;
     int32_t type;
 } small_vocab[] = {
-    {"<unk>", 0, 2},   {"<s>", 0, 3},      {"</s>", 0, 3},   {"<0xC3>", 0, 6}, /* 0..3 */
-    {"<0xA9>", 0, 6},  {SP, -1, 1},        {"a", -2, 1},     {"b", -2, 1},     /* 4..7 */
-    {"c", -2, 1},      {"ab", -5, 1},      {"bc", -4, 1},    {"abc", -3, 1},   /* 8..11 */
-    {SP "a", -6, 1},   {"aa", -7, 1},      {"<|u|>", 0, 4},  {"<|im_end|>", 0, 1}, /* 12..15 */
-    {"zz", 0, 5},      {"x" SP "y", -1, 1}, {"x", -2, 1},     {"y", -2, 1},    /* 16..19 */
-    {SP "y", -1.5f, 1},                                                              /* 20 */
+    {"<unk>", 0, 2},    {"<s>", 0, 3},       {"</s>", 0, 3},  {"<0xC3>", 0, 6},     /* 0..3 */
+    {"<0xA9>", 0, 6},   {SP, -1, 1},         {"a", -2, 1},    {"b", -2, 1},         /* 4..7 */
+    {"c", -2, 1},       {"ab", -5, 1},       {"bc", -4, 1},   {"abc", -3, 1},       /* 8..11 */
+    {SP "a", -6, 1},    {"aa", -7, 1},       {"<|u|>", 0, 4}, {"<|im_end|>", 0, 1}, /* 12..15 */
+    {"zz", 0, 5},       {"x" SP "y", -1, 1}, {"x", -2, 1},    {"y", -2, 1},         /* 16..19 */
+    {SP "y", -1.5f, 1},                                                             /* 20 */
 };
 #define SMALL_N ((int)(sizeof small_vocab / sizeof small_vocab[0]))
 
@@ -640,19 +658,24 @@ static gguf *write_small(enum defect d, const char *name) {
     }
     gguf_writer *w = gguf_writer_new();
     gguf_writer_set_str(w, "general.architecture", "llama");
-    if (d == DEFECT_MODEL_GPT2) gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
-    else if (d == DEFECT_MODEL_NOT_STRING) gguf_writer_set_u32(w, "tokenizer.ggml.model", 7);
-    else if (d != DEFECT_NO_MODEL) gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
-    if (d == DEFECT_TOKENS_NOT_STRINGS) gguf_writer_set_arr_i32(w, "tokenizer.ggml.tokens", types,
-                                                                 SMALL_N);
-    else if (d == DEFECT_EMPTY_TOKENS) gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", texts, 0);
-    else if (d != DEFECT_NO_TOKENS) gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", texts,
-                                                             SMALL_N);
-    if (d == DEFECT_SCORES_SHORT) gguf_writer_set_arr_f32(w, "tokenizer.ggml.scores", scores, 5);
-    else if (d == DEFECT_SCORES_STRINGS) gguf_writer_set_arr_str(w, "tokenizer.ggml.scores", texts,
-                                                                  SMALL_N);
-    else if (d != DEFECT_NO_SCORES_NO_TYPES) gguf_writer_set_arr_f32(w, "tokenizer.ggml.scores",
-                                                                      scores, SMALL_N);
+    if (d == DEFECT_MODEL_GPT2)
+        gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
+    else if (d == DEFECT_MODEL_NOT_STRING)
+        gguf_writer_set_u32(w, "tokenizer.ggml.model", 7);
+    else if (d != DEFECT_NO_MODEL)
+        gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
+    if (d == DEFECT_TOKENS_NOT_STRINGS)
+        gguf_writer_set_arr_i32(w, "tokenizer.ggml.tokens", types, SMALL_N);
+    else if (d == DEFECT_EMPTY_TOKENS)
+        gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", texts, 0);
+    else if (d != DEFECT_NO_TOKENS)
+        gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", texts, SMALL_N);
+    if (d == DEFECT_SCORES_SHORT)
+        gguf_writer_set_arr_f32(w, "tokenizer.ggml.scores", scores, 5);
+    else if (d == DEFECT_SCORES_STRINGS)
+        gguf_writer_set_arr_str(w, "tokenizer.ggml.scores", texts, SMALL_N);
+    else if (d != DEFECT_NO_SCORES_NO_TYPES)
+        gguf_writer_set_arr_f32(w, "tokenizer.ggml.scores", scores, SMALL_N);
     if (d == DEFECT_TYPE_VALUE) types[7] = 9;
     if (d == DEFECT_TYPES_SHORT)
         gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", types, SMALL_N - 1);
@@ -660,11 +683,16 @@ static gguf *write_small(enum defect d, const char *name) {
         gguf_writer_set_arr_f32(w, "tokenizer.ggml.token_type", scores, SMALL_N);
     else if (d != DEFECT_NO_SCORES_NO_TYPES)
         gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", types, SMALL_N);
-    if (d == DEFECT_BOS_RANGE) gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1000);
-    else if (d == DEFECT_BOS_STRING) gguf_writer_set_str(w, "tokenizer.ggml.bos_token_id", "1");
-    else gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
-    if (d == DEFECT_EOS_NEGATIVE) gguf_writer_set_i32(w, "tokenizer.ggml.eos_token_id", -5);
-    else gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
+    if (d == DEFECT_BOS_RANGE)
+        gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1000);
+    else if (d == DEFECT_BOS_STRING)
+        gguf_writer_set_str(w, "tokenizer.ggml.bos_token_id", "1");
+    else
+        gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
+    if (d == DEFECT_EOS_NEGATIVE)
+        gguf_writer_set_i32(w, "tokenizer.ggml.eos_token_id", -5);
+    else
+        gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
     gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0);
     gguf_writer_set_u32(w, "tokenizer.ggml.padding_token_id", 0xffffffffu);
     if (d == DEFECT_ADD_BOS_STRING) gguf_writer_set_str(w, "tokenizer.ggml.add_bos_token", "yes");
@@ -850,16 +878,11 @@ static int cleanup(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_vectors_llama_spm),
-        cmocka_unit_test(test_vectors_stories260k),
-        cmocka_unit_test(test_once_upon_a_time),
-        cmocka_unit_test(test_parse_special),
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_invalid_utf8),
-        cmocka_unit_test(test_stream_never_splits),
-        cmocka_unit_test(test_stream_invalid_bytes),
-        cmocka_unit_test(test_malformed_vocab),
-        cmocka_unit_test(test_small_vocab),
+        cmocka_unit_test(test_vectors_llama_spm),   cmocka_unit_test(test_vectors_stories260k),
+        cmocka_unit_test(test_once_upon_a_time),    cmocka_unit_test(test_parse_special),
+        cmocka_unit_test(test_round_trip),          cmocka_unit_test(test_invalid_utf8),
+        cmocka_unit_test(test_stream_never_splits), cmocka_unit_test(test_stream_invalid_bytes),
+        cmocka_unit_test(test_malformed_vocab),     cmocka_unit_test(test_small_vocab),
         cmocka_unit_test(test_speed_100kb),
     };
     return cmocka_run_group_tests(tests, NULL, cleanup);
