@@ -63,6 +63,14 @@ typedef struct token {
     uint8_t byte;  /* the byte of a byte token (TOKEN_FLAG_HAS_BYTE) */
 } token;
 
+typedef struct trie_node {
+    int32_t child;     /* first child, -1 */
+    int32_t sibling;   /* next child of the same parent, -1 */
+    int32_t rank;      /* the special token whose text ends here (index into special), -1 */
+    int32_t rank_user; /* the same among user-defined tokens only (parse_special off) */
+    uint8_t byte;
+} trie_node;
+
 struct tokenizer {
     enum tokenizer_backend backend;
     int n_vocab;
@@ -74,9 +82,13 @@ struct tokenizer {
     uint32_t max_token_len;
     size_t max_piece_len; /* longest tokenizer_piece() output, render_special on */
 
-    /* ids of the tokens cut out of the text before merging, longest text first */
+    /* ids of the tokens cut out of the text before merging, longest text first (their rank) */
     int32_t *special; /* (n_special) */
     int n_special;
+    /* trie of their texts, to find every occurrence in one pass over the input */
+    struct trie_node *trie; /* (n_trie) */
+    int32_t n_trie;
+    int32_t trie_root[256]; /* node of each first byte, -1 */
 
     int32_t byte_ids[256]; /* token for a raw byte: <0xNN>, else the one-byte piece, else -1 */
 
@@ -313,8 +325,41 @@ static int is_cut_out(const token *tok) {
            tok->len > 0;
 }
 
+/* Trie of the special texts. A text shared by two tokens keeps the first (lower) rank: that
+ * one claims every occurrence before the other is looked for. Without parse_special only
+ * user-defined tokens count, so their first rank is kept apart. */
+static int build_trie(tokenizer *t) {
+    size_t total = 0;
+    for (int r = 0; r < t->n_special; r++) total += t->tokens[t->special[r]].len;
+    if (total >= INT32_MAX) return -1;
+    t->trie = malloc((total ? total : 1) * sizeof *t->trie);
+    if (!t->trie) return -1;
+    for (int r = 0; r < t->n_special; r++) {
+        const token *tok = &t->tokens[t->special[r]];
+        int32_t *link = &t->trie_root[(unsigned char)tok->text[0]];
+        int32_t node = -1;
+        for (uint32_t i = 0; i < tok->len; i++) {
+            unsigned char c = (unsigned char)tok->text[i];
+            if (i > 0) {
+                link = &t->trie[node].child;
+                while (*link >= 0 && t->trie[*link].byte != c) link = &t->trie[*link].sibling;
+            }
+            if (*link < 0) {
+                t->trie[t->n_trie] = (trie_node){-1, -1, -1, -1, c};
+                *link = t->n_trie++;
+            }
+            node = *link;
+        }
+        if (t->trie[node].rank < 0) t->trie[node].rank = r;
+        if (t->trie[node].rank_user < 0 && tok->type == TOKEN_TYPE_USER_DEFINED)
+            t->trie[node].rank_user = r;
+    }
+    return 0;
+}
+
 /* The tokens the partition step looks for, longest text first (ties by id, so it is stable). */
 static int build_special_list(tokenizer *t) {
+    for (int b = 0; b < 256; b++) t->trie_root[b] = -1;
     int n = 0;
     for (int32_t id = 0; id < t->n_vocab; id++) {
         if (is_cut_out(&t->tokens[id])) n++;
@@ -334,7 +379,7 @@ static int build_special_list(tokenizer *t) {
     for (int i = 0; i < n; i++) t->special[i] = e[i].id;
     t->n_special = n;
     free(e);
-    return 0;
+    return build_trie(t);
 }
 
 int tokenizer_load(const gguf *f, tokenizer **out, char *err, size_t errlen) {
@@ -416,6 +461,7 @@ void tokenizer_free(tokenizer *t) {
     free(t->tokens);
     free(t->map);
     free(t->special);
+    free(t->trie);
     free(t);
 }
 
@@ -508,46 +554,97 @@ static int frag_push(fragment_list *l, size_t off, size_t len, int32_t id) {
     return 0;
 }
 
-/* Split `text` into fragments: for each candidate token (longest text first), every
- * non-overlapping occurrence inside a text fragment, scanning left to right, becomes that
- * token. Longer texts thus win over shorter ones wherever they occur (llama.cpp's rule). */
+typedef struct occurrence {
+    size_t pos;
+    int32_t rank;
+} occurrence;
+
+typedef struct occurrence_list {
+    occurrence *v;
+    size_t n, cap;
+} occurrence_list;
+
+static int occ_push(occurrence_list *l, size_t pos, int32_t rank) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        occurrence *v = realloc(l->v, cap * sizeof *v);
+        if (!v) return -1;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = (occurrence){pos, rank};
+    return 0;
+}
+
+static int occ_by_pos(const void *a, const void *b) {
+    const occurrence *x = a, *y = b;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* Split `text` into fragments with llama.cpp's rule: for each candidate token in rank order
+ * (longest text first), every non-overlapping occurrence inside a still-raw part of the text,
+ * leftmost first, becomes that token. Longer texts thus win wherever they occur.
+ *
+ * Done in one pass instead of one per candidate: the trie lists every occurrence of every
+ * candidate; sorted by (rank, position), an occurrence is taken when none of its bytes is taken
+ * yet, which is exactly the leftmost-first scan of the raw parts in rank order. */
 static int partition(const tokenizer *t, const char *text, size_t len, int parse_special,
                      fragment_list *out) {
-    fragment_list cur = {0}, next = {0};
-    if (frag_push(&cur, 0, len, -1) < 0) return -1;
-    for (int k = 0; k < t->n_special; k++) {
-        int32_t id = t->special[k];
-        const token *sp = &t->tokens[id];
-        if (!parse_special && sp->type != TOKEN_TYPE_USER_DEFINED) continue;
-        next.n = 0;
-        for (size_t i = 0; i < cur.n; i++) {
-            fragment fr = cur.v[i];
-            if (fr.id >= 0 || fr.len < sp->len) {
-                if (frag_push(&next, fr.off, fr.len, fr.id) < 0) goto oom;
-                continue;
-            }
-            size_t pos = fr.off, end = fr.off + fr.len;
-            while (pos < end) {
-                const char *m = memmem(text + pos, end - pos, sp->text, sp->len);
-                if (!m) break;
-                size_t at = (size_t)(m - text);
-                if (at > pos && frag_push(&next, pos, at - pos, -1) < 0) goto oom;
-                if (frag_push(&next, at, sp->len, id) < 0) goto oom;
-                pos = at + sp->len;
-            }
-            if (pos < end && frag_push(&next, pos, end - pos, -1) < 0) goto oom;
+    memset(out, 0, sizeof *out);
+    occurrence_list occ = {0}, sorted = {0};
+    size_t *count = NULL;
+    uint8_t *taken = NULL;
+    int rc = -1;
+    for (size_t p = 0; p < len; p++) {
+        int32_t node = t->trie_root[(unsigned char)text[p]];
+        for (size_t q = p + 1; node >= 0; q++) {
+            int32_t rank = parse_special ? t->trie[node].rank : t->trie[node].rank_user;
+            if (rank >= 0 && occ_push(&occ, p, rank) < 0) goto done;
+            if (q >= len) break;
+            node = t->trie[node].child;
+            while (node >= 0 && t->trie[node].byte != (unsigned char)text[q])
+                node = t->trie[node].sibling;
         }
-        fragment_list swap = cur;
-        cur = next;
-        next = swap;
     }
-    free(next.v);
-    *out = cur;
-    return 0;
-oom:
-    free(cur.v);
-    free(next.v);
-    return -1;
+    if (occ.n > 0) {
+        /* counting sort by rank; stable, so positions stay ascending within a rank */
+        count = calloc((size_t)t->n_special + 1, sizeof *count);
+        sorted.v = malloc(occ.n * sizeof *sorted.v);
+        taken = calloc(len, 1);
+        if (!count || !sorted.v || !taken) goto done;
+        for (size_t i = 0; i < occ.n; i++) count[occ.v[i].rank + 1]++;
+        for (int r = 0; r < t->n_special; r++) count[r + 1] += count[r];
+        for (size_t i = 0; i < occ.n; i++) sorted.v[count[occ.v[i].rank]++] = occ.v[i];
+        size_t n_occ = occ.n;
+        occ.n = 0; /* from here on: the occurrences taken */
+        for (size_t i = 0; i < n_occ; i++) {
+            size_t pos = sorted.v[i].pos, n = t->tokens[t->special[sorted.v[i].rank]].len;
+            if (memchr(taken + pos, 1, n)) continue;
+            memset(taken + pos, 1, n);
+            occ.v[occ.n++] = sorted.v[i];
+        }
+        qsort(occ.v, occ.n, sizeof *occ.v, occ_by_pos);
+    }
+    size_t cursor = 0;
+    for (size_t i = 0; i < occ.n; i++) {
+        int32_t id = t->special[occ.v[i].rank];
+        size_t pos = occ.v[i].pos;
+        if (pos > cursor && frag_push(out, cursor, pos - cursor, -1) < 0) goto done;
+        if (frag_push(out, pos, t->tokens[id].len, id) < 0) goto done;
+        cursor = pos + t->tokens[id].len;
+    }
+    if (cursor < len && frag_push(out, cursor, len - cursor, -1) < 0) goto done;
+    rc = 0;
+done:
+    if (rc < 0) {
+        free(out->v);
+        memset(out, 0, sizeof *out);
+    }
+    free(occ.v);
+    free(sorted.v);
+    free(count);
+    free(taken);
+    return rc;
 }
 
 /* ==== SPM: SentencePiece-style merging ==== */
@@ -783,14 +880,19 @@ int tokenizer_piece(const tokenizer *t, int32_t id, int render_special, char *bu
 
 static const char replacement_char[3] = {'\xef', '\xbf', '\xbd'}; /* U+FFFD */
 
-/* Output cursor of the stream: never writes past cap, counts what it had to drop. */
+/* Output cursor of the stream: never writes past cap. Once something does not fit (only with a
+ * cap below tokenizer_stream_cap()), the rest is dropped too, so the output has no holes. */
 typedef struct byte_out {
     char *buf;
     size_t cap, n;
+    int full;
 } byte_out;
 
 static void out_bytes(byte_out *o, const void *p, size_t n) {
-    if (o->n + n > o->cap) return; /* only with a cap below tokenizer_stream_cap() */
+    if (o->full || o->n + n > o->cap) {
+        o->full = 1;
+        return;
+    }
     memcpy(o->buf + o->n, p, n);
     o->n += n;
 }
@@ -860,7 +962,7 @@ size_t tokenizer_stream_push(tokenizer_stream *s, const tokenizer *t, int32_t id
     memcpy(in, s->pending, (size_t)s->n_pending);
     tokenizer_piece(t, id, 0, (char *)in + s->n_pending, (size_t)n);
 
-    byte_out o = {out, cap, 0};
+    byte_out o = {out, cap, 0, 0};
     size_t done = utf8_sanitize(in, total, &o);
     s->n_pending = (int)(total - done); /* at most 3: a valid, incomplete sequence */
     memcpy(s->pending, in + done, (size_t)s->n_pending);

@@ -812,6 +812,54 @@ static void test_small_vocab(void **state) {
     gguf_close(f);
 }
 
+/* Write and load a vocabulary of normal/user-defined/control tokens, scores all zero. */
+static tokenizer *load_tokens_only(const char *const *texts, const int32_t *types, int n,
+                                   gguf **f) {
+    gguf_writer *w = gguf_writer_new();
+    gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
+    gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", texts, (uint64_t)n);
+    gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", types, (uint64_t)n);
+    char err[256];
+    const char *path = tmp_path("tokens.gguf");
+    if (gguf_writer_write(w, path, err, sizeof err) < 0) fail_msg("%s", err);
+    gguf_writer_free(w);
+    if (gguf_open(path, f, err, sizeof err) < 0) fail_msg("%s", err);
+    unlink(path);
+    tokenizer *t;
+    if (tokenizer_load(*f, &t, err, sizeof err) < 0) fail_msg("%s", err);
+    return t;
+}
+
+/* The order special texts are cut out in (llama.cpp's): longest text first over the whole
+ * input, each taking its leftmost non-overlapping occurrences in what is still raw text. */
+static void test_partition_rules(void **state) {
+    (void)state;
+    static const char *const texts[] = {
+        "<unk>", "<s>", "</s>", SP,    "x",   "y", "z", "w", /* 0..7 */
+        "xy",    "yzw", "zw",   "dup", "dup",                /* 8..12 */
+    };
+    static const int32_t types[] = {2, 3, 3, 1, 1, 1, 1, 1, 4, 4, 3, 3, 4};
+    gguf *f;
+    tokenizer *t = load_tokens_only(texts, types, 13, &f);
+    /* yzw (3 bytes) is cut first although xy starts earlier: x is left as text. */
+    expect_ids(t, "xyzw", 0, 0, (int32_t[]){3, 4, 9}, 3);
+    expect_ids(t, "xyzw", 0, 1, (int32_t[]){3, 4, 9}, 3);
+    /* zw is control: cut only with parse_special; the text after it gets the prefix again. */
+    expect_ids(t, "xyzwzwx", 0, 1, (int32_t[]){3, 4, 9, 10, 3, 4}, 6);
+    /* Without parse_special "zw" is text, yet z+w still merge into its id: merging looks up
+     * pieces of any type, as llama.cpp's SPM does. */
+    expect_ids(t, "xyzwzwx", 0, 0, (int32_t[]){3, 4, 9, 3, 10, 4}, 6);
+    /* Non-overlapping, leftmost first: "xyxy" -> xy, xy; "yzwzw" -> yzw, then zw. */
+    expect_ids(t, "xyxy", 0, 0, (int32_t[]){8, 8}, 2);
+    expect_ids(t, "yzwzw", 0, 1, (int32_t[]){9, 10}, 2);
+    /* Two tokens spell "dup": the control one (lower id) with parse_special, else the
+     * user-defined one. */
+    expect_ids(t, "dup", 0, 1, (int32_t[]){11}, 1);
+    expect_ids(t, "dup", 0, 0, (int32_t[]){12}, 1);
+    tokenizer_free(t);
+    gguf_close(f);
+}
+
 /* ==== Speed ==== */
 
 static double now_s(void) {
@@ -877,13 +925,21 @@ static int cleanup(void **state) {
 }
 
 int main(void) {
+    // clang-format off
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_vectors_llama_spm),   cmocka_unit_test(test_vectors_stories260k),
-        cmocka_unit_test(test_once_upon_a_time),    cmocka_unit_test(test_parse_special),
-        cmocka_unit_test(test_round_trip),          cmocka_unit_test(test_invalid_utf8),
-        cmocka_unit_test(test_stream_never_splits), cmocka_unit_test(test_stream_invalid_bytes),
-        cmocka_unit_test(test_malformed_vocab),     cmocka_unit_test(test_small_vocab),
+        cmocka_unit_test(test_vectors_llama_spm),
+        cmocka_unit_test(test_vectors_stories260k),
+        cmocka_unit_test(test_once_upon_a_time),
+        cmocka_unit_test(test_parse_special),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_invalid_utf8),
+        cmocka_unit_test(test_stream_never_splits),
+        cmocka_unit_test(test_stream_invalid_bytes),
+        cmocka_unit_test(test_malformed_vocab),
+        cmocka_unit_test(test_small_vocab),
+        cmocka_unit_test(test_partition_rules),
         cmocka_unit_test(test_speed_100kb),
     };
+    // clang-format on
     return cmocka_run_group_tests(tests, NULL, cleanup);
 }
