@@ -9,13 +9,15 @@
  *            decode steps, each the argmax of the last logits fed back as one eval (timed as a
  *            whole). Reported: the median over reps of each.
  *   memcpy   the same number of threads each copy their slice of a buffer far bigger than the
- *            caches; best of several runs; GB/s counts bytes read + bytes written (STREAM "Copy").
+ *            caches (4x the L3 by default); best of several runs; GB/s counts bytes read + bytes
+ *            written (STREAM "Copy").
  *   decode bandwidth = model_bytes_per_token * decode tok/s (bytes of weights read per second).
  */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -61,6 +63,16 @@ static double measure_memcpy(threadpool *tp, size_t size) {
     free(j.dst);
     free((void *)j.src);
     return best;
+}
+
+/* Default buffer size: 4x the last-level cache, at least 256 MiB, at most 1/8 of the RAM. */
+static size_t default_copy_size(void) {
+    long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    size_t cache = (size_t)MH_MAX(MH_MAX(l3, l2), 0L);
+    size_t size = MH_MAX((size_t)256 << 20, 4 * cache);
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0) size = MH_MIN(size, (size_t)pages * (size_t)page / 8);
+    return size;
 }
 
 /* ==== Timing the model ==== */
@@ -129,7 +141,7 @@ static double per_second(double count, double seconds) { return seconds > 0 ? co
 int cmd_bench(int argc, char **argv) {
     const char *path = NULL;
     long n_prompt = 128, n_gen = 32, threads = threadpool_default_size(), n_ctx = 0, reps = 3;
-    long memcpy_mib = 256;
+    long memcpy_mib = -1;
     int json = 0;
     const arg_spec specs[] = {
         {"--model", "-m", ARG_STRING, &path, 0, 0, "FILE", "the GGUF model (required)"},
@@ -141,8 +153,8 @@ int cmd_bench(int argc, char **argv) {
         {"--ctx", "-c", ARG_INT, &n_ctx, 0, 1 << 24, "N",
          "context size (default: prompt + gen tokens)"},
         {"--reps", "-r", ARG_INT, &reps, 1, 1000, "R", "repetitions, medians reported (default 3)"},
-        {"--memcpy-mib", NULL, ARG_INT, &memcpy_mib, 0, 1 << 16, "MIB",
-         "buffer size of the memcpy bandwidth test, 0 to skip (default 256)"},
+        {"--memcpy-mib", NULL, ARG_INT, &memcpy_mib, 0, 1 << 20, "MIB",
+         "memcpy test buffer, 0 skips it (default 4x the L3 cache, >= 256)"},
         {"--json", NULL, ARG_FLAG, &json, 0, 0, NULL, "print one JSON object"},
     };
     arg_command cmd = {"bench", "-m FILE [options]",
@@ -186,7 +198,8 @@ int cmd_bench(int argc, char **argv) {
     bench_result r = {0, 0, mh_xcalloc((size_t)n_gen, sizeof(int32_t))};
     rc = run_bench(c, hp->n_vocab, prompt, (int)n_prompt, (int)n_gen, (int)reps, &r);
     double memcpy_bps = 0;
-    if (rc == 0 && memcpy_mib > 0) memcpy_bps = measure_memcpy(tp, (size_t)memcpy_mib << 20);
+    size_t copy_size = memcpy_mib < 0 ? default_copy_size() : (size_t)memcpy_mib << 20;
+    if (rc == 0 && copy_size > 0) memcpy_bps = measure_memcpy(tp, copy_size);
 
     if (rc < 0) {
         fprintf(stderr, "modelhub bench: evaluation failed\n");
@@ -201,14 +214,15 @@ int cmd_bench(int argc, char **argv) {
             for (long i = 0; i < n_gen; i++) json_array_append_new(ids, json_integer(r.generated[i]));
             json_t *o = json_pack(
                 "{s:s, s:s, s:I, s:I, s:i, s:s, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:I, "
-                "s:f, s:f, s:f, s:o}",
+                "s:f, s:f, s:f, s:I, s:o}",
                 "model", path, "name", hp->name, "n_params", (json_int_t)model_n_params(m),
                 "weight_bytes", (json_int_t)model_weight_bytes(m), "threads", (int)threads,
                 "kernels", kernels, "n_ctx", (int)n_ctx, "prompt_tokens", (int)n_prompt,
                 "gen_tokens", (int)n_gen, "reps", (int)reps, "load_s", load_s, "prefill_s",
                 r.prefill_s, "prefill_tok_s", prefill_tps, "decode_s", r.decode_s, "decode_tok_s",
                 decode_tps, "bytes_per_token", (json_int_t)bpt, "decode_gbs", decode_bps / 1e9,
-                "memcpy_gbs", memcpy_bps / 1e9, "bandwidth_ratio", ratio, "generated_ids", ids);
+                "memcpy_gbs", memcpy_bps / 1e9, "bandwidth_ratio", ratio, "memcpy_bytes",
+                (json_int_t)copy_size, "generated_ids", ids);
             char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
             if (s) printf("%s\n", s);
             else rc = -1, fprintf(stderr, "modelhub bench: cannot format JSON\n");
@@ -225,8 +239,9 @@ int cmd_bench(int argc, char **argv) {
             printf("bandwidth  %.2f MB/token x %.2f tok/s = %.2f GB/s of weights read\n",
                    (double)bpt / 1e6, decode_tps, decode_bps / 1e9);
             if (memcpy_bps > 0)
-                printf("memcpy     %.2f GB/s (read + write, %ld threads): decode reaches %.0f%%\n",
-                       memcpy_bps / 1e9, threads, 100.0 * ratio);
+                printf("memcpy     %.2f GB/s (read + write, %ld threads, 2 x %zu MiB): decode "
+                       "reaches %.0f%%\n",
+                       memcpy_bps / 1e9, threads, copy_size >> 20, 100.0 * ratio);
         }
     }
     free(r.generated);
