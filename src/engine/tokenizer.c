@@ -86,7 +86,7 @@ struct tokenizer {
     int32_t *special; /* (n_special) */
     int n_special;
     /* trie of their texts, to find every occurrence in one pass over the input */
-    struct trie_node *trie; /* (n_trie) */
+    trie_node *trie; /* (n_trie) */
     int32_t n_trie;
     int32_t trie_root[256]; /* node of each first byte, -1 */
 
