@@ -36,16 +36,20 @@ sampler_params sampler_defaults(void) {
     };
 }
 
-sampler *sampler_new(const sampler_params *p, int n_vocab) {
-    sampler *s = calloc(1, sizeof *s);
-    if (!s) return NULL;
+void sampler_reset(sampler *s, const sampler_params *p) {
     s->p = *p;
-    s->n_vocab = n_vocab;
     /* splitmix64 of the seed so that small seeds give well-mixed states */
     uint64_t z = p->seed + 0x9e3779b97f4a7c15ull;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     s->rng = (z ^ (z >> 31)) | 1;
+}
+
+sampler *sampler_new(const sampler_params *p, int n_vocab) {
+    sampler *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->n_vocab = n_vocab;
+    sampler_reset(s, p);
     s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
     s->logits = malloc((size_t)n_vocab * sizeof *s->logits);
     s->seen = calloc((size_t)n_vocab, 1);

@@ -36,6 +36,8 @@ typedef struct sampler sampler;
 /* Allocates its candidate buffers once for n_vocab tokens. NULL on out of memory. */
 sampler *sampler_new(const sampler_params *p, int n_vocab);
 void sampler_free(sampler *s);
+/* Start over with new parameters (re-seeds), keeping the buffers. */
+void sampler_reset(sampler *s, const sampler_params *p);
 /* Pick a token. `logits` is not modified. `history` holds the previous tokens (may be NULL). */
 int32_t sampler_sample(sampler *s, const float *logits, const int32_t *history, int n_history);
 /* Index of the largest logit (the first one on ties). */
