@@ -121,8 +121,7 @@ static int run_bench(model_ctx *c, int n_vocab, const int32_t *prompt, int n_pro
         double t0 = mh_now_mono();
         if (model_ctx_eval(c, prompt, n_prompt) != 0) rc = -1;
         double t1 = mh_now_mono();
-        if (rc == 0 && decode_steps(c, n_vocab, n_gen, rep == 0 ? r->generated : NULL) < 0)
-            rc = -1;
+        if (rc == 0 && decode_steps(c, n_vocab, n_gen, rep == 0 ? r->generated : NULL) < 0) rc = -1;
         double t2 = mh_now_mono();
         prefill[rep] = t1 - t0;
         decode[rep] = t2 - t1;
@@ -136,7 +135,9 @@ static int run_bench(model_ctx *c, int n_vocab, const int32_t *prompt, int n_pro
 
 /* ==== Command ==== */
 
-static double per_second(double count, double seconds) { return seconds > 0 ? count / seconds : 0; }
+static double per_second(double count, double seconds) {
+    return seconds > 0 ? count / seconds : 0;
+}
 
 int cmd_bench(int argc, char **argv) {
     const char *path = NULL;
@@ -157,10 +158,15 @@ int cmd_bench(int argc, char **argv) {
          "memcpy test buffer, 0 skips it (default 4x the L3 cache, >= 256)"},
         {"--json", NULL, ARG_FLAG, &json, 0, 0, NULL, "print one JSON object"},
     };
-    arg_command cmd = {"bench", "-m FILE [options]",
+    arg_command cmd = {"bench",
+                       "-m FILE [options]",
                        "Measure prefill and greedy-decode speed and compare decode's weight "
                        "traffic with the machine's memory copy bandwidth.",
-                       specs, (int)MH_ARRAY_LEN(specs), NULL, 0, 0};
+                       specs,
+                       (int)MH_ARRAY_LEN(specs),
+                       NULL,
+                       0,
+                       0};
     int rc = args_parse(&cmd, argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
     if (!path) return args_error(&cmd, "a model is required (-m FILE)");
@@ -211,7 +217,8 @@ int cmd_bench(int argc, char **argv) {
         double ratio = memcpy_bps > 0 ? decode_bps / memcpy_bps : 0;
         if (json) {
             json_t *ids = json_array();
-            for (long i = 0; i < n_gen; i++) json_array_append_new(ids, json_integer(r.generated[i]));
+            for (long i = 0; i < n_gen; i++)
+                json_array_append_new(ids, json_integer(r.generated[i]));
             json_t *o = json_pack(
                 "{s:s, s:s, s:I, s:I, s:i, s:s, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:I, "
                 "s:f, s:f, s:f, s:I, s:o}",
@@ -224,8 +231,10 @@ int cmd_bench(int argc, char **argv) {
                 "memcpy_gbs", memcpy_bps / 1e9, "bandwidth_ratio", ratio, "memcpy_bytes",
                 (json_int_t)copy_size, "generated_ids", ids);
             char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
-            if (s) printf("%s\n", s);
-            else rc = -1, fprintf(stderr, "modelhub bench: cannot format JSON\n");
+            if (s)
+                printf("%s\n", s);
+            else
+                rc = -1, fprintf(stderr, "modelhub bench: cannot format JSON\n");
             free(s);
             json_decref(o);
         } else {

@@ -20,9 +20,12 @@ static char *read_text_file(const char *path, char *err, size_t errlen) {
     size_t n = fread(text, 1, MAX_TEMPLATE_BYTES + 1, fp);
     int failed = ferror(fp);
     fclose(fp);
-    if (failed) snprintf(err, errlen, "read error");
-    else if (n > MAX_TEMPLATE_BYTES) snprintf(err, errlen, "larger than %d bytes", MAX_TEMPLATE_BYTES);
-    else if (memchr(text, 0, n)) snprintf(err, errlen, "contains a NUL byte");
+    if (failed)
+        snprintf(err, errlen, "read error");
+    else if (n > MAX_TEMPLATE_BYTES)
+        snprintf(err, errlen, "larger than %d bytes", MAX_TEMPLATE_BYTES);
+    else if (memchr(text, 0, n))
+        snprintf(err, errlen, "contains a NUL byte");
     else {
         text[n] = 0;
         return text;
@@ -51,7 +54,8 @@ int cmd_synth(int argc, char **argv) {
         {"--ctx", NULL, ARG_INT, &ctx, 1, 1 << 24, "N", "llama.context_length (default 2048)"},
         {"--vocab-from", NULL, ARG_STRING, &p.vocab_from, 0, 0, "GGUF",
          "copy the tokenizer.* keys of this file (default: a built-in ~1000-token vocab)"},
-        {"--type", NULL, ARG_STRING, &type_name, 0, 0, "TYPE", "matrix type: f32 or f16 (default f32)"},
+        {"--type", NULL, ARG_STRING, &type_name, 0, 0, "TYPE",
+         "matrix type: f32 or f16 (default f32)"},
         {"--tied", NULL, ARG_FLAG, &tied, 0, 0, NULL,
          "omit output.weight (the output reuses token_embd)"},
         {"--seed", NULL, ARG_INT, &seed, 0, 9007199254740991.0, "S", "PRNG seed (default 42)"},
@@ -63,10 +67,16 @@ int cmd_synth(int argc, char **argv) {
         {"--rms-eps", NULL, ARG_DOUBLE, &rms_eps, 1e-12, 0.1, "E",
          "llama.attention.layer_norm_rms_epsilon (default 1e-5)"},
     };
-    arg_command cmd = {"synth", "-o FILE [options]",
-                       "Write a llama GGUF v3 with seeded random weights (gibberish, but finite and "
-                       "prompt-dependent) that llama.cpp and modelhub both load.",
-                       specs, (int)MH_ARRAY_LEN(specs), NULL, 0, 0};
+    arg_command cmd = {
+        "synth",
+        "-o FILE [options]",
+        "Write a llama GGUF v3 with seeded random weights (gibberish, but finite and "
+        "prompt-dependent) that llama.cpp and modelhub both load.",
+        specs,
+        (int)MH_ARRAY_LEN(specs),
+        NULL,
+        0,
+        0};
     int rc = args_parse(&cmd, argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
     if (!out) return args_error(&cmd, "an output file is required (-o FILE)");
@@ -91,8 +101,7 @@ int cmd_synth(int argc, char **argv) {
     char *template_text = NULL;
     if (template_path) {
         template_text = read_text_file(template_path, err, sizeof err);
-        if (!template_text)
-            return args_error(&cmd, "--chat-template %s: %s", template_path, err);
+        if (!template_text) return args_error(&cmd, "--chat-template %s: %s", template_path, err);
         p.chat_template = template_text;
     }
 

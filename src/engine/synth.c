@@ -25,7 +25,9 @@ static uint64_t splitmix64(uint64_t *state) {
     return z ^ (z >> 31);
 }
 
-static uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl64(uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
 
 static uint64_t rng_next(rng *r) {
     uint64_t *s = r->s;
@@ -50,7 +52,9 @@ static void rng_seed_for(rng *r, uint64_t seed, const char *name) {
 }
 
 /* Uniform in (0, 1]. */
-static double rng_unit(rng *r) { return (double)((rng_next(r) >> 11) + 1) * 0x1.0p-53; }
+static double rng_unit(rng *r) {
+    return (double)((rng_next(r) >> 11) + 1) * 0x1.0p-53;
+}
 
 /* x[i] = mean + std * N(0, 1), by Box-Muller, two values per pair of uniforms. */
 static void fill_normal(float *x, size_t n, float mean, float std, rng *r) {
@@ -68,41 +72,54 @@ static void fill_normal(float *x, size_t n, float mean, float std, rng *r) {
 /* Common English words, most frequent first. Each becomes a "▁word" piece, preceded by the
  * prefixes the SentencePiece merge needs to reach it ("▁w", "▁wo", "▁wor"). */
 static const char *const common_words[] = {
-    "the", "and", "to", "a", "of", "in", "was", "he", "she", "it", "that", "is", "for", "on",
-    "you", "with", "his", "her", "they", "I", "at", "be", "this", "had", "not", "are", "but",
-    "from", "or", "have", "an", "by", "one", "all", "we", "were", "there", "when", "up", "out",
-    "said", "what", "so", "can", "day", "their", "if", "do", "will", "each", "about", "how",
-    "them", "then", "many", "some", "would", "like", "him", "into", "time", "has", "look", "two",
-    "more", "go", "see", "no", "way", "could", "my", "than", "first", "been", "who", "its", "now",
-    "people", "long", "down", "did", "get", "come", "made", "may", "part", "over", "new", "after",
-    "little", "big", "play", "happy", "friend", "friends", "mom", "dad", "very", "saw", "wanted",
-    "went", "loved", "named", "upon", "once", "girl", "boy", "ball", "park", "tree", "sun", "sky",
-    "dog", "cat", "bird", "fish", "house", "home", "water", "food", "good", "bad", "red", "blue",
-    "green", "yellow", "small", "old", "young", "fun", "toy", "toys", "car", "box", "book",
-    "school", "help", "helped", "thank", "sorry", "yes", "know", "think", "make", "found", "find",
-    "took", "take", "gave", "give", "ran", "run", "jump", "walk", "walked", "looked", "asked",
-    "told", "felt", "feel", "sad", "scared", "brave", "kind", "nice", "pretty", "beautiful",
-    "together", "because", "again", "always", "never", "every", "other", "something", "nothing",
-    "away", "back", "just", "only", "also", "well", "much", "very", "too", "here", "where",
-    "why", "which", "while", "still", "before", "under", "around", "through", "inside", "outside",
-    "world", "life", "work", "hand", "eyes", "head", "heart", "night", "morning", "door",
-    "room", "garden", "flower", "flowers", "rain", "snow", "tall", "fast", "slow", "hot", "cold",
-    "best", "last", "next", "great", "same", "right", "left", "high", "open", "close", "start",
-    "stop", "end", "began", "learned", "smiled", "laughed", "cried", "shouted", "answer", "ask",
-    "word", "words", "story", "name", "place", "thing", "things", "way", "should", "must",
-    "let", "put", "keep", "turn", "came", "got", "say", "tell", "show", "try", "tried", "need",
-    "want", "love", "lived", "live", "called", "man", "woman", "children", "mother", "father",
-    "king", "queen", "dragon", "magic", "forest", "river", "sea", "cake", "apple", "milk",
-    "The", "Once", "One", "He", "She", "It", "They", "Lily", "Tom", "Ben", "Sue", "Max",
-    "Mom", "But", "And", "Then", "When", "After", "Every", "Yes", "No", "We", "You", "What",
-    "Hello", "Thank", "From", "This", "That", "There", "In", "On", "At",
+    "the",     "and",    "to",      "a",      "of",       "in",      "was",       "he",
+    "she",     "it",     "that",    "is",     "for",      "on",      "you",       "with",
+    "his",     "her",    "they",    "I",      "at",       "be",      "this",      "had",
+    "not",     "are",    "but",     "from",   "or",       "have",    "an",        "by",
+    "one",     "all",    "we",      "were",   "there",    "when",    "up",        "out",
+    "said",    "what",   "so",      "can",    "day",      "their",   "if",        "do",
+    "will",    "each",   "about",   "how",    "them",     "then",    "many",      "some",
+    "would",   "like",   "him",     "into",   "time",     "has",     "look",      "two",
+    "more",    "go",     "see",     "no",     "way",      "could",   "my",        "than",
+    "first",   "been",   "who",     "its",    "now",      "people",  "long",      "down",
+    "did",     "get",    "come",    "made",   "may",      "part",    "over",      "new",
+    "after",   "little", "big",     "play",   "happy",    "friend",  "friends",   "mom",
+    "dad",     "very",   "saw",     "wanted", "went",     "loved",   "named",     "upon",
+    "once",    "girl",   "boy",     "ball",   "park",     "tree",    "sun",       "sky",
+    "dog",     "cat",    "bird",    "fish",   "house",    "home",    "water",     "food",
+    "good",    "bad",    "red",     "blue",   "green",    "yellow",  "small",     "old",
+    "young",   "fun",    "toy",     "toys",   "car",      "box",     "book",      "school",
+    "help",    "helped", "thank",   "sorry",  "yes",      "know",    "think",     "make",
+    "found",   "find",   "took",    "take",   "gave",     "give",    "ran",       "run",
+    "jump",    "walk",   "walked",  "looked", "asked",    "told",    "felt",      "feel",
+    "sad",     "scared", "brave",   "kind",   "nice",     "pretty",  "beautiful", "together",
+    "because", "again",  "always",  "never",  "every",    "other",   "something", "nothing",
+    "away",    "back",   "just",    "only",   "also",     "well",    "much",      "very",
+    "too",     "here",   "where",   "why",    "which",    "while",   "still",     "before",
+    "under",   "around", "through", "inside", "outside",  "world",   "life",      "work",
+    "hand",    "eyes",   "head",    "heart",  "night",    "morning", "door",      "room",
+    "garden",  "flower", "flowers", "rain",   "snow",     "tall",    "fast",      "slow",
+    "hot",     "cold",   "best",    "last",   "next",     "great",   "same",      "right",
+    "left",    "high",   "open",    "close",  "start",    "stop",    "end",       "began",
+    "learned", "smiled", "laughed", "cried",  "shouted",  "answer",  "ask",       "word",
+    "words",   "story",  "name",    "place",  "thing",    "things",  "way",       "should",
+    "must",    "let",    "put",     "keep",   "turn",     "came",    "got",       "say",
+    "tell",    "show",   "try",     "tried",  "need",     "want",    "love",      "lived",
+    "live",    "called", "man",     "woman",  "children", "mother",  "father",    "king",
+    "queen",   "dragon", "magic",   "forest", "river",    "sea",     "cake",      "apple",
+    "milk",    "The",    "Once",    "One",    "He",       "She",     "It",        "They",
+    "Lily",    "Tom",    "Ben",     "Sue",    "Max",      "Mom",     "But",       "And",
+    "Then",    "When",   "After",   "Every",  "Yes",      "No",      "We",        "You",
+    "What",    "Hello",  "Thank",   "From",   "This",     "That",    "There",     "In",
+    "On",      "At",
 };
 
 /* Word-internal pieces (no "▁"), each preceded by its own prefixes. */
 static const char *const common_suffixes[] = {
-    "s", "ed", "ing", "er", "ly", "es", "en", "re", "on", "an", "at", "or", "al", "le", "nd",
-    "st", "tion", "ment", "ness", "ful", "est", "ous", "ive", "ent", "ers", "ies", "ay", "ow",
-    "th", "he", "in", "ll", "ck", "ight", "ould", "ake", "ame", "ook", "all", "ind",
+    "s",   "ed",  "ing", "er",   "ly",   "es",  "en",   "re",   "on",   "an",
+    "at",  "or",  "al",  "le",   "nd",   "st",  "tion", "ment", "ness", "ful",
+    "est", "ous", "ive", "ent",  "ers",  "ies", "ay",   "ow",   "th",   "he",
+    "in",  "ll",  "ck",  "ight", "ould", "ake", "ame",  "ook",  "all",  "ind",
 };
 
 static const char single_chars[] =
@@ -228,7 +245,9 @@ int synth_n_ff(const synth_params *p) {
     return (int)((ff + 31) / 32 * 32);
 }
 
-static int n_head_kv_of(const synth_params *p) { return p->n_head_kv > 0 ? p->n_head_kv : p->n_head; }
+static int n_head_kv_of(const synth_params *p) {
+    return p->n_head_kv > 0 ? p->n_head_kv : p->n_head;
+}
 
 /* llama.cpp's general.file_type for a matrix type (LLAMA_FTYPE_*), -1 when it has none. */
 static int file_type_of(int type) {
@@ -295,8 +314,8 @@ typedef struct tensor_buf {
     void *packed;  /* the same, converted to the tensor type */
 } tensor_buf;
 
-/* Generate one tensor of shape [ne0, ne1] (n_dims 1: a vector, ne1 = 1) and add it to `w`. `type` F32
- * or the matrix type; values are mean + std * N(0, 1), row r times row_scale[r] if given. */
+/* Generate one tensor of shape [ne0, ne1] (n_dims 1: a vector, ne1 = 1) and add it to `w`. `type`
+ * F32 or the matrix type; values are mean + std * N(0, 1), row r times row_scale[r] if given. */
 static void add_random_tensor(gguf_writer *w, tensor_buf *buf, const synth_params *p,
                               const char *name, int type, uint32_t n_dims, uint64_t ne0,
                               uint64_t ne1, float mean, float std, const float *row_scale) {
@@ -329,7 +348,8 @@ static int copy_tokenizer(gguf_writer *w, const gguf *src, int skip_template) {
         if (kv->key.len < strlen(prefix) || memcmp(kv->key.ptr, prefix, strlen(prefix)) != 0)
             continue;
         const char *tmpl = "tokenizer.chat_template";
-        if (skip_template && kv->key.len == strlen(tmpl) && memcmp(kv->key.ptr, tmpl, kv->key.len) == 0)
+        if (skip_template && kv->key.len == strlen(tmpl) &&
+            memcmp(kv->key.ptr, tmpl, kv->key.len) == 0)
             continue;
         gguf_writer_copy_kv(w, kv);
         copied++;
@@ -389,7 +409,8 @@ int synth_write(const synth_params *p, char *err, size_t errlen) {
     gguf_writer_set_str(w, "general.architecture", "llama");
     gguf_writer_set_str(w, "general.name", p->name);
     gguf_writer_set_u32(w, "general.file_type", (uint32_t)file_type_of(type));
-    if (ggml_blck_size((uint32_t)type) > 1) gguf_writer_set_u32(w, "general.quantization_version", 2);
+    if (ggml_blck_size((uint32_t)type) > 1)
+        gguf_writer_set_u32(w, "general.quantization_version", 2);
     gguf_writer_set_u32(w, "llama.context_length", (uint32_t)p->n_ctx);
     gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)dim);
     gguf_writer_set_u32(w, "llama.block_count", (uint32_t)p->n_layer);

@@ -17,17 +17,16 @@
 #include <stdint.h>
 
 typedef struct synth_params {
-    const char *path;          /* output file */
-    const char *name;          /* general.name */
-    int n_embd;                /* model width */
+    const char *path; /* output file */
+    const char *name; /* general.name */
+    int n_embd;       /* model width */
     int n_layer;
     int n_head;
-    int n_head_kv;             /* 0 = n_head */
-    int n_ff;                  /* 0 = 8/3 * n_embd rounded up to a multiple of 32 */
-    int n_ctx;                 /* llama.context_length */
-    int type;                  /* enum ggml_type of the matrices: F32, F16 (or any type the
-                                  kernels can quantize, with rows a multiple of its block) */
-    int tied;                  /* 1: no output.weight, the engine reuses token_embd */
+    int n_head_kv; /* 0 = n_head */
+    int n_ff;      /* 0 = 8/3 * n_embd rounded up to a multiple of 32 */
+    int n_ctx;     /* llama.context_length */
+    int type;      /* enum ggml_type of the matrices (F32, F16; see synth_validate) */
+    int tied;      /* 1: no output.weight, the engine reuses token_embd */
     uint64_t seed;
     float rope_freq_base;
     float rms_eps;
@@ -39,8 +38,10 @@ typedef struct synth_params {
  * runs instantly. `path` is left NULL. */
 void synth_params_default(synth_params *p);
 
-/* Check the parameters without touching any file. Returns 0, or -1 with `err` naming the bad
- * argument by its command-line name (e.g. "--dim 100 is not divisible by --heads 3"). */
+/* Check the parameters without touching any file. Matrix types: F32, F16, or any other type the
+ * kernels can quantize into (from_f32) whose block divides --dim and --ff. Returns 0, or -1 with
+ * `err` naming the bad argument by its command-line name (e.g. "--dim 100 is not divisible by
+ * --heads 3"). */
 int synth_validate(const synth_params *p, char *err, size_t errlen);
 
 /* The effective feed-forward width (n_ff, or its default when n_ff is 0). */

@@ -105,7 +105,8 @@ static void expect_scale(const gguf_tensor *t, uint64_t row0, uint64_t row1, dou
 static void expect_norm(const gguf_tensor *t) {
     const float *v = t->data;
     for (uint64_t i = 0; i < t->ne[0]; i++)
-        if (!(fabsf(v[i] - 1.0f) < 0.15f)) fail_msg("%s[%llu] = %g", t->name, (unsigned long long)i, v[i]);
+        if (!(fabsf(v[i] - 1.0f) < 0.15f))
+            fail_msg("%s[%llu] = %g", t->name, (unsigned long long)i, v[i]);
 }
 
 /* The first token ids of the built-in vocabulary: the normal pieces start after these. */
@@ -175,8 +176,10 @@ static void test_default_model(void **state) {
     /* Tensors: names, shapes, types, scales. */
     assert_int_equal(gguf_n_tensors(f), 3 + 9 * 2);
     const double s_dim = 1.0 / sqrt(64.0), s_ff = 1.0 / sqrt(192.0);
-    const gguf_tensor *embd = expect_tensor(f, "token_embd.weight", GGML_TYPE_F32, 64, (uint64_t)n_vocab);
-    const gguf_tensor *out = expect_tensor(f, "output.weight", GGML_TYPE_F32, 64, (uint64_t)n_vocab);
+    const gguf_tensor *embd =
+        expect_tensor(f, "token_embd.weight", GGML_TYPE_F32, 64, (uint64_t)n_vocab);
+    const gguf_tensor *out =
+        expect_tensor(f, "output.weight", GGML_TYPE_F32, 64, (uint64_t)n_vocab);
     expect_scale(embd, 0, (uint64_t)n_vocab, s_dim);
     expect_scale(out, BUILTIN_FIRST_NORMAL, (uint64_t)n_vocab, s_dim);
     expect_scale(out, 3, BUILTIN_FIRST_NORMAL, s_dim * 0.25); /* byte tokens: rarely the argmax */
@@ -189,7 +192,8 @@ static void test_default_model(void **state) {
         expect_scale(expect_tensor(f, T("attn_q.weight"), GGML_TYPE_F32, 64, 64), 0, 64, s_dim);
         expect_scale(expect_tensor(f, T("attn_k.weight"), GGML_TYPE_F32, 64, 64), 0, 64, s_dim);
         expect_scale(expect_tensor(f, T("attn_v.weight"), GGML_TYPE_F32, 64, 64), 0, 64, s_dim);
-        expect_scale(expect_tensor(f, T("attn_output.weight"), GGML_TYPE_F32, 64, 64), 0, 64, s_dim);
+        expect_scale(expect_tensor(f, T("attn_output.weight"), GGML_TYPE_F32, 64, 64), 0, 64,
+                     s_dim);
         expect_scale(expect_tensor(f, T("ffn_gate.weight"), GGML_TYPE_F32, 64, 192), 0, 192, s_dim);
         expect_scale(expect_tensor(f, T("ffn_up.weight"), GGML_TYPE_F32, 64, 192), 0, 192, s_dim);
         expect_scale(expect_tensor(f, T("ffn_down.weight"), GGML_TYPE_F32, 192, 64), 0, 64, s_ff);
@@ -334,7 +338,8 @@ static void test_invalid(void **state) {
     RESET(), p.rms_eps = 0, expect_invalid(&p, "--rms-eps");
     RESET(), p.name = "", expect_invalid(&p, "--name");
     RESET(), p.vocab_from = tmp_path("no-such-file.gguf"), expect_invalid(&p, "--vocab-from");
-    RESET(), p.vocab_from = test_model_path("stories260K.gguf.inp"), expect_invalid(&p, "--vocab-from");
+    RESET(), p.vocab_from = test_model_path("stories260K.gguf.inp"),
+             expect_invalid(&p, "--vocab-from");
 #undef RESET
     char err[256];
     synth_params_default(&p);
@@ -368,7 +373,8 @@ static void test_deterministic(void **state) {
 }
 
 /* Greedy continuation of `prompt` (n tokens) for `steps` tokens; logits must stay finite. */
-static void greedy(model_ctx *c, int n_vocab, const int32_t *prompt, int n, int steps, int32_t *out) {
+static void greedy(model_ctx *c, int n_vocab, const int32_t *prompt, int n, int steps,
+                   int32_t *out) {
     model_ctx_rewind(c, 0);
     assert_int_equal(model_ctx_eval(c, prompt, n), 0);
     for (int s = 0; s < steps; s++) {
@@ -399,7 +405,9 @@ static int distinct(const int32_t *ids, int n) {
 /* The engine runs synthetic models of several shapes to finite, prompt-dependent output. */
 static void test_engine_runs_synth(void **state) {
     (void)state;
-    struct { int dim, layers, heads, kv, type, tied; } shapes[] = {
+    struct {
+        int dim, layers, heads, kv, type, tied;
+    } shapes[] = {
         {64, 2, 4, 0, GGML_TYPE_F32, 0},
         {96, 6, 6, 2, GGML_TYPE_F16, 1},
         {128, 12, 8, 4, GGML_TYPE_F16, 0},
@@ -433,12 +441,9 @@ static void test_engine_runs_synth(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_default_model),
-        cmocka_unit_test(test_gqa_f16_tied),
-        cmocka_unit_test(test_vocab_from),
-        cmocka_unit_test(test_invalid),
-        cmocka_unit_test(test_deterministic),
-        cmocka_unit_test(test_engine_runs_synth),
+        cmocka_unit_test(test_default_model), cmocka_unit_test(test_gqa_f16_tied),
+        cmocka_unit_test(test_vocab_from),    cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_deterministic), cmocka_unit_test(test_engine_runs_synth),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
