@@ -8,5 +8,4 @@ static int not_yet(const char *name) {
     return 1;
 }
 
-int cmd_serve(int argc, char **argv) { (void)argc, (void)argv; return not_yet("serve"); }
 int cmd_hub(int argc, char **argv) { (void)argc, (void)argv; return not_yet("hub"); }

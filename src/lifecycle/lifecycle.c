@@ -527,7 +527,7 @@ static void drive(lc_model *m) {
                 finish_waiters(m, K(WAIT_UNLOAD), 0, NULL);
                 continue;
             }
-            if (m->in_flight > 0) {
+            if (m->in_flight > 0 && m->unload_reason != LC_REASON_SHUTDOWN) {
                 m->unload_requested = 0; /* became busy meanwhile: keep it */
                 finish_waiters(m, K(WAIT_UNLOAD), LC_ERR_CONFLICT, NULL);
                 continue;
@@ -926,8 +926,7 @@ int lc_shutdown(lc_registry *r, lc_done_fn done, void *arg) {
             }
         } else if (m->mem == LC_MEM_LOADED || m->mem == LC_MEM_LOADING) {
             m->unload_requested = 1;
-            m->unload_reason = LC_REASON_SHUTDOWN;
-            m->in_flight = 0; /* requests are being cut off with the process */
+            m->unload_reason = LC_REASON_SHUTDOWN; /* even when busy: requests are cut off */
         }
     }
     for (int i = 0; i < r->n_models; i++) drive(r->models[i]);

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,4 +60,41 @@ int mh_parse_double(const char *s, double min, double max, double *out) {
     if (errno || *end || isnan(v) || v < min || v > max) return -1;
     *out = v;
     return 0;
+}
+
+void mh_buf_append(mh_buf *b, const void *data, size_t len) {
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + len + 1) cap *= 2;
+        b->data = mh_xrealloc(b->data, cap);
+        b->cap = cap;
+    }
+    if (len) memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = 0;
+}
+
+void mh_buf_printf(mh_buf *b, const char *fmt, ...) {
+    char small[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n < sizeof small) {
+        mh_buf_append(b, small, (size_t)n);
+        return;
+    }
+    char *big = mh_xmalloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    mh_buf_append(b, big, (size_t)n);
+    free(big);
+}
+
+void mh_buf_free(mh_buf *b) {
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
 }

@@ -44,6 +44,15 @@ char *mh_xstrdup(const char *s);
 /* 64-byte aligned allocation for engine buffers; NULL on failure. Free with free(). */
 void *mh_aligned_alloc(size_t n);
 
+/* A growable byte buffer, always NUL-terminated after append. Zero it to start. */
+typedef struct mh_buf {
+    char *data;
+    size_t len, cap;
+} mh_buf;
+void mh_buf_append(mh_buf *b, const void *data, size_t len);
+void mh_buf_printf(mh_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mh_buf_free(mh_buf *b);
+
 /* Parse helpers for CLI numbers: 0 on success, -1 when `s` is not entirely a number in range. */
 int mh_parse_long(const char *s, long min, long max, long *out);
 int mh_parse_double(const char *s, double min, double max, double *out);

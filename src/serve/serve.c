@@ -1,0 +1,1104 @@
+/* serve.c — `modelhub serve`: one model behind the OpenAI API, on the shared lifecycle core.
+ *
+ * Reads top to bottom: the local backend (load/unload on a loader thread), engine events handed
+ * to the loop, request parsing, the three generation routes, models/health/control routes, the
+ * cron, and serve_run() which wires it all on one event loop.
+ *
+ * A request ("call") goes: parse and validate the body (400s before anything is loaded) ->
+ * lc_acquire (JIT load, shared by concurrent callers, bounded by --queue-timeout) -> format and
+ * tokenize -> sched_submit (429 when the queue is full) -> engine events -> answer -> lc_release.
+ */
+#include "serve/serve.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "engine/chat.h"
+#include "engine/model.h"
+#include "http/http_async.h"
+#include "http/http_json.h"
+#include "http/http_loop.h"
+#include "http/http_req.h"
+#include "http/http_server.h"
+#include "http/http_stream.h"
+#include "lifecycle/lifecycle.h"
+#include "serve/scheduler.h"
+#include "util/common.h"
+#include "util/log.h"
+
+#define CRON_INTERVAL_US   100000 /* 10 Hz */
+#define KEEPALIVE_S        10.0
+#define MAX_STOP_STRINGS   16
+#define MAX_EMBED_INPUTS   2048
+
+typedef struct serve serve;
+typedef struct call call;
+
+/* ==== Messages from other threads to the loop ==== */
+
+enum msg_kind { MSG_LOAD_DONE, MSG_UNLOAD_DONE, MSG_EVENT };
+
+typedef struct msg {
+    http_async_item link;
+    enum msg_kind kind;
+    call *c;              /* MSG_EVENT */
+    sched_event ev;       /* MSG_EVENT: text/embedding/error point into the tail below */
+    int status;           /* MSG_LOAD_DONE / MSG_UNLOAD_DONE */
+    char error[1024];
+    size_t extra_len;
+    char extra[];         /* text or embedding bytes */
+} msg;
+
+struct serve {
+    serve_config cfg;
+    struct event_base *base;
+    http_server *http;
+    http_async *async;
+    struct event *cron_ev, *sigterm_ev, *sigint_ev, *stdin_ev;
+    lc_registry *reg;
+    lc_model *lcm;
+    char *name;      /* the model's API name (alias or file base name) */
+    char *file_base; /* the file's base name, also accepted as the model name */
+
+    /* local backend */
+    threadpool *tp;
+    model *m;
+    sched *sch;
+    chat_family family;
+    pthread_t loader;
+    int loader_running;
+    model *loading_m; /* results handed over by the loader thread */
+    sched *loading_sch;
+    lc_done_fn op_done;
+    void *op_arg;
+
+    call *calls; /* every call in progress (keep-alive, shutdown) */
+    int stopping;
+    int exit_status;
+};
+
+struct call {
+    serve *s;
+    http_req *req; /* NULL once answered */
+    enum { CALL_CHAT, CALL_COMPLETION, CALL_EMBEDDING } kind;
+    call *prev, *next;
+    char id[48];
+    long created;
+    double t_start;
+
+    /* request */
+    json_t *body;
+    int stream, include_usage;
+    sampler_params sp;
+    int max_tokens;
+    char *stop[MAX_STOP_STRINGS];
+    int n_stop;
+    char *prompt_text; /* formatted prompt (chat) or the prompt (completion) */
+    const json_t *inputs; /* embeddings: array of strings, borrowed from body */
+    int base64;
+
+    /* progress */
+    lc_waiter *waiter;
+    int acquired;
+    sched_job *job;
+    int started; /* the stream's head and first chunk were sent */
+    mh_buf text;
+    int n_prompt, n_gen, n_cached;
+    int next_input; /* embeddings */
+    json_t *emb_data;
+    double last_write;
+};
+
+static serve *the_serve; /* for signal handlers registered through libevent only */
+
+/* ==== Local backend ==== */
+
+static void post(serve *s, msg *mm) { http_async_push(s->async, &mm->link); }
+
+static void *loader_main(void *arg) {
+    serve *s = arg;
+    msg *mm = mh_xcalloc(1, sizeof *mm);
+    mm->kind = MSG_LOAD_DONE;
+    char err[512];
+    model *m = NULL;
+    if (model_load(s->cfg.model_path, &m, err, sizeof err) < 0) {
+        snprintf(mm->error, sizeof mm->error, "%s: %s", s->cfg.model_path, err);
+        mm->status = -1;
+        post(s, mm);
+        return NULL;
+    }
+    sched_config sc = {s->cfg.parallel, s->cfg.n_ctx, s->cfg.queue_size, s->cfg.queue_timeout};
+    sched *sch = sched_new(m, s->tp, &sc, err, sizeof err);
+    if (!sch) {
+        snprintf(mm->error, sizeof mm->error, "%s", err);
+        mm->status = -1;
+        model_free(m);
+        post(s, mm);
+        return NULL;
+    }
+    s->loading_m = m;
+    s->loading_sch = sch;
+    post(s, mm);
+    return NULL;
+}
+
+static void *unloader_main(void *arg) {
+    serve *s = arg;
+    sched_free(s->loading_sch);
+    model_free(s->loading_m);
+    s->loading_sch = NULL;
+    s->loading_m = NULL;
+    msg *mm = mh_xcalloc(1, sizeof *mm);
+    mm->kind = MSG_UNLOAD_DONE;
+    post(s, mm);
+    return NULL;
+}
+
+static int local_load(void *impl, lc_done_fn done, void *arg) {
+    serve *s = impl;
+    if (s->loader_running) return -1;
+    s->op_done = done;
+    s->op_arg = arg;
+    if (pthread_create(&s->loader, NULL, loader_main, s) != 0) return -1;
+    s->loader_running = 1;
+    log_info("loading %s", s->cfg.model_path);
+    return 0;
+}
+
+static int local_unload(void *impl, lc_done_fn done, void *arg) {
+    serve *s = impl;
+    if (s->loader_running || !s->m) return -1;
+    s->op_done = done;
+    s->op_arg = arg;
+    s->loading_m = s->m; /* handed to the unloader thread */
+    s->loading_sch = s->sch;
+    s->m = NULL;
+    s->sch = NULL;
+    if (pthread_create(&s->loader, NULL, unloader_main, s) != 0) {
+        s->m = s->loading_m;
+        s->sch = s->loading_sch;
+        return -1;
+    }
+    s->loader_running = 1;
+    return 0;
+}
+
+static void local_probe(void *impl, lc_probe *out) {
+    serve *s = impl;
+    out->pid = (int)getpid();
+    out->port = http_server_port(s->http);
+    if (s->m) out->memory_bytes = model_weight_bytes(s->m) + (s->sch ? sched_bytes(s->sch) : 0);
+    if (s->sch) out->queued = sched_queued(s->sch);
+}
+
+static const lc_backend_ops local_ops = {
+    .kind = "local",
+    .owns_process = 0,
+    .load = local_load,
+    .unload = local_unload,
+    .probe = local_probe,
+};
+
+static void on_load_done(serve *s, msg *mm) {
+    pthread_join(s->loader, NULL);
+    s->loader_running = 0;
+    lc_done_fn done = s->op_done;
+    s->op_done = NULL;
+    if (mm->status == 0) {
+        s->m = s->loading_m;
+        s->sch = s->loading_sch;
+        s->loading_m = NULL;
+        s->loading_sch = NULL;
+        const gguf *f = model_get_gguf(s->m);
+        gguf_str tmpl = {0};
+        char *text = NULL;
+        if (gguf_get_str(f, "tokenizer.chat_template", &tmpl) == 0) {
+            text = mh_xmalloc(tmpl.len + 1);
+            memcpy(text, tmpl.ptr, tmpl.len);
+            text[tmpl.len] = 0;
+        }
+        s->family = chat_detect(text);
+        if (s->family == CHAT_UNKNOWN)
+            log_warn("unrecognised chat template in %s: using the plain fallback format",
+                     s->cfg.model_path);
+        free(text);
+        const model_hparams *hp = model_get_hparams(s->m);
+        log_info("loaded %s (%s, %d layers, width %d, %d slot(s) of %d tokens, chat format %s)",
+                 s->cfg.model_path, hp->arch, hp->n_layer, hp->n_embd, s->cfg.parallel,
+                 s->cfg.n_ctx ? s->cfg.n_ctx : MH_MIN(hp->n_ctx_train, 4096),
+                 chat_family_name(s->family));
+    } else {
+        log_error("load failed: %s", mm->error);
+    }
+    if (done) done(s->op_arg, mm->status, mm->status ? mm->error : NULL);
+}
+
+static void on_unload_done(serve *s) {
+    pthread_join(s->loader, NULL);
+    s->loader_running = 0;
+    log_info("unloaded %s", s->cfg.model_path);
+    lc_done_fn done = s->op_done;
+    s->op_done = NULL;
+    if (done) done(s->op_arg, 0, NULL);
+}
+
+/* ==== Calls ==== */
+
+static void call_free(call *c) {
+    serve *s = c->s;
+    if (c->prev) c->prev->next = c->next;
+    else s->calls = c->next;
+    if (c->next) c->next->prev = c->prev;
+    for (int i = 0; i < c->n_stop; i++) free(c->stop[i]);
+    free(c->prompt_text);
+    json_decref(c->body);
+    json_decref(c->emb_data);
+    mh_buf_free(&c->text);
+    free(c);
+}
+
+static void call_note(call *c) {
+    if (c->req)
+        http_req_set_note(c->req, "model=%s prompt_tokens=%d gen_tokens=%d", c->s->name,
+                          c->n_prompt, c->n_gen);
+}
+
+/* Answer with an error (terminal) and finish the call. */
+static void call_fail(call *c, const http_error *e) {
+    if (c->req) {
+        call_note(c);
+        if (c->started) { /* mid-stream: an error event, then [DONE] */
+            json_t *env = http_error_envelope(e);
+            http_stream_event_json(c->req, env);
+            json_decref(env);
+            http_stream_event(c->req, "[DONE]");
+            http_stream_end(c->req);
+        } else {
+            if (e->status == 503) http_req_set_header(c->req, "Retry-After", "1");
+            http_reply_error(c->req, e);
+        }
+        c->req = NULL;
+    }
+}
+
+static void call_finish(call *c) {
+    if (c->job) sched_job_release(c->job);
+    c->job = NULL;
+    if (c->acquired) lc_release(c->s->lcm, (uint64_t)c->n_gen);
+    c->acquired = 0;
+    if (c->req) { /* the client went away: terminal call only frees */
+        if (c->started) http_stream_end(c->req);
+        else http_reply_errorf(c->req, 499, NULL, NULL, NULL, "client closed the request");
+        c->req = NULL;
+    }
+    call_free(c);
+}
+
+static call *call_new(serve *s, http_req *r, int kind) {
+    call *c = mh_xcalloc(1, sizeof *c);
+    c->s = s;
+    c->req = r;
+    c->kind = kind;
+    c->t_start = mh_now_mono();
+    c->created = (long)mh_now_wall();
+    static unsigned long counter;
+    snprintf(c->id, sizeof c->id, "%s-%lx%04lx", kind == CALL_CHAT ? "chatcmpl" : "cmpl",
+             (unsigned long)c->created, ++counter & 0xffff);
+    c->next = s->calls;
+    if (s->calls) s->calls->prev = c;
+    s->calls = c;
+    return c;
+}
+
+/* ==== Responses ==== */
+
+static const char *finish_name(int finish) {
+    return finish == SCHED_FINISH_LENGTH ? "length" : "stop";
+}
+
+static json_t *usage_json(const call *c) {
+    return json_pack("{s:i, s:i, s:i}", "prompt_tokens", c->n_prompt, "completion_tokens",
+                     c->n_gen, "total_tokens", c->n_prompt + c->n_gen);
+}
+
+/* One streamed chunk: delta text (NULL = none), role (first chunk), finish (NULL = null). */
+static json_t *chunk_json(const call *c, const char *text, size_t len, int with_role,
+                          const char *finish) {
+    json_t *choice;
+    if (c->kind == CALL_CHAT) {
+        json_t *delta = json_object();
+        if (with_role) json_object_set_new(delta, "role", json_string("assistant"));
+        if (text) json_object_set_new(delta, "content", json_stringn(text, len));
+        choice = json_pack("{s:i, s:o, s:n, s:o}", "index", 0, "delta", delta, "logprobs",
+                           "finish_reason", finish ? json_string(finish) : json_null());
+    } else {
+        choice = json_pack("{s:i, s:o, s:n, s:o}", "index", 0, "text",
+                           text ? json_stringn(text, len) : json_string(""), "logprobs",
+                           "finish_reason", finish ? json_string(finish) : json_null());
+    }
+    return json_pack("{s:s, s:s, s:i, s:s, s:[o]}", "id", c->id, "object",
+                     c->kind == CALL_CHAT ? "chat.completion.chunk" : "text_completion",
+                     "created", (int)c->created, "model", c->s->name, "choices", choice);
+}
+
+static void stream_chunk(call *c, json_t *chunk) {
+    if (c->req && !http_req_gone(c->req)) http_stream_event_json(c->req, chunk);
+    json_decref(chunk);
+    c->last_write = mh_now_mono();
+}
+
+static void call_started(call *c) {
+    if (!c->stream || c->started || !c->req || http_req_gone(c->req)) return;
+    if (http_stream_start_sse(c->req) < 0) return;
+    c->started = 1;
+    c->last_write = mh_now_mono();
+    if (c->kind == CALL_CHAT) stream_chunk(c, chunk_json(c, "", 0, 1, NULL)); /* the role */
+}
+
+static void call_text(call *c, const char *text, size_t len) {
+    if (c->stream) {
+        if (!c->started) call_started(c);
+        if (c->started) stream_chunk(c, chunk_json(c, text, len, 0, NULL));
+    } else {
+        mh_buf_append(&c->text, text, len);
+    }
+}
+
+static void call_complete(call *c, int finish) {
+    if (!c->req || http_req_gone(c->req)) return;
+    call_note(c);
+    if (c->stream) {
+        if (!c->started) call_started(c);
+        stream_chunk(c, chunk_json(c, NULL, 0, 0, finish_name(finish)));
+        if (c->include_usage) {
+            json_t *u = json_pack("{s:s, s:s, s:i, s:s, s:[], s:o}", "id", c->id, "object",
+                                  c->kind == CALL_CHAT ? "chat.completion.chunk"
+                                                       : "text_completion",
+                                  "created", (int)c->created, "model", c->s->name, "choices",
+                                  "usage", usage_json(c));
+            stream_chunk(c, u);
+        }
+        http_stream_event(c->req, "[DONE]");
+        http_stream_end(c->req);
+        c->req = NULL;
+        return;
+    }
+    json_t *content = json_stringn(c->text.data ? c->text.data : "", c->text.len);
+    json_t *choice;
+    if (c->kind == CALL_CHAT)
+        choice = json_pack("{s:i, s:{s:s, s:o}, s:n, s:s}", "index", 0, "message", "role",
+                           "assistant", "content", content, "logprobs", "finish_reason",
+                           finish_name(finish));
+    else
+        choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "text", content, "logprobs",
+                           "finish_reason", finish_name(finish));
+    json_t *body = json_pack("{s:s, s:s, s:i, s:s, s:[o], s:o}", "id", c->id, "object",
+                             c->kind == CALL_CHAT ? "chat.completion" : "text_completion",
+                             "created", (int)c->created, "model", c->s->name, "choices", choice,
+                             "usage", usage_json(c));
+    http_reply_json_take(c->req, 200, body);
+    c->req = NULL;
+}
+
+/* ==== Embeddings ==== */
+
+static void embed_next(call *c);
+
+static void base64_encode(const unsigned char *in, size_t n, mh_buf *out) {
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)in[i] << 16;
+        if (i + 1 < n) v |= (unsigned)in[i + 1] << 8;
+        if (i + 2 < n) v |= in[i + 2];
+        char q[4] = {tbl[(v >> 18) & 63], tbl[(v >> 12) & 63],
+                     i + 1 < n ? tbl[(v >> 6) & 63] : '=', i + 2 < n ? tbl[v & 63] : '='};
+        mh_buf_append(out, q, 4);
+    }
+}
+
+static void embed_store(call *c, const float *v, int n) {
+    json_t *vec;
+    if (c->base64) {
+        mh_buf b = {0};
+        base64_encode((const unsigned char *)v, (size_t)n * sizeof(float), &b);
+        vec = json_stringn(b.data, b.len);
+        mh_buf_free(&b);
+    } else {
+        vec = json_array();
+        for (int i = 0; i < n; i++) json_array_append_new(vec, json_real(v[i]));
+    }
+    json_array_append_new(c->emb_data, json_pack("{s:s, s:i, s:o}", "object", "embedding",
+                                                  "index", c->next_input - 1, "embedding", vec));
+}
+
+static void embed_reply(call *c) {
+    if (!c->req || http_req_gone(c->req)) return;
+    call_note(c);
+    json_t *body = json_pack("{s:s, s:O, s:s, s:{s:i, s:i}}", "object", "list", "data",
+                             c->emb_data, "model", c->s->name, "usage", "prompt_tokens",
+                             c->n_prompt, "total_tokens", c->n_prompt);
+    http_reply_json_take(c->req, 200, body);
+    c->req = NULL;
+}
+
+/* ==== Engine events ==== */
+
+static void on_engine_event(void *arg, const sched_event *ev) {
+    call *c = arg;
+    size_t extra = 0;
+    if (ev->type == SCHED_EV_TEXT) extra = ev->len;
+    if (ev->type == SCHED_EV_DONE && ev->embedding) extra = (size_t)ev->n_embd * sizeof(float);
+    msg *mm = mh_xcalloc(1, sizeof *mm + extra + 1);
+    mm->kind = MSG_EVENT;
+    mm->c = c;
+    mm->ev = *ev;
+    mm->extra_len = extra;
+    if (ev->type == SCHED_EV_TEXT) memcpy(mm->extra, ev->text, ev->len);
+    if (ev->type == SCHED_EV_DONE && ev->embedding) memcpy(mm->extra, ev->embedding, extra);
+    if (ev->error) snprintf(mm->error, sizeof mm->error, "%s", ev->error);
+    post(c->s, mm);
+}
+
+static void on_call_event(call *c, msg *mm) {
+    const sched_event *ev = &mm->ev;
+    if (ev->type == SCHED_EV_STARTED) {
+        call_started(c);
+        return;
+    }
+    if (ev->type == SCHED_EV_TEXT) {
+        call_text(c, mm->extra, mm->extra_len);
+        return;
+    }
+    /* DONE */
+    c->n_prompt += ev->n_prompt;
+    c->n_gen += ev->n_gen;
+    c->n_cached += ev->n_cached;
+    sched_job_release(c->job);
+    c->job = NULL;
+    http_error e;
+    switch (ev->finish) {
+    case SCHED_FINISH_STOP:
+    case SCHED_FINISH_LENGTH:
+        if (c->kind == CALL_EMBEDDING) {
+            embed_store(c, (const float *)(void *)mm->extra, (int)(mm->extra_len / sizeof(float)));
+            if (c->next_input < (int)json_array_size(c->inputs) && c->req &&
+                !http_req_gone(c->req)) {
+                embed_next(c);
+                return;
+            }
+            embed_reply(c);
+        } else {
+            call_complete(c, ev->finish);
+        }
+        break;
+    case SCHED_FINISH_TIMEOUT:
+        http_error_set(&e, 503, NULL, NULL, "queue_timeout",
+                       "timed out after %.1f s waiting for a free slot", c->s->cfg.queue_timeout);
+        call_fail(c, &e);
+        break;
+    case SCHED_FINISH_ERROR:
+        http_error_set(&e, 500, NULL, NULL, NULL, "%s", mm->error[0] ? mm->error : "engine error");
+        call_fail(c, &e);
+        break;
+    default: break; /* cancelled: the client is gone */
+    }
+    call_finish(c);
+}
+
+/* ==== Starting the work once the model is ready ==== */
+
+static int tokenize_prompt(call *c, const char *text, int32_t **out, int *n_out, http_error *e) {
+    const tokenizer *tok = model_get_tokenizer(c->s->m);
+    size_t len = strlen(text);
+    int cap = (int)MH_MIN(len + 16, (size_t)1 << 24);
+    int32_t *ids = mh_xmalloc((size_t)cap * sizeof *ids);
+    int n = tokenizer_encode(tok, text, len, 1, c->kind == CALL_CHAT, ids, cap);
+    if (n > cap) {
+        ids = mh_xrealloc(ids, (size_t)n * sizeof *ids);
+        n = tokenizer_encode(tok, text, len, 1, c->kind == CALL_CHAT, ids, n);
+    }
+    if (n <= 0) {
+        free(ids);
+        return http_error_set(e, 400, NULL, c->kind == CALL_CHAT ? "messages" : "prompt", NULL,
+                              "the prompt is empty");
+    }
+    *out = ids;
+    *n_out = n;
+    return 0;
+}
+
+static int submit(call *c, const int32_t *ids, int n, int embedding, http_error *e) {
+    serve *s = c->s;
+    int n_ctx = s->cfg.n_ctx ? s->cfg.n_ctx : MH_MIN(model_get_hparams(s->m)->n_ctx_train, 4096);
+    const char *param = c->kind == CALL_CHAT ? "messages" : c->kind == CALL_EMBEDDING ? "input"
+                                                                                      : "prompt";
+    if (embedding ? n > n_ctx : n >= n_ctx)
+        return http_error_set(e, 400, NULL, param, "context_length_exceeded",
+                              "the prompt has %d tokens but the context holds %d", n, n_ctx);
+    sched_job_params p = {.prompt = ids, .n_prompt = n, .sampling = c->sp,
+                          .max_tokens = c->max_tokens, .stop = (const char *const *)c->stop,
+                          .n_stop = c->n_stop, .embedding = embedding,
+                          .on_event = on_engine_event, .arg = c};
+    int rc = sched_submit(s->sch, &p, &c->job);
+    if (rc == SCHED_ERR_QUEUE_FULL)
+        return http_error_set(e, 429, NULL, NULL, "queue_full",
+                              "the request queue is full (%d waiting); try again later",
+                              s->cfg.queue_size);
+    if (rc < 0) return http_error_set(e, 400, NULL, param, NULL, "invalid prompt");
+    return 0;
+}
+
+static void embed_next(call *c) {
+    const char *text = json_string_value(json_array_get(c->inputs, (size_t)c->next_input++));
+    int32_t *ids = NULL;
+    int n = 0;
+    http_error e;
+    if (tokenize_prompt(c, text, &ids, &n, &e) < 0 || submit(c, ids, n, 1, &e) < 0) {
+        free(ids);
+        call_fail(c, &e);
+        call_finish(c);
+        return;
+    }
+    free(ids);
+}
+
+static void on_client_gone(http_req *r, void *arg) {
+    call *c = arg;
+    (void)r;
+    if (c->job) {
+        sched_cancel(c->job); /* DONE follows and finishes the call */
+        return;
+    }
+    if (c->waiter) { /* still waiting for the model: nothing else will finish it */
+        lc_acquire_cancel(c->waiter);
+        c->waiter = NULL;
+        call_finish(c);
+    }
+}
+
+static void on_acquired(void *arg, int status, const char *message) {
+    call *c = arg;
+    serve *s = c->s;
+    c->waiter = NULL;
+    http_error e;
+    if (status != 0) {
+        http_error_set(&e, lc_status_http(status), NULL, NULL,
+                       status == LC_ERR_TIMEOUT ? "model_load_timeout" : "model_unavailable",
+                       "model '%s' is not available: %s", s->name, message);
+        call_fail(c, &e);
+        call_finish(c);
+        return;
+    }
+    c->acquired = 1;
+    if (!c->req || http_req_gone(c->req)) {
+        call_finish(c);
+        return;
+    }
+    if (c->kind == CALL_EMBEDDING) {
+        c->emb_data = json_array();
+        embed_next(c);
+        return;
+    }
+    if (c->kind == CALL_CHAT) {
+        /* format the conversation now that the model (and its template) is known */
+        size_t n = json_array_size(json_object_get(c->body, "messages"));
+        chat_message *msgs = mh_xcalloc(n ? n : 1, sizeof *msgs);
+        char **flat = mh_xcalloc(n ? n : 1, sizeof *flat);
+        for (size_t i = 0; i < n; i++) {
+            const json_t *mj = json_array_get(json_object_get(c->body, "messages"), i);
+            msgs[i].role = json_string_value(json_object_get(mj, "role"));
+            const json_t *content = json_object_get(mj, "content");
+            if (json_is_string(content)) {
+                msgs[i].content = json_string_value(content);
+            } else if (json_is_array(content)) {
+                mh_buf b = {0};
+                mh_buf_append(&b, "", 0);
+                size_t k;
+                const json_t *part;
+                json_array_foreach(content, k, part) {
+                    const char *t = json_string_value(json_object_get(part, "text"));
+                    if (t) mh_buf_append(&b, t, strlen(t));
+                }
+                flat[i] = b.data;
+                msgs[i].content = b.data;
+            }
+            if (msgs[i].role && strcmp(msgs[i].role, "developer") == 0) msgs[i].role = "system";
+        }
+        char err[256];
+        int rc = chat_format(s->family, msgs, n, 1, &c->prompt_text, NULL, err, sizeof err);
+        for (size_t i = 0; i < n; i++) free(flat[i]);
+        free(flat);
+        free(msgs);
+        if (rc < 0) {
+            http_error_set(&e, 400, NULL, "messages", NULL, "%s", err);
+            call_fail(c, &e);
+            call_finish(c);
+            return;
+        }
+        for (const char *const *st = chat_stop_strings(s->family); *st; st++)
+            if (c->n_stop < MAX_STOP_STRINGS) c->stop[c->n_stop++] = mh_xstrdup(*st);
+    }
+    int32_t *ids = NULL;
+    int n = 0;
+    if (tokenize_prompt(c, c->prompt_text, &ids, &n, &e) < 0 || submit(c, ids, n, 0, &e) < 0) {
+        free(ids);
+        call_fail(c, &e);
+        call_finish(c);
+        return;
+    }
+    free(ids);
+}
+
+/* ==== Parsing requests ==== */
+
+/* The request's "model" must name this model (alias or file name) when present. */
+static int check_model(serve *s, const json_t *body, http_error *e) {
+    const char *name = NULL;
+    if (http_json_get_string(body, "model", 0, 4096, NULL, &name, e) < 0) return -1;
+    if (name && !lc_find(s->reg, name, 1))
+        return http_error_set(e, 404, NULL, "model", "model_not_found",
+                              "the model '%s' does not exist", name);
+    return 0;
+}
+
+static int parse_sampling(call *c, const json_t *body, http_error *e) {
+    serve *s = c->s;
+    double temp, top_p, min_p, rep;
+    long long top_k, seed, max_tokens, max_completion, n;
+    c->sp = sampler_defaults();
+    if (http_json_get_number(body, "temperature", 0, 0, 2, c->sp.temperature, &temp, e) < 0 ||
+        http_json_get_number(body, "top_p", 0, 0, 1, c->sp.top_p, &top_p, e) < 0 ||
+        http_json_get_number(body, "min_p", 0, 0, 1, c->sp.min_p, &min_p, e) < 0 ||
+        http_json_get_number(body, "repeat_penalty", 0, 0.01, 100, 1.0, &rep, e) < 0 ||
+        http_json_get_int(body, "top_k", 0, 0, 1 << 24, c->sp.top_k, &top_k, e) < 0 ||
+        http_json_get_int(body, "seed", 0, INT64_MIN, INT64_MAX, -1, &seed, e) < 0 ||
+        http_json_get_int(body, "max_tokens", 0, 1, 1 << 24, 0, &max_tokens, e) < 0 ||
+        http_json_get_int(body, "max_completion_tokens", 0, 1, 1 << 24, 0, &max_completion, e) <
+            0 ||
+        http_json_get_int(body, "n", 0, INT64_MIN, INT64_MAX, 1, &n, e) < 0 ||
+        http_json_get_bool(body, "stream", 0, 0, &c->stream, e) < 0)
+        return -1;
+    double ignored;
+    if (http_json_get_number(body, "presence_penalty", 0, -2, 2, 0, &ignored, e) < 0 ||
+        http_json_get_number(body, "frequency_penalty", 0, -2, 2, 0, &ignored, e) < 0)
+        return -1;
+    if (n != 1)
+        return http_error_set(e, 400, NULL, "n", NULL, "only n = 1 is supported (got %lld)", n);
+    int logprobs = 0;
+    if (http_json_get_bool(body, "logprobs", 0, 0, &logprobs, e) < 0) return -1;
+    if (logprobs) return http_error_set(e, 400, NULL, "logprobs", NULL, "logprobs are not supported");
+    c->sp.temperature = (float)temp;
+    c->sp.top_p = (float)top_p;
+    c->sp.min_p = (float)min_p;
+    c->sp.top_k = (int)top_k;
+    c->sp.repeat_penalty = (float)rep;
+    if (seed != -1) c->sp.seed = (uint64_t)seed;
+    c->max_tokens = (int)(max_completion ? max_completion : max_tokens);
+    const json_t *opts = NULL;
+    if (http_json_get_object(body, "stream_options", 0, &opts, e) < 0) return -1;
+    if (opts && http_json_get_bool(opts, "include_usage", 0, 0, &c->include_usage, e) < 0) {
+        snprintf(e->param, sizeof e->param, "stream_options.include_usage");
+        return -1;
+    }
+    const json_t *stop = json_object_get(body, "stop");
+    if (stop && !json_is_null(stop)) {
+        if (json_is_string(stop)) {
+            if (json_string_length(stop) > 0) c->stop[c->n_stop++] = mh_xstrdup(json_string_value(stop));
+        } else if (json_is_array(stop)) {
+            if (json_array_size(stop) > MAX_STOP_STRINGS - 4)
+                return http_error_set(e, 400, NULL, "stop", NULL, "at most %d stop strings",
+                                      MAX_STOP_STRINGS - 4);
+            size_t i;
+            const json_t *v;
+            json_array_foreach(stop, i, v) {
+                if (!json_is_string(v))
+                    return http_error_set(e, 400, NULL, "stop", NULL,
+                                          "'stop' must be a string or an array of strings");
+                if (json_string_length(v) > 0)
+                    c->stop[c->n_stop++] = mh_xstrdup(json_string_value(v));
+            }
+        } else {
+            return http_error_set(e, 400, NULL, "stop", NULL,
+                                  "'stop' must be a string or an array of strings");
+        }
+    }
+    (void)s;
+    return 0;
+}
+
+static int parse_messages(const json_t *body, http_error *e) {
+    const json_t *msgs;
+    if (http_json_get_array(body, "messages", 1, &msgs, e) < 0) return -1;
+    if (json_array_size(msgs) == 0)
+        return http_error_set(e, 400, NULL, "messages", NULL, "'messages' must not be empty");
+    size_t i;
+    const json_t *m;
+    json_array_foreach(msgs, i, m) {
+        char param[64];
+        snprintf(param, sizeof param, "messages[%zu]", i);
+        if (!json_is_object(m))
+            return http_error_set(e, 400, NULL, param, NULL, "%s must be an object", param);
+        const char *role = json_string_value(json_object_get(m, "role"));
+        if (!role || (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") &&
+                      strcmp(role, "developer")))
+            return http_error_set(e, 400, NULL, param, NULL,
+                                  "%s.role must be one of system, developer, user, assistant",
+                                  param);
+        const json_t *content = json_object_get(m, "content");
+        if (json_is_string(content) || (json_is_null(content) && !strcmp(role, "assistant")))
+            continue;
+        if (!json_is_array(content))
+            return http_error_set(e, 400, NULL, param, NULL,
+                                  "%s.content must be a string or an array of text parts", param);
+        size_t k;
+        const json_t *part;
+        json_array_foreach(content, k, part) {
+            const char *type = json_string_value(json_object_get(part, "type"));
+            if (!type || strcmp(type, "text") != 0 ||
+                !json_is_string(json_object_get(part, "text")))
+                return http_error_set(e, 400, NULL, param, NULL,
+                                      "%s.content[%zu]: only parts of type 'text' are supported",
+                                      param, k);
+        }
+    }
+    return 0;
+}
+
+/* Common start of the three generation routes: auth is done by the server. */
+static void begin_call(serve *s, http_req *r, int kind) {
+    http_error e;
+    json_t *body;
+    if (http_req_json(r, &body, &e) < 0) {
+        http_reply_error(r, &e);
+        return;
+    }
+    call *c = call_new(s, r, kind);
+    c->body = body;
+    int rc = check_model(s, body, &e);
+    if (rc == 0 && kind == CALL_CHAT) rc = parse_messages(body, &e);
+    if (rc == 0 && kind == CALL_COMPLETION) {
+        const json_t *p = json_object_get(body, "prompt");
+        int echo = 0;
+        if (!p || json_is_null(p)) rc = http_error_set(&e, 400, NULL, "prompt", NULL,
+                                                       "missing required parameter 'prompt'");
+        else if (!json_is_string(p))
+            rc = http_error_set(&e, 400, NULL, "prompt", NULL,
+                                "'prompt' must be a string (arrays are not supported)");
+        else if (http_json_get_bool(body, "echo", 0, 0, &echo, &e) < 0) rc = -1;
+        else if (echo) rc = http_error_set(&e, 400, NULL, "echo", NULL, "echo is not supported");
+        else c->prompt_text = mh_xstrdup(json_string_value(p));
+    }
+    if (rc == 0 && kind == CALL_EMBEDDING) {
+        const json_t *in = json_object_get(body, "input");
+        const char *fmt = NULL;
+        if (http_json_get_string(body, "encoding_format", 0, 16, "float", &fmt, &e) < 0) rc = -1;
+        else if (strcmp(fmt, "float") && strcmp(fmt, "base64"))
+            rc = http_error_set(&e, 400, NULL, "encoding_format", NULL,
+                                "'encoding_format' must be 'float' or 'base64'");
+        c->base64 = rc == 0 && strcmp(fmt, "base64") == 0;
+        if (rc == 0) {
+            if (json_is_string(in)) {
+                json_t *arr = json_array();
+                json_array_append(arr, (json_t *)in);
+                json_object_set_new(body, "input", arr);
+                in = arr;
+            }
+            size_t i;
+            const json_t *v;
+            if (!json_is_array(in) || json_array_size(in) == 0 ||
+                json_array_size(in) > MAX_EMBED_INPUTS)
+                rc = http_error_set(&e, 400, NULL, "input", NULL,
+                                    "'input' must be a string or a non-empty array of at most "
+                                    "%d strings",
+                                    MAX_EMBED_INPUTS);
+            else
+                json_array_foreach(in, i, v) if (!json_is_string(v) || json_string_length(v) == 0) {
+                    rc = http_error_set(&e, 400, NULL, "input", NULL,
+                                        "input[%zu] must be a non-empty string", i);
+                    break;
+                }
+            c->inputs = in;
+        }
+    }
+    if (rc == 0 && kind != CALL_EMBEDDING) rc = parse_sampling(c, body, &e);
+    if (rc < 0) {
+        call_fail(c, &e);
+        call_finish(c);
+        return;
+    }
+    http_req_on_close(r, on_client_gone, c);
+    rc = lc_acquire(s->lcm, s->cfg.queue_timeout, on_acquired, c, &c->waiter);
+    if (rc == LC_READY) on_acquired(c, 0, NULL);
+    else if (rc < 0)
+        on_acquired(c, rc, rc == LC_ERR_SHUTDOWN ? "the server is shutting down" : "unavailable");
+}
+
+static void route_chat(http_req *r, void *arg) { begin_call(arg, r, CALL_CHAT); }
+static void route_completions(http_req *r, void *arg) { begin_call(arg, r, CALL_COMPLETION); }
+static void route_embeddings(http_req *r, void *arg) { begin_call(arg, r, CALL_EMBEDDING); }
+
+/* ==== Models, health, control ==== */
+
+static void route_models(http_req *r, void *arg) {
+    serve *s = arg;
+    json_t *entry = lc_model_entry(s->lcm);
+    json_t *model = json_pack("{s:s, s:s, s:i, s:s, s:o}", "id", s->name, "object", "model",
+                              "created", (int)mh_now_wall(), "owned_by", "modelhub", "metadata",
+                              entry);
+    http_reply_json_take(r, 200, json_pack("{s:s, s:[o]}", "object", "list", "data", model));
+}
+
+static void route_health(http_req *r, void *arg) {
+    serve *s = arg;
+    lc_mem_state mem = lc_model_mem(s->lcm);
+    const char *ms = mem == LC_MEM_LOADED    ? "loaded"
+                     : mem == LC_MEM_LOADING ? "loading"
+                     : mem == LC_MEM_ERROR   ? "error"
+                                             : "unloaded";
+    double at = lc_model_unload_at(s->lcm);
+    json_t *body = json_pack("{s:s, s:s, s:o}", "status", "ok", "model_status", ms, "unload_at",
+                             at > 0 ? json_real(round(at * 1000) / 1000) : json_null());
+    http_reply_json_take(r, 200, body);
+}
+
+static int control_ok(serve *s, http_req *r) {
+    const char *tok = http_req_header(r, "X-Control-Token");
+    if (s->cfg.control_token && s->cfg.control_token[0] &&
+        (!tok || strcmp(tok, s->cfg.control_token) != 0)) {
+        http_reply_errorf(r, 401, NULL, NULL, "invalid_control_token",
+                          "missing or wrong X-Control-Token");
+        return 0;
+    }
+    return 1;
+}
+
+typedef struct control_call {
+    serve *s;
+    http_req *req;
+} control_call;
+
+static void control_reply(serve *s, http_req *r, int status, const char *message) {
+    if (status < 0 && status != LC_READY) {
+        http_reply_errorf(r, lc_status_http(status), NULL, NULL, NULL, "%s",
+                          message ? message : "failed");
+        return;
+    }
+    http_reply_json_take(r, 200, lc_model_entry(s->lcm));
+}
+
+static void on_control_done(void *arg, int status, const char *message) {
+    control_call *cc = arg;
+    if (status == 0) control_reply(cc->s, cc->req, LC_READY, NULL);
+    else control_reply(cc->s, cc->req, status < 0 ? status : LC_ERR_FAILED, message);
+    free(cc);
+}
+
+static void control_op(serve *s, http_req *r, int load) {
+    if (!control_ok(s, r)) return;
+    control_call *cc = mh_xcalloc(1, sizeof *cc);
+    cc->s = s;
+    cc->req = r;
+    int rc = load ? lc_load(s->lcm, on_control_done, cc)
+                  : lc_unload(s->lcm, LC_REASON_MANUAL, on_control_done, cc);
+    if (rc == LC_PENDING) return;
+    free(cc);
+    control_reply(s, r, rc, rc == LC_ERR_CONFLICT ? "the model has requests in flight" : NULL);
+}
+
+static void route_control_load(http_req *r, void *arg) { control_op(arg, r, 1); }
+static void route_control_unload(http_req *r, void *arg) { control_op(arg, r, 0); }
+
+static void route_control_status(http_req *r, void *arg) {
+    serve *s = arg;
+    if (!control_ok(s, r)) return;
+    http_reply_json_take(r, 200, lc_model_entry(s->lcm));
+}
+
+static const http_route routes[] = {
+    {"POST", "/v1/chat/completions", route_chat, HTTP_ROUTE_STREAM},
+    {"POST", "/v1/completions", route_completions, HTTP_ROUTE_STREAM},
+    {"POST", "/v1/embeddings", route_embeddings, 0},
+    {"GET", "/v1/models", route_models, 0},
+    {"GET", "/health", route_health, HTTP_ROUTE_PUBLIC},
+    {"POST", "/control/load", route_control_load, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_LOOPBACK},
+    {"POST", "/control/unload", route_control_unload, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_LOOPBACK},
+    {"GET", "/control/status", route_control_status, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_LOOPBACK},
+};
+
+/* ==== Loop plumbing ==== */
+
+static void on_async(http_async_item *item, void *arg) {
+    serve *s = arg;
+    msg *mm = HTTP_ASYNC_ENTRY(item, msg, link);
+    switch (mm->kind) {
+    case MSG_LOAD_DONE: on_load_done(s, mm); break;
+    case MSG_UNLOAD_DONE: on_unload_done(s); break;
+    case MSG_EVENT: on_call_event(mm->c, mm); break;
+    }
+    free(mm);
+}
+
+static void on_request_logged(const http_log_entry *e, void *arg) {
+    (void)arg;
+    log_info("%s %s %d %.1f ms%s%s", e->method, e->path, e->status, e->duration_s * 1e3,
+             e->note ? " " : "", e->note ? e->note : "");
+}
+
+static void cron(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    serve *s = arg;
+    lc_cron(s->reg);
+    double now = mh_now_mono();
+    for (call *c = s->calls; c; c = c->next)
+        if (c->started && c->req && !http_req_gone(c->req) && now - c->last_write >= KEEPALIVE_S) {
+            http_stream_comment(c->req, "keep-alive");
+            c->last_write = now;
+        }
+}
+
+static void on_stopped(void *arg, int status, const char *message) {
+    (void)status, (void)message;
+    serve *s = arg;
+    event_base_loopexit(s->base, NULL);
+}
+
+static void begin_shutdown(serve *s, const char *why) {
+    if (s->stopping) return;
+    s->stopping = 1;
+    log_info("shutting down (%s)", why);
+    for (call *c = s->calls; c; c = c->next)
+        if (c->job) sched_cancel(c->job);
+    if (lc_shutdown(s->reg, on_stopped, s) == LC_READY) event_base_loopexit(s->base, NULL);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg) {
+    (void)what;
+    begin_shutdown(arg, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void on_stdin(evutil_socket_t fd, short what, void *arg) {
+    (void)what;
+    char buf[256];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
+        event_del(((serve *)arg)->stdin_ev);
+        begin_shutdown(arg, "the hub went away (stdin closed)");
+    }
+}
+
+int serve_run(const serve_config *cfg_in) {
+    serve *s = mh_xcalloc(1, sizeof *s);
+    the_serve = s;
+    s->cfg = *cfg_in;
+    serve_config *cfg = &s->cfg;
+    if (!cfg->host) cfg->host = "127.0.0.1";
+    if (cfg->parallel < 1) cfg->parallel = 1;
+    log_set_tag("serve");
+    if (cfg->log_file && log_open_file(cfg->log_file) < 0) {
+        fprintf(stderr, "modelhub serve: cannot open log file %s: %s\n", cfg->log_file,
+                strerror(errno));
+        free(s);
+        return 1;
+    }
+    if (cfg->worker) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() == 1) { /* the parent died before prctl took effect */
+            free(s);
+            return 1;
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+    const char *base = strrchr(cfg->model_path, '/');
+    s->file_base = mh_xstrdup(base ? base + 1 : cfg->model_path);
+    s->name = mh_xstrdup(cfg->alias ? cfg->alias : s->file_base);
+
+    char err[512];
+    int status = 1;
+    s->base = http_loop_new(err, sizeof err);
+    s->tp = threadpool_new(cfg->threads > 0 ? cfg->threads : threadpool_default_size());
+    if (!s->base || !s->tp) {
+        fprintf(stderr, "modelhub serve: %s\n", s->base ? "cannot start threads" : err);
+        goto done;
+    }
+    s->async = http_async_new(s->base, on_async, s);
+    http_server_config hc = {.host = cfg->host, .port = cfg->port, .api_key = cfg->api_key,
+                             .routes = routes, .nroutes = MH_ARRAY_LEN(routes), .arg = s};
+    s->http = http_server_new(s->base, &hc, err, sizeof err);
+    if (!s->http) {
+        fprintf(stderr, "modelhub serve: %s\n", err);
+        goto done;
+    }
+    http_server_set_log_hook(s->http, on_request_logged, s);
+
+    s->reg = lc_registry_new(NULL);
+    lc_registry_set_info(s->reg, cfg->host, http_server_port(s->http));
+    const char *aliases[] = {s->file_base, NULL};
+    lc_model_config mc = {.name = s->name,
+                          .aliases = strcmp(s->name, s->file_base) ? aliases : NULL,
+                          .model_path = cfg->model_path,
+                          .is_default = 1,
+                          .idle_unload_s = cfg->idle_unload};
+    s->lcm = lc_model_add(s->reg, &mc, &local_ops, s);
+
+    s->cron_ev = event_new(s->base, -1, EV_PERSIST, cron, s);
+    struct timeval tv = {0, CRON_INTERVAL_US};
+    event_add(s->cron_ev, &tv);
+    s->sigterm_ev = evsignal_new(s->base, SIGTERM, on_signal, s);
+    s->sigint_ev = evsignal_new(s->base, SIGINT, on_signal, s);
+    event_add(s->sigterm_ev, NULL);
+    event_add(s->sigint_ev, NULL);
+    if (cfg->worker) {
+        s->stdin_ev = event_new(s->base, STDIN_FILENO, EV_READ | EV_PERSIST, on_stdin, s);
+        event_add(s->stdin_ev, NULL);
+    }
+
+    printf("listening on %s:%d\n", cfg->host, http_server_port(s->http));
+    fflush(stdout);
+    log_info("serving %s as '%s' on http://%s:%d (%s, %d slot%s, idle unload %s)",
+             cfg->model_path, s->name, cfg->host, http_server_port(s->http),
+             cfg->jit ? "load on first request" : "loading now", cfg->parallel,
+             cfg->parallel == 1 ? "" : "s", cfg->idle_unload > 0 ? "on" : "off");
+    if (!cfg->jit) lc_load(s->lcm, NULL, NULL);
+
+    event_base_dispatch(s->base);
+    status = 0;
+
+done:
+    /* wait for a load or unload in progress; stopping the scheduler ends every job, whose last
+     * events are then handled as usual before the calls still waiting are dropped */
+    if (s->loader_running) pthread_join(s->loader, NULL);
+    if (s->loading_sch) sched_free(s->loading_sch);
+    if (s->loading_m) model_free(s->loading_m);
+    if (s->sch) sched_free(s->sch);
+    s->sch = NULL;
+    if (s->async) http_async_free(s->async, on_async);
+    if (s->m) model_free(s->m);
+    while (s->calls) {
+        call *c = s->calls;
+        if (c->waiter) lc_acquire_cancel(c->waiter);
+        c->waiter = NULL;
+        call_finish(c);
+    }
+    if (s->http) http_server_free(s->http);
+    lc_registry_free(s->reg);
+    if (s->cron_ev) event_free(s->cron_ev);
+    if (s->sigterm_ev) event_free(s->sigterm_ev);
+    if (s->sigint_ev) event_free(s->sigint_ev);
+    if (s->stdin_ev) event_free(s->stdin_ev);
+    if (s->base) http_loop_free(s->base);
+    threadpool_free(s->tp);
+    free(s->name);
+    free(s->file_base);
+    free(s);
+    the_serve = NULL;
+    log_close_file();
+    return status;
+}
