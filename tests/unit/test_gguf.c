@@ -1094,8 +1094,9 @@ static void test_counts_past_int_max(void **state) {
     }
 }
 
-/* Duplicate checks must not be quadratic: 100k keys and 60k tensors parse in well under a second
- * (the pairwise check took minutes), and a duplicate pair far apart is still found. */
+/* Duplicate checks must not be quadratic: 100k keys and 60k tensors parse in about 50 ms (the
+ * pairwise check took 28 s; the bound leaves room for valgrind), and a duplicate pair far apart
+ * is still found. */
 static void test_many_entries_parse_fast(void **state) {
     (void)state;
     enum { N_KV = 100000, N_T = 60000 };
@@ -1117,7 +1118,7 @@ static void test_many_entries_parse_fast(void **state) {
         double t0 = (double)clock() / CLOCKS_PER_SEC;
         int rc = gguf_open_memory(b.p, b.len, &f, err, sizeof err);
         double elapsed = (double)clock() / CLOCKS_PER_SEC - t0;
-        if (elapsed > 1.0) fail_msg("parse took %.2f s", elapsed);
+        if (elapsed > 5.0) fail_msg("parse took %.2f s", elapsed);
         if (dup == 0) {
             if (rc != 0) fail_msg("rejected: %s", err);
             assert_int_equal(gguf_n_kv(f), N_KV);
