@@ -30,11 +30,15 @@
 #define DEFAULT_TIMEOUT_MS 30000
 #define DEFAULT_MAX_BODY   ((size_t)64 << 20)
 #define MAX_RESPONSE_HEAD  (64 * 1024)
+/* An idle connection older than this is replaced rather than reused: the upstream (our own
+ * server: 60 s keep-alive) may be closing it just as we send, which would fail the request. */
+#define MAX_IDLE_S 20.0
 
 typedef struct pool_conn {
     http_client *c;
     struct evhttp_connection *evcon;
     http_client_req *busy; /* the request in flight, NULL when idle */
+    double idle_since;     /* mh_now_mono() when it last became idle */
     struct pool_conn *next;
 } pool_conn;
 
@@ -112,6 +116,7 @@ static pool_conn *conn_new(http_client *c) {
         return NULL;
     }
     evhttp_connection_set_retries(pc->evcon, 0);
+    pc->idle_since = mh_now_mono();
     evhttp_connection_set_max_headers_size(pc->evcon, MAX_RESPONSE_HEAD);
     pc->next = c->conns;
     c->conns = pc;
@@ -293,6 +298,7 @@ static void on_ev_done(struct evhttp_request *ev, void *arg) {
     cr->conn = NULL;
     if (pc) {
         pc->busy = NULL;
+        pc->idle_since = mh_now_mono();
         if (!ok)
             conn_retire(pc); /* freed later from work_ev, not here */
         else
@@ -375,6 +381,11 @@ static void work_cb(evutil_socket_t fd, short what, void *arg) {
         free(pc);
     }
     /* 3. Start queued requests on idle or new connections. */
+    double now = mh_now_mono();
+    for (pool_conn *p = c->conns, *next; p; p = next) {
+        next = p->next;
+        if (!p->busy && now - p->idle_since > MAX_IDLE_S) conn_retire(p); /* freed next pass */
+    }
     while (c->queue_head) {
         pool_conn *pc = NULL;
         for (pool_conn *p = c->conns; p; p = p->next)

@@ -21,6 +21,9 @@
  * Connections are owned by the pool, never freed inside their own libevent callbacks (freed from
  * a deferred event of the pool), and never handed to evhttp_connection_free_on_completion.
  * Timeouts are always set explicitly (libevent's defaults are 45 s connect / 50 s read).
+ * Idle connections are reused for at most 20 s. A request sent on a reused connection at the
+ * very moment the upstream closes it fails with ENORESPONSE; retrying that is safe only for
+ * idempotent requests, which is the caller's call.
  *
  * Threads: loop thread only.
  */

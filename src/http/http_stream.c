@@ -13,6 +13,9 @@ int http_stream_start(http_req *r, int status, const char *content_type) {
     MH_ASSERT(!(r->flags & (REQ_DONE | REQ_STREAMING)));
     r->flags |= REQ_STREAMING;
     r->status = status;
+    /* A request libevent detached without our close callback noticing (only possible for a
+     * connection that could not get our guard) must not reach evhttp_send_reply_start. */
+    if (r->ev && !evhttp_request_get_connection(r->ev)) http_req_mark_gone_(r);
     if (!r->ev || (r->flags & REQ_GONE)) return -1;
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
     evhttp_remove_header(h, "Content-Type");

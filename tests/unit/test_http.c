@@ -739,7 +739,8 @@ typedef struct raw_simple {
     int port;
     const char *send;
     size_t send_len;
-    int step; /* bytes per send, 0 = all at once */
+    int step;          /* bytes per send, 0 = all at once */
+    const char *send2; /* sent 50 ms after `send`, when set */
     const char *until;
     char out[8192];
     int eof; /* the server closed the connection after answering */
@@ -755,6 +756,10 @@ static void *raw_simple_run(void *arg) {
         }
     else
         send_all(fd, a->send, a->send_len);
+    if (a->send2) {
+        usleep(50000);
+        send_all(fd, a->send2, strlen(a->send2));
+    }
     recv_until(fd, a->out, sizeof a->out, a->until);
     char x;
     struct timeval tv = {2, 0};
@@ -1622,6 +1627,105 @@ static void test_client_deadline(void **state) {
     http_client_free(c);
 }
 
+/* ==== Tests: server construction, pipelining behind a stream ==== */
+
+static void h_any(http_req *r, void *arg) {
+    (void)arg;
+    http_reply(r, 200, "text/plain", http_req_method(r), strlen(http_req_method(r)));
+}
+
+static void test_server_config_errors(void **state) {
+    (void)state;
+    char err[256];
+    http_route bad[] = {{"GET", "/a/{*}/b", h_any, 0}};
+    http_server_config cfg = {.routes = bad, .nroutes = 1};
+    assert_null(http_server_new(base, &cfg, err, sizeof err));
+    assert_non_null(strstr(err, "{*}"));
+    http_route bad2[] = {{"GET", "no-slash", h_any, 0}};
+    cfg.routes = bad2;
+    assert_null(http_server_new(base, &cfg, err, sizeof err));
+    assert_non_null(strstr(err, "no-slash"));
+
+    http_route any[] = {{"*", "/any", h_any, 0}};
+    tserver t;
+    tserver_start(&t, any, 1, NULL, NULL, 0);
+    http_server_config same = {.port = t.port, .routes = any, .nroutes = 1};
+    assert_null(http_server_new(base, &same, err, sizeof err));
+    assert_non_null(strstr(err, "cannot listen"));
+    creq c;
+    creq_init(&c, "PATCH", t.port, "/any");
+    creq_do(&c);
+    assert_int_equal(c.status, 200);
+    assert_string_equal(c.resp, "PATCH");
+    creq_free(&c);
+    tserver_stop(&t);
+}
+
+/* A request pipelined behind a stream (whose connection reads again to notice EOF) is served
+ * once the stream ends, from the same connection. */
+typedef struct pipe_ctx {
+    http_req *req;
+    struct event *end_timer;
+} pipe_ctx;
+
+static void pipe_end(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    pipe_ctx *p = arg;
+    http_stream_event(p->req, "[DONE]");
+    http_stream_end(p->req);
+    p->req = NULL;
+}
+
+static void h_pipe_stream(http_req *r, void *arg) {
+    pipe_ctx *p = arg;
+    p->req = r;
+    http_stream_start_sse(r);
+    http_stream_event(r, "{\"x\":1}");
+    struct timeval tv = {0, 200000};
+    event_add(p->end_timer, &tv);
+}
+
+static const http_route pipe_routes[] = {
+    {"GET", "/stream", h_pipe_stream, 0},
+    {"GET", "/v1/models", h_models, 0},
+};
+
+static void test_pipelined_behind_stream(void **state) {
+    (void)state;
+    pipe_ctx p = {0};
+    p.end_timer = evtimer_new(base, pipe_end, &p);
+    tserver t;
+    tserver_start(&t, pipe_routes, MH_ARRAY_LEN(pipe_routes), &p, NULL, 0);
+    raw_simple a = {.port = t.port,
+                    .send = "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n"
+                            "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n",
+                    .until = "\"m1\"}]}"};
+    a.send_len = strlen(a.send);
+    job j;
+    job_start(&j, raw_simple_run, &a);
+    job_finish(&j, 20, "pipelined behind a stream");
+    const char *d = strstr(a.out, "data: [DONE]");
+    const char *m = strstr(a.out, "\"object\":\"list\"");
+    if (!d || !m || d > m) fail_msg("pipelined behind stream: %s", a.out);
+    assert_int_equal(a.eof, 0);
+
+    /* The same with the second request arriving while the stream is open (read re-enabled). */
+    raw_simple b = {.port = t.port,
+                    .send = "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n",
+                    .send2 = "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n",
+                    .until = "\"m1\"}]}"};
+    b.send_len = strlen(b.send);
+    job_start(&j, raw_simple_run, &b);
+    job_finish(&j, 20, "request sent during a stream");
+    d = strstr(b.out, "data: [DONE]");
+    m = strstr(b.out, "\"object\":\"list\"");
+    if (!d || !m || d > m) fail_msg("sent during stream: %s", b.out);
+    assert_int_equal(b.eof, 0);
+    tserver_stop(&t);
+    event_free(p.end_timer);
+}
+
 /* ==== Tests: http_fetch (libcurl, from a thread) ==== */
 
 typedef struct fetch_job {
@@ -1746,6 +1850,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_client_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_pool_and_buffered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_config_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_behind_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
