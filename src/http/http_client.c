@@ -22,6 +22,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 
 #include "util/common.h"
 #include "util/log.h"
@@ -232,6 +233,19 @@ void http_client_cancel(http_client_req *cr) {
 const char *http_client_req_header(const http_client_req *cr, const char *name) {
     if (!cr->ev || !cr->head_received) return NULL;
     return evhttp_find_header(evhttp_request_get_input_headers(cr->ev), name);
+}
+
+size_t http_client_req_each_header(const http_client_req *cr,
+                                   void (*fn)(const char *name, const char *value, void *arg),
+                                   void *arg) {
+    if (!cr->ev || !cr->head_received) return 0;
+    size_t n = 0;
+    const struct evkeyvalq *h = evhttp_request_get_input_headers(cr->ev);
+    for (const struct evkeyval *kv = h->tqh_first; kv; kv = kv->next.tqe_next) {
+        fn(kv->key, kv->value, arg);
+        n++;
+    }
+    return n;
 }
 
 /* ---- libevent callbacks of a running request ---- */

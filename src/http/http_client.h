@@ -99,6 +99,11 @@ void http_client_cancel(http_client_req *cr);
 
 /* A response header, during on_head and on_chunk only; NULL otherwise or when absent. */
 const char *http_client_req_header(const http_client_req *cr, const char *name);
+/* Call fn for every response header in order (for pass-through), during on_head and on_chunk
+ * only. Returns the number of headers visited. */
+size_t http_client_req_each_header(const http_client_req *cr,
+                                   void (*fn)(const char *name, const char *value, void *arg),
+                                   void *arg);
 
 /* Requests started and not yet done (running plus queued). */
 size_t http_client_pending(const http_client *c);

@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -1224,6 +1225,7 @@ typedef struct proxy_ctx {
     http_client_req *up;
     sse_parser *parser;
     int saw_done;
+    int saw_ctype_header;
     int chunks;
     int up_error;
     atomic_int finished;
@@ -1234,8 +1236,15 @@ static void px_sse(const sse_event *ev, void *arg) {
     if (sse_event_is_done(ev)) p->saw_done = 1;
 }
 
+static void px_count_header(const char *name, const char *value, void *arg) {
+    proxy_ctx *p = arg;
+    if (strcasecmp(name, "Content-Type") == 0 && strcmp(value, "text/event-stream") == 0)
+        p->saw_ctype_header = 1;
+}
+
 static void px_head(http_client_req *cr, int status, void *arg) {
     proxy_ctx *p = arg;
+    assert_true(http_client_req_each_header(cr, px_count_header, p) >= 3);
     const char *ct = http_client_req_header(cr, "Content-Type");
     http_stream_start(p->down, status, ct ? ct : "application/octet-stream");
 }
@@ -1335,6 +1344,7 @@ static void test_proxy_chunk_by_chunk(void **state) {
     assert_int_equal(s.saw_first_before_release, 1);
     assert_int_equal(p.up_error, 0);
     assert_int_equal(p.saw_done, 1);
+    assert_int_equal(p.saw_ctype_header, 1);
     assert_true(p.chunks >= 2);
     for (int i = 0; i < 5; i++) {
         char want[32];
