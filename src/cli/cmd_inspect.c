@@ -37,10 +37,28 @@ static void print_string(const char *s, uint64_t len, uint64_t max) {
     putchar('"');
 }
 
+/* Print a name that comes from the file (a key, a tensor name, a message quoting one) with control
+ * characters escaped, so that a crafted file cannot send terminal escape sequences; pad with
+ * spaces to `width` columns. */
+static void print_name(FILE *fp, const char *s, uint64_t len, int width) {
+    int n = 0;
+    for (uint64_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f) {
+            n += fprintf(fp, "\\x%02x", c);
+        } else {
+            fputc(c, fp);
+            n++;
+        }
+    }
+    for (; n < width; n++) fputc(' ', fp);
+}
+
 static void print_kv(const gguf_kv *kv, int full) {
-    /* A key's length comes from the file: cap it, so that a length past INT_MAX cannot turn into
-     * a negative precision (which printf ignores, reading on to a NUL). */
-    printf("  %-40.*s ", (int)(kv->key.len < 256 ? kv->key.len : 256), kv->key.ptr);
+    /* A key's length comes from the file: cap what is shown (at most 256 bytes). */
+    printf("  ");
+    print_name(stdout, kv->key.ptr, kv->key.len < 256 ? kv->key.len : 256, 40);
+    putchar(' ');
     if (kv->type == GGUF_VT_STRING) {
         uint64_t len;
         memcpy(&len, kv->val, 8);
@@ -84,7 +102,9 @@ int cmd_inspect(int argc, char **argv) {
     gguf *f;
     char err[512];
     if (gguf_open(path, &f, err, sizeof err) < 0) {
-        fprintf(stderr, "modelhub inspect: %s: %s\n", path, err);
+        fprintf(stderr, "modelhub inspect: %s: ", path);
+        print_name(stderr, err, strlen(err), 0);
+        fputc('\n', stderr);
         return 1;
     }
     printf("file: %s\nversion: %u  alignment: %u  size: %llu  data offset: %llu\n", path,
@@ -101,8 +121,10 @@ int cmd_inspect(int argc, char **argv) {
         for (uint32_t d = 0; d < t->n_dims; d++)
             n += snprintf(shape + n, sizeof shape - (size_t)n, "%s%llu", d ? ", " : "",
                           (unsigned long long)t->ne[d]);
-        printf("  %-32s %-6s [%s]  offset %llu  %llu bytes\n", t->name, ggml_type_name(t->type),
-               shape, (unsigned long long)t->offset, (unsigned long long)t->nbytes);
+        printf("  ");
+        print_name(stdout, t->name, strlen(t->name), 32);
+        printf(" %-6s [%s]  offset %llu  %llu bytes\n", ggml_type_name(t->type), shape,
+               (unsigned long long)t->offset, (unsigned long long)t->nbytes);
         total += t->nbytes;
     }
     printf("tensor bytes: %llu\n", (unsigned long long)total);

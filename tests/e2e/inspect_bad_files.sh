@@ -111,6 +111,27 @@ changed "value type" "key 'tokenizer.ggml.tokens' has unknown value type 77" 53 
 changed "array element type" "key 'tokenizer.ggml.tokens' is an array of arrays" 57 09
 changed "array count" "array 'tokenizer.ggml.tokens' claims [0-9]+ strings" 68 01
 
+# ---- names with control characters are shown escaped, never sent raw to the terminal
+le() { # le N VALUE: VALUE as N little-endian bytes, written as printf escapes
+    local out="" i
+    for ((i = 0; i < $1; i++)); do out+=$(printf '\\x%02x' $((($2 >> (8 * i)) & 255))); done
+    printf '%s' "$out"
+}
+key='evil\x1b[31mkey' name='w\x1b]0;pwned\x07' # 12 and 11 bytes
+printf "GGUF$(le 4 3)$(le 8 1)$(le 8 1)$(le 8 12)$key$(le 4 4)$(le 4 7)" >"$tmp/escape.gguf"
+printf "$(le 8 11)$name$(le 4 1)$(le 8 8)$(le 4 0)$(le 8 0)" >>"$tmp/escape.gguf"
+size=$(stat -c %s "$tmp/escape.gguf")
+head -c $(((32 - size % 32) % 32 + 32)) /dev/zero >>"$tmp/escape.gguf"
+inspect "$tmp/escape.gguf"
+check "escaped names: exit 0" test "$rc" -eq 0
+check "escaped names: key shown escaped" has 'evil\x1b[31mkey' "$tmp/out"
+check "escaped names: tensor name shown escaped" has 'w\x1b]0;pwned\x07' "$tmp/out"
+check "escaped names: no raw ESC or BEL" test "$(tr -cd '\033\007' <"$tmp/out" | wc -c)" -eq 0
+printf "GGUF$(le 4 3)$(le 8 0)$(le 8 1)$(le 8 12)$key$(le 4 99)$(le 8 0)" >"$tmp/escape-bad.gguf"
+expect_bad "escaped key in a message" "$tmp/escape-bad.gguf" \
+    "key 'evil.x1b.31mkey' has unknown value type 99"
+check "escaped message: no raw ESC" test "$(tr -cd '\033' <"$tmp/err" | wc -c)" -eq 0
+
 # ---- random changes in the header: exit 0 or 1, never a crash, never a message-less failure
 RANDOM=4242
 crashes=0 silent=0 rejected=0 parsed=0
