@@ -18,6 +18,7 @@ const char *http_error_default_type(int status) {
 int http_error_set(http_error *e, int status, const char *type, const char *param, const char *code,
                    const char *fmt, ...) {
     e->status = status;
+    e->retry_after_s = 0;
     snprintf(e->type, sizeof e->type, "%s", type ? type : http_error_default_type(status));
     snprintf(e->param, sizeof e->param, "%s", param ? param : "");
     snprintf(e->code, sizeof e->code, "%s", code ? code : "");

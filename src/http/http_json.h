@@ -23,11 +23,13 @@ typedef struct http_error {
     char param[64]; /* offending request member, "" for none (sent as null) */
     char code[48];  /* machine-readable code, "" for none (sent as null) */
     char message[512];
+    int retry_after_s; /* > 0: http_reply_error() adds `Retry-After: <n>` (429, 503) */
 } http_error;
 
-/* Fill `e`. `type` NULL picks the usual type for the status (4xx invalid_request_error, 401
- * authentication_error, 404 not_found_error, 429 rate_limit_error, 5xx server_error). `param`
- * and `code` may be NULL. Returns -1 so callers can `return http_error_set(...);`. */
+/* Fill `e` (retry_after_s = 0). `type` NULL picks the usual type for the status (4xx
+ * invalid_request_error, 401 authentication_error, 404 not_found_error, 429 rate_limit_error,
+ * 5xx server_error). `param` and `code` may be NULL. Returns -1 so callers can
+ * `return http_error_set(...);`. */
 int http_error_set(http_error *e, int status, const char *type, const char *param, const char *code,
                    const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 

@@ -369,6 +369,11 @@ int http_reply_json_take(http_req *r, int status, json_t *body) {
 }
 
 int http_reply_error(http_req *r, const http_error *e) {
+    if (e->retry_after_s > 0) {
+        char v[24];
+        snprintf(v, sizeof v, "%d", e->retry_after_s);
+        http_req_set_header(r, "Retry-After", v);
+    }
     json_t *env = http_error_envelope(e);
     int status = e->status >= 400 ? e->status : 500;
     if (!env) return http_reply(r, status, "application/json", "{}", 2);

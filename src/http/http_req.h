@@ -106,7 +106,8 @@ int http_reply(http_req *r, int status, const char *content_type, const void *da
 int http_reply_json(http_req *r, int status, const json_t *body);
 /* Terminal: like http_reply_json but steals the reference to `body`. */
 int http_reply_json_take(http_req *r, int status, json_t *body);
-/* Terminal: answer with the OpenAI error envelope and e->status. */
+/* Terminal: answer with the OpenAI error envelope and e->status (plus Retry-After when
+ * e->retry_after_s > 0). */
 int http_reply_error(http_req *r, const http_error *e);
 /* Terminal: http_error_set() + http_reply_error() in one call. */
 int http_reply_errorf(http_req *r, int status, const char *type, const char *param,

@@ -392,8 +392,10 @@ static void h_chat(http_req *r, void *arg) {
 
 static void h_busy(http_req *r, void *arg) {
     (void)arg;
-    http_req_set_header(r, "Retry-After", "7");
-    http_reply_errorf(r, 503, NULL, NULL, "model_loading", "model %s is loading", "m1");
+    http_error e;
+    http_error_set(&e, 503, NULL, NULL, "model_loading", "model %s is loading", "m1");
+    e.retry_after_s = 7;
+    http_reply_error(r, &e);
 }
 
 /* Echoes the body length and a checksum (for the guard: bodies must pass through intact). */

@@ -255,8 +255,10 @@ static void test_json_getters(void **state) {
 static void test_json_envelope(void **state) {
     (void)state;
     http_error e;
+    e.retry_after_s = 5;
     assert_int_equal(http_error_set(&e, 429, NULL, NULL, "queue_full", "queue is full (%d)", 8),
                      -1);
+    assert_int_equal(e.retry_after_s, 0);
     json_t *env = http_error_envelope(&e);
     json_t *err = json_object_get(env, "error");
     assert_non_null(err);
