@@ -948,8 +948,8 @@ static void on_async(http_async_item *item, void *arg) {
 
 static void on_request_logged(const http_log_entry *e, void *arg) {
     (void)arg;
-    log_info("%s %s %d %.1f ms%s%s", e->method, e->path, e->status, e->duration_s * 1e3,
-             e->note ? " " : "", e->note ? e->note : "");
+    log_info("%s %s %d %.1f ms%s%s%s", e->method, e->path, e->status, e->duration_s * 1e3,
+             e->note ? " " : "", e->note ? e->note : "", e->client_gone ? " (client gone)" : "");
 }
 
 static void cron(evutil_socket_t fd, short what, void *arg) {
