@@ -85,6 +85,9 @@ struct http_client {
     http_client_req *fin_head, *fin_tail;     /* on_done to deliver from work_ev */
     size_t pending;
     struct event *work_ev; /* deferred work: free retired connections, finish, dispatch */
+    int depth;             /* user callbacks running right now */
+    int closing;           /* http_client_free() called: no new requests */
+    int free_later;        /* ... from inside a callback: the pool frees itself from the loop */
 };
 
 const char *http_client_strerror(int err) {
@@ -173,7 +176,9 @@ static void cr_complete(http_client_req *cr) {
         res.body = (const char *)evbuffer_pullup(cr->body, -1);
     }
     c->pending--;
+    c->depth++;
     cr->cb.on_done(cr, &res, cr->arg);
+    c->depth--;
     cr_free(cr);
 }
 
@@ -256,7 +261,11 @@ static int on_ev_head(struct evhttp_request *ev, void *arg) {
     if (status == 100) return 0; /* interim; libevent goes on to the real head */
     cr->head_received = 1;
     cr->status = status;
-    if (!cr->cancelled && cr->cb.on_head) cr->cb.on_head(cr, status, cr->arg);
+    if (!cr->cancelled && cr->cb.on_head) {
+        cr->c->depth++;
+        cr->cb.on_head(cr, status, cr->arg);
+        cr->c->depth--;
+    }
     return 0;
 }
 
@@ -269,7 +278,9 @@ static void on_ev_chunk(struct evhttp_request *ev, void *arg) {
     if (cr->cancelled) return; /* libevent drains the buffer after we return */
     if (cr->cb.on_chunk) {
         const char *data = (const char *)evbuffer_pullup(in, -1);
+        cr->c->depth++;
         cr->cb.on_chunk(cr, data, n, cr->arg);
+        cr->c->depth--;
     } else if (evbuffer_get_length(cr->body) + n > cr->max_body) {
         cr_abort(cr, HTTP_CLIENT_EPROTO, "response body over the limit");
     } else {
@@ -368,6 +379,25 @@ static void cr_start(http_client_req *cr, pool_conn *pc) {
 
 /* ==== Deferred work ==== */
 
+static void client_release(http_client *c) {
+    while (c->conns) conn_retire(c->conns);
+    while (c->retired) {
+        pool_conn *pc = c->retired;
+        c->retired = pc->next;
+        evhttp_connection_free(pc->evcon);
+        free(pc);
+    }
+    event_free(c->work_ev);
+    free(c->host);
+    free(c);
+}
+
+static void client_final_free_cb(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    client_release(arg);
+}
+
 static void work_cb(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
@@ -415,6 +445,13 @@ static void work_cb(evutil_socket_t fd, short what, void *arg) {
         cr->next = NULL;
         cr_start(cr, pc);
     }
+    /* 4. http_client_free() was called from inside a callback: everything has been cancelled
+     *    and delivered above; free the pool from a fresh event, not from this one. */
+    if (c->free_later == 1 && c->depth == 0 && !c->fin_head) {
+        c->free_later = 2;
+        if (event_base_once(c->base, -1, EV_TIMEOUT, client_final_free_cb, c, NULL) != 0)
+            client_final_free_cb(-1, 0, c);
+    }
 }
 
 /* ==== API ==== */
@@ -460,8 +497,8 @@ int http_client_request(http_client *c, const http_client_request_opts *o,
                         const http_client_callbacks *cb, void *arg, http_client_req **out) {
     if (out) *out = NULL;
     enum evhttp_cmd_type method;
-    if (!c || !o || !cb || !cb->on_done || !o->method || !o->path || o->path[0] != '/' ||
-        parse_method(o->method, &method) < 0 || (o->body_len && !o->body))
+    if (!c || c->closing || !o || !cb || !cb->on_done || !o->method || !o->path ||
+        o->path[0] != '/' || parse_method(o->method, &method) < 0 || (o->body_len && !o->body))
         return HTTP_CLIENT_EINVAL;
     http_client_req *cr = calloc(1, sizeof *cr);
     if (!cr) return HTTP_CLIENT_EINVAL;
@@ -525,14 +562,18 @@ size_t http_client_connections(const http_client *c) {
 }
 
 void http_client_free(http_client *c) {
-    if (!c) return;
+    if (!c || c->closing) return;
+    c->closing = 1;
     for (pool_conn *pc = c->conns; pc; pc = pc->next)
         if (pc->busy) cr_abort(pc->busy, HTTP_CLIENT_ECANCELED, NULL);
     while (c->queue_head) cr_abort(c->queue_head, HTTP_CLIENT_ECANCELED, NULL);
+    if (c->depth > 0) {
+        /* Inside one of our callbacks, libevent may still be using a connection of ours:
+         * finish from the loop (work_cb delivers the on_done calls, then frees the pool). */
+        c->free_later = 1;
+        kick(c);
+        return;
+    }
     work_cb(-1, 0, c); /* delivers on_done for all of them and retires their connections */
-    while (c->conns) conn_retire(c->conns);
-    work_cb(-1, 0, c);
-    event_free(c->work_ev);
-    free(c->host);
-    free(c);
+    client_release(c);
 }

@@ -110,8 +110,12 @@ size_t http_client_pending(const http_client *c);
 /* Connections currently in the pool (busy or idle). */
 size_t http_client_connections(const http_client *c);
 
-/* Cancel everything still pending (each on_done runs, synchronously, with ECANCELED) and free
- * the pool. Loop thread, never from inside one of this client's callbacks. */
+/* Cancel everything still pending (each on_done runs with ECANCELED) and free the pool; the
+ * handle must not be used afterwards. Called outside this client's callbacks, the on_done calls
+ * run before it returns. Called from inside one of them (e.g. stopping a worker when its last
+ * control request finishes), the pool only marks itself: the on_done calls and the freeing
+ * happen from the loop right after (libevent may still be using a connection below us).
+ * Loop thread. */
 void http_client_free(http_client *c);
 
 /* "connection refused or unreachable", ... for an HTTP_CLIENT_E* code. */

@@ -1616,6 +1616,53 @@ static void test_client_pool_and_buffered(void **state) {
     event_free(u.timer);
 }
 
+/* Freeing the client from inside one of its callbacks: the other request still gets its
+ * on_done (ECANCELED), from the loop, and nothing is used after being freed. */
+typedef struct free_in_cb {
+    http_client *c;
+    result_box a;
+} free_in_cb;
+
+static void fic_done(http_client_req *cr, const http_client_result *res, void *arg) {
+    free_in_cb *f = arg;
+    rb_done(cr, res, &f->a);
+    http_client_free(f->c);
+    /* a new request on a client being freed is refused, not run */
+    http_client_request_opts o = {.method = "GET", .path = "/json"};
+    http_client_callbacks cb = {NULL, NULL, rb_done};
+    assert_int_equal(http_client_request(f->c, &o, &cb, &f->a, NULL), HTTP_CLIENT_EINVAL);
+}
+
+static void test_client_free_inside_callback(void **state) {
+    (void)state;
+    atomic_int release = 0;
+    up_ctx u = {.release = &release, .total = 3};
+    u.timer = event_new(base, -1, EV_PERSIST, up_tick, &u);
+    tserver up;
+    tserver_start(&up, up_routes, MH_ARRAY_LEN(up_routes), &u, NULL, 0);
+    free_in_cb f = {0};
+    f.c = http_client_new(base, "127.0.0.1", up.port, 2, 5000);
+    result_box b = {0};
+    http_client_request_opts so = {.method = "GET", .path = "/stream"};
+    http_client_callbacks scb = {rb_head, rb_chunk, rb_done};
+    assert_int_equal(http_client_request(f.c, &so, &scb, &b, NULL), 0);
+    double end = mh_now_mono() + 5;
+    while (b.heads == 0 && mh_now_mono() < end) event_base_loop(base, EVLOOP_ONCE);
+    assert_int_equal(b.heads, 1);
+    http_client_request_opts jo = {.method = "GET", .path = "/json"};
+    http_client_callbacks jcb = {NULL, NULL, fic_done};
+    assert_int_equal(http_client_request(f.c, &jo, &jcb, &f, NULL), 0);
+    loop_until(&f.a.done, 5, "request whose on_done frees the client");
+    assert_int_equal(f.a.res.status, 201);
+    loop_until(&b.done, 5, "the other request cancelled");
+    assert_int_equal(b.res.error, HTTP_CLIENT_ECANCELED);
+    assert_int_equal(b.done_calls, 1);
+    loop_until(&u.closed, 5, "upstream sees the stream's connection closed");
+    loop_for(0.05);
+    tserver_stop(&up);
+    event_free(u.timer);
+}
+
 /* Deadline: the whole request including queueing. */
 static void test_client_deadline(void **state) {
     (void)state;
@@ -1861,6 +1908,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_proxy_chunk_by_chunk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_pool_and_buffered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_free_inside_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_config_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_behind_stream, setup, teardown),
