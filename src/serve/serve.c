@@ -643,6 +643,7 @@ static void on_acquired(void *arg, int status, const char *message) {
             call_finish(c);
             return;
         }
+        log_debug("chat prompt (%s format): %s", chat_family_name(s->family), c->prompt_text);
         for (const char *const *st = chat_stop_strings(s->family); *st; st++)
             if (c->n_stop < MAX_STOP_STRINGS) c->stop[c->n_stop++] = mh_xstrdup(*st);
     }
