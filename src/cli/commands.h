@@ -10,4 +10,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 
+/* `modelhub hub check`: validate a hub.yaml without starting anything (cmd_hub_check.c). */
+int cmd_hub_check(int argc, char **argv);
+
 #endif

@@ -1,0 +1,39 @@
+/* cmd_hub.c — `modelhub hub SUBCOMMAND`: dispatch to the daemon and its control commands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+typedef struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} hub_command;
+
+static const hub_command hub_commands[] = {
+    {"check", cmd_hub_check, "validate a hub.yaml without starting anything"},
+};
+
+static void usage(FILE *fp) {
+    fprintf(fp, "usage: modelhub hub COMMAND [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof hub_commands / sizeof hub_commands[0]; i++)
+        fprintf(fp, "  %-14s %s\n", hub_commands[i].name, hub_commands[i].summary);
+    fprintf(fp, "\n'modelhub hub COMMAND --help' describes a command's options.\n");
+}
+
+int cmd_hub(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "-h") == 0 || strcmp(name, "--help") == 0 || strcmp(name, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof hub_commands / sizeof hub_commands[0]; i++)
+        if (strcmp(name, hub_commands[i].name) == 0) return hub_commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "modelhub hub: unknown command '%s'\n\n", name);
+    usage(stderr);
+    return 2;
+}
