@@ -1785,6 +1785,46 @@ static void test_pipelined_behind_stream(void **state) {
     event_free(p.end_timer);
 }
 
+/* Server timeouts: an idle kept-alive connection is closed after timeout_s, but a stream that is
+ * silent for longer than that (a long prefill) is not cut. */
+static void test_server_timeouts(void **state) {
+    (void)state;
+    pipe_ctx p = {0};
+    p.end_timer = evtimer_new(base, pipe_end, &p);
+    char err[256];
+    http_server_config cfg = {
+        .routes = pipe_routes, .nroutes = MH_ARRAY_LEN(pipe_routes), .arg = &p, .timeout_s = 1};
+    http_server *srv = http_server_new(base, &cfg, err, sizeof err);
+    assert_non_null(srv);
+    int port = http_server_port(srv);
+
+    raw_simple idle = {.port = port, .send = "", .until = NULL};
+    job j;
+    double t0 = mh_now_mono();
+    job_start(&j, raw_simple_run, &idle); /* sends nothing, reads until EOF */
+    job_finish(&j, 10, "idle connection");
+    double dt = mh_now_mono() - t0;
+    assert_true(dt > 0.8 && dt < 3.0);
+    assert_int_equal(idle.out[0], 0);
+
+    /* The stream's end comes 2.5 s after its first event: longer than the 1 s timeout. */
+    struct timeval later = {2, 500000};
+    raw_simple st = {
+        .port = port, .send = "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n", .until = "0\r\n\r\n"};
+    st.send_len = strlen(st.send);
+    job_start(&j, raw_simple_run, &st);
+    double end = mh_now_mono() + 5;
+    while (!p.req && mh_now_mono() < end) event_base_loop(base, EVLOOP_ONCE);
+    assert_non_null(p.req);
+    event_del(p.end_timer);
+    event_add(p.end_timer, &later);
+    job_finish(&j, 10, "slow stream");
+    if (!strstr(st.out, "data: {\"x\":1}") || !strstr(st.out, "data: [DONE]"))
+        fail_msg("slow stream cut: %s", st.out);
+    http_server_free(srv);
+    event_free(p.end_timer);
+}
+
 /* ==== Tests: http_fetch (libcurl, from a thread) ==== */
 
 typedef struct fetch_job {
@@ -1912,6 +1952,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_client_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_config_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_behind_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_timeouts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
