@@ -16,15 +16,15 @@
  * with other methods gets 405 with an Allow header; HEAD is served by GET routes (no body sent).
  * Handlers receive an http_req (http_req.h) and own it until they answer it.
  *
- * Limits, each answered with the OpenAI error envelope, never libevent's HTML:
- *   - body over max_body_bytes with a Content-Length: 413 as soon as the request head arrives,
- *     the body is read and thrown away and the connection stays usable (with `Expect:
+ * Limits. Answered by us in the OpenAI error envelope:
+ *   - a body over max_body_bytes announced by Content-Length: 413 as soon as the request head
+ *     arrives; the body is read and thrown away and the connection stays usable (with `Expect:
  *     100-continue` the body is never sent and the connection is closed after the 413).
- *   - chunked uploads cannot be judged from their head: past the limit libevent itself answers
- *     with its own HTML 413 and closes the connection. Clients of an OpenAI API send JSON with a
- *     Content-Length, so this only concerns hand-made clients.
- *   - methods outside GET HEAD POST PUT DELETE OPTIONS PATCH: libevent's own HTML 501.
- *   - a request head over max_header_bytes or a malformed request line: libevent's HTML 400.
+ * Left to libevent, which answers with its own small HTML page and closes the connection:
+ *   - chunked uploads, which cannot be judged from their head: 413 once past the limit (OpenAI
+ *     clients send JSON with a Content-Length, so this only concerns hand-made clients);
+ *   - methods other than GET HEAD POST PUT DELETE OPTIONS PATCH: 501;
+ *   - a request head over max_header_bytes or a malformed request line: 400.
  * Requests answered by libevent itself are not counted and not logged.
  *
  * Auth: when `api_key` is set, every route without HTTP_ROUTE_PUBLIC requires
@@ -90,7 +90,7 @@ typedef struct http_log_entry {
     const char *path;   /* as received, still percent-encoded, without the query */
     const char *route;  /* matching pattern, NULL when none matched */
     const char *peer;   /* client address */
-    int status;         /* status sent; 499 when the client left before any was sent */
+    int status;         /* status sent (or meant, if the client had left); 499: none */
     int client_gone;    /* the client disconnected before the answer was complete */
     double duration_s;  /* dispatch to answer (for streams: to http_stream_end) */
     uint64_t bytes_out; /* body bytes handed to libevent */

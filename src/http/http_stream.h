@@ -8,8 +8,9 @@
  *     http_stream_end(r);                          // terminal: frees r
  *
  * After the client disconnects every write returns -1 and does nothing; http_stream_end() is
- * still required (it frees the request libevent detached). Each write is sent as one HTTP chunk
- * right away — nothing is buffered beyond the socket's own output buffer.
+ * still required (it frees the request libevent detached). Each write becomes one HTTP chunk and
+ * goes to libevent's output buffer at once — no batching; a client that reads slower than we
+ * write makes that buffer grow (see http_req_output_pending()).
  *
  * Threads: loop thread only (see http_req.h and http_async.h).
  */
