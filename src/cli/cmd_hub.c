@@ -12,12 +12,14 @@ typedef struct {
 
 static const hub_command hub_commands[] = {
     {"check", cmd_hub_check, "validate a hub.yaml without starting anything"},
+    {"exec-guard", cmd_hub_exec_guard, NULL}, /* internal: runs `cmd:` servers */
 };
 
 static void usage(FILE *fp) {
     fprintf(fp, "usage: modelhub hub COMMAND [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof hub_commands / sizeof hub_commands[0]; i++)
-        fprintf(fp, "  %-14s %s\n", hub_commands[i].name, hub_commands[i].summary);
+        if (hub_commands[i].summary)
+            fprintf(fp, "  %-14s %s\n", hub_commands[i].name, hub_commands[i].summary);
     fprintf(fp, "\n'modelhub hub COMMAND --help' describes a command's options.\n");
 }
 

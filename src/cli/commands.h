@@ -12,5 +12,7 @@ int cmd_tokenize(int argc, char **argv);
 
 /* `modelhub hub check`: validate a hub.yaml without starting anything (cmd_hub_check.c). */
 int cmd_hub_check(int argc, char **argv);
+/* `modelhub hub exec-guard -- CMD...`: run an external server command for the hub. */
+int cmd_hub_exec_guard(int argc, char **argv);
 
 #endif
