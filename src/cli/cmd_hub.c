@@ -11,6 +11,8 @@ typedef struct {
 } hub_command;
 
 static const hub_command hub_commands[] = {
+    {"start", cmd_hub_start, "start the hub daemon (--foreground to stay attached)"},
+    {"stop", cmd_hub_stop, "stop the hub and every worker"},
     {"check", cmd_hub_check, "validate a hub.yaml without starting anything"},
     {"exec-guard", cmd_hub_exec_guard, NULL}, /* internal: runs `cmd:` servers */
 };

@@ -12,6 +12,9 @@ int cmd_tokenize(int argc, char **argv);
 
 /* `modelhub hub check`: validate a hub.yaml without starting anything (cmd_hub_check.c). */
 int cmd_hub_check(int argc, char **argv);
+/* `modelhub hub start` and `stop` (cmd_hub_daemon.c). */
+int cmd_hub_start(int argc, char **argv);
+int cmd_hub_stop(int argc, char **argv);
 /* `modelhub hub exec-guard -- CMD...`: run an external server command for the hub. */
 int cmd_hub_exec_guard(int argc, char **argv);
 

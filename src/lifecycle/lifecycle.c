@@ -713,6 +713,22 @@ void lc_model_update(lc_model *m, const lc_model_config *cfg) {
     drive(m);
 }
 
+int lc_model_set_backend(lc_model *m, const lc_backend_ops *ops, void *impl) {
+    int stopped = !m->ops->owns_process || m->proc == LC_PROC_STOPPED || m->proc == LC_PROC_FAILED;
+    if (m->op || m->in_flight > 0 || !stopped ||
+        (m->mem != LC_MEM_UNLOADED && m->mem != LC_MEM_ERROR))
+        return LC_ERR_CONFLICT;
+    m->ops = ops;
+    m->impl = impl;
+    m->proc = ops->owns_process ? LC_PROC_STOPPED : LC_PROC_RUNNING;
+    m->mem = LC_MEM_UNLOADED;
+    m->quarantined = 0;
+    m->n_crash_times = 0;
+    m->restart_not_before = 0;
+    emit(m, "config");
+    return 0;
+}
+
 static const char *base_name(const char *path) {
     const char *s = strrchr(path, '/');
     return s ? s + 1 : path;

@@ -141,6 +141,9 @@ lc_model *lc_model_add(lc_registry *r, const lc_model_config *cfg, const lc_back
 int lc_model_remove(lc_model *m);
 /* Replace the lifecycle settings of a model (reload of an unchanged backend). */
 void lc_model_update(lc_model *m, const lc_model_config *cfg);
+/* Give a stopped, unloaded model a new backend (a reload that changed how it runs). Returns 0,
+ * or LC_ERR_CONFLICT when it is running, loaded, busy or has an operation in progress. */
+int lc_model_set_backend(lc_model *m, const lc_backend_ops *ops, void *impl);
 
 /* Lookup by name or alias (also a model_path's base name, when `by_file` is set). */
 lc_model *lc_find(const lc_registry *r, const char *name_or_alias, int by_file);

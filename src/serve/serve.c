@@ -660,11 +660,12 @@ static void on_acquired(void *arg, int status, const char *message) {
 
 /* ==== Parsing requests ==== */
 
-/* The request's "model" must name this model (alias or file name) when present. */
+/* The request's "model" must name this model (alias or file name) when present. A hub worker
+ * takes whatever the hub routed to it (the hub resolved names and aliases already). */
 static int check_model(serve *s, const json_t *body, http_error *e) {
     const char *name = NULL;
     if (http_json_get_string(body, "model", 0, 4096, NULL, &name, e) < 0) return -1;
-    if (name && !lc_find(s->reg, name, 1))
+    if (name && !s->cfg.worker && !lc_find(s->reg, name, 1))
         return http_error_set(e, 404, NULL, "model", "model_not_found",
                               "the model '%s' does not exist", name);
     return 0;
