@@ -12,13 +12,14 @@
  * Keys (DESIGN.md, "Configuration"; seed keys are accepted unchanged):
  *
  * top level  host ("127.0.0.1"), port (8080), model_starting_port (47850), log_path (worker log
- *            folder; $XDG_STATE_HOME/modelhub/logs or ~/.local/state/modelhub/logs), log_level
- *            (error|warn|info|debug; info), enable_status_page (true), api_keys (list; protect
- *            /v1/...), admin_key (protects /hub/...), start_timeout (s, 60), stop_grace (s, 10),
+ *            folder; default <state_dir>/logs), log_level (error|warn|info|debug, any case,
+ *            "warning" = warn; info), enable_status_page (true), api_keys (list; protect /v1/...),
+ *            admin_key (protects /hub/...), start_timeout (s, > 0, 60), stop_grace (s, 10),
  *            log_max_bytes (10 MiB; an integer or "512KB", "10MiB", "1.5G": K/M/G and KiB/MiB/GiB
  *            are powers of 1024, KB/MB/GB of 1000; 0 = never rotate), state_dir ($XDG_STATE_HOME/
  *            modelhub or ~/.local/state/modelhub), queue_timeout (s, 120; the models' default),
- *            models (list, required, may be []), groups (list).
+ *            models (list, required, may be []), groups (list). Top-level keys starting with "x-"
+ *            are ignored (a place for YAML anchors, as in docker-compose).
  * per model  name (required slug: [a-z0-9][a-z0-9._-]*, at most 64 chars), model_path, default,
  *            group, port, jit_enabled (true), auto_unload_minutes (seed) or idle_unload (seconds),
  *            context_length, max_concurrency (1), queue_size (64), queue_timeout, log_level (the
@@ -28,11 +29,12 @@
  *
  * Backends, chosen by the keys present:
  *   model_path only  -> HUB_BACKEND_WORKER: a `modelhub serve --worker` child. model_path must be
- *                       an existing readable regular file.
+ *                       an existing readable regular file that starts with the GGUF magic.
  *   cmd              -> HUB_BACKEND_EXTERNAL: any OpenAI-compatible server command, run by the hub;
  *                       `${PORT}` and `${MODEL_PATH}` are left in place for the daemon to expand
  *                       (any other `${...}` is an error). model_path is optional (required when
- *                       cmd uses ${MODEL_PATH}); without ${PORT} in cmd, `port` is required.
+ *                       cmd uses ${MODEL_PATH}; any readable regular file); without ${PORT} in
+ *                       cmd, `port` is required.
  *                       threads and context_length are errors (they belong in cmd).
  *   upstream         -> HUB_BACKEND_UPSTREAM: a remote http:// server the hub only proxies to.
  *                       Nothing is started, loaded or unloaded, so every process or memory key is
@@ -40,6 +42,13 @@
  *                       default, jit_enabled, idle_unload, auto_unload_minutes, group, log_level.
  *                       (https:// is refused: the hub's proxy has no TLS.)
  *   none of the three is an error.
+ *
+ * Checks across models: names unique; aliases unique across all names and aliases; explicit ports
+ * unique and not the hub's port; groups defined; a group's max_loaded at least the number of its
+ * `default: true, jit_enabled: false` members (those load at start).
+ *
+ * Types: numbers and booleans unquoted (YAML 1.1 booleans: true/false/yes/no/on/off); a string key
+ * refuses null and unquoted booleans. A YAML syntax error ends parsing, so only it is reported.
  *
  * Paths (model_path, log_path, state_dir): "~/..." is $HOME; relative paths are resolved against
  * the folder of the config file; stored absolute when the config path can be made absolute.
