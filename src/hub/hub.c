@@ -949,6 +949,31 @@ static void route_dashboard(http_req *r, void *arg) {
     http_reply(r, 200, "text/html; charset=utf-8", a->data, a->len);
 }
 
+static const char *content_type_of(const char *name) {
+    const char *dot = strrchr(name, '.');
+    if (!dot) return "application/octet-stream";
+    if (!strcmp(dot, ".html")) return "text/html; charset=utf-8";
+    if (!strcmp(dot, ".js")) return "text/javascript; charset=utf-8";
+    if (!strcmp(dot, ".css")) return "text/css; charset=utf-8";
+    if (!strcmp(dot, ".svg")) return "image/svg+xml";
+    if (!strcmp(dot, ".png")) return "image/png";
+    if (!strcmp(dot, ".json")) return "application/json";
+    return "application/octet-stream";
+}
+
+/* Any other file of web/ (scripts, styles, icons the page refers to as /hub/assets/NAME). */
+static void route_asset(http_req *r, void *arg) {
+    hub *h = arg;
+    const char *name = http_req_param(r, "file");
+    const web_asset *a = h->cfg->enable_status_page && name ? find_asset(name) : NULL;
+    if (!a) {
+        http_reply_errorf(r, 404, NULL, NULL, NULL, "no such asset");
+        return;
+    }
+    http_req_set_header(r, "Cache-Control", "no-cache");
+    http_reply(r, 200, content_type_of(name), a->data, a->len);
+}
+
 /* ==== Routes ==== */
 
 static const http_route routes[] = {
@@ -959,6 +984,7 @@ static const http_route routes[] = {
     {"GET", "/health", route_health, HTTP_ROUTE_PUBLIC},
     {"GET", "/metrics", route_metrics, HTTP_ROUTE_PUBLIC},
     {"GET", "/hub", route_dashboard, HTTP_ROUTE_PUBLIC},
+    {"GET", "/hub/assets/{file}", route_asset, HTTP_ROUTE_PUBLIC},
     {"GET", "/hub/status", route_status, HTTP_ROUTE_PUBLIC},
     {"GET", "/hub/events", route_events, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_STREAM},
     {"GET", "/hub/models/{name}/logs", route_logs, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_STREAM},
