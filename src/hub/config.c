@@ -66,12 +66,17 @@ static void cfg_err(cfg_ctx *x, int line, const char *key, const char *fmt, ...)
     }
     mh_buf b = {0};
     if (key) mh_buf_printf(&b, "%s: ", key);
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *msg = mh_xmalloc(n > 0 ? (size_t)n + 1 : 1);
+    msg[0] = 0;
+    va_start(ap, fmt);
+    if (n > 0) vsnprintf(msg, (size_t)n + 1, fmt, ap);
     va_end(ap);
     mh_buf_printf(&b, "%s", msg);
+    free(msg);
     for (int i = 0; i < x->n_errors; i++) /* a node reached twice through aliases: say it once */
         if (x->errors[i].line == line && strcmp(x->errors[i].text, b.data) == 0) {
             mh_buf_free(&b);
@@ -128,12 +133,12 @@ static void cfg_ctx_free(cfg_ctx *x) {
     free(x->base_dir);
 }
 
-/* Quote user text for a message: printable ASCII as is, the rest as \xNN, cut after
- * MAX_SHOWN_CHARS characters with "...". */
-static const char *shown(const char *s, size_t len, char *out, size_t outlen) {
+/* Quote user text for a message: printable ASCII as is, the rest as \xNN, cut after `max`
+ * characters with "...". */
+static const char *shown_max(const char *s, size_t len, char *out, size_t outlen, size_t max) {
     size_t o = 0;
     for (size_t i = 0; i < len && o + 8 < outlen; i++) {
-        if (i == MAX_SHOWN_CHARS) {
+        if (i == max) {
             memcpy(out + o, "...", 3);
             o += 3;
             break;
@@ -149,6 +154,12 @@ static const char *shown(const char *s, size_t len, char *out, size_t outlen) {
     out[o] = 0;
     return out;
 }
+
+/* Values and keys are cut short in messages; paths and URLs are shown (nearly) whole. */
+static const char *shown(const char *s, size_t len, char *out, size_t outlen) {
+    return shown_max(s, len, out, outlen, MAX_SHOWN_CHARS);
+}
+#define PATH_SHOWN_CHARS 2048
 
 /* ==== A string-keyed hash table (anchors, duplicate keys, names, aliases, ports) ==== */
 
@@ -637,7 +648,10 @@ static int get_size(cfg_ctx *x, const ynode *v, const char *key, long long *out)
                  {"mb", 1e6},
                  {"g", 1073741824.0},
                  {"gib", 1073741824.0},
-                 {"gb", 1e9}};
+                 {"gb", 1e9},
+                 {"t", 1099511627776.0},
+                 {"tib", 1099511627776.0},
+                 {"tb", 1e12}};
     const double max = 1099511627776.0; /* 1 TiB */
     char d[256];
     if (v->kind == Y_SCALAR && !is_null(v) && !memchr(v->text, 0, v->len)) {
@@ -897,8 +911,8 @@ static char *default_state_dir(void) {
 
 /* model_path must be a readable regular file; a GGUF one for the built-in worker. */
 static void check_model_file(cfg_ctx *x, int line, const char *key, const char *path, int gguf) {
-    char buf[64];
-    const char *p = shown(path, strlen(path), buf, sizeof buf);
+    char buf[4 * PATH_SHOWN_CHARS + 16];
+    const char *p = shown_max(path, strlen(path), buf, sizeof buf, PATH_SHOWN_CHARS);
     struct stat st;
     if (stat(path, &st) < 0) {
         if (errno == ENOENT)
@@ -925,8 +939,8 @@ static void check_model_file(cfg_ctx *x, int line, const char *key, const char *
 
 /* upstream: http://host[:port][/path]; https is refused (the hub's proxy has no TLS). */
 static int check_upstream(cfg_ctx *x, int line, const char *key, const char *url) {
-    char buf[64];
-    const char *shown_url = shown(url, strlen(url), buf, sizeof buf);
+    char buf[4 * PATH_SHOWN_CHARS + 16];
+    const char *shown_url = shown_max(url, strlen(url), buf, sizeof buf, PATH_SHOWN_CHARS);
     for (const char *p = url; *p; p++)
         if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
             cfg_err(x, line, key, "URL '%s' contains a space or a control character", shown_url);
@@ -1618,8 +1632,7 @@ int hub_config_parse(const char *text, size_t len, const char *path, hub_config 
                 HUB_CONFIG_MAX_BYTES);
     } else if (ytree_build(&x, text, len, &t) == 0) {
         if (!t.root || is_null(t.root)) {
-            cfg_err(&x, t.root ? t.root->line : 1, NULL,
-                    "the file is empty (expected a mapping with a 'models' list)");
+            cfg_err(&x, 1, NULL, "the file is empty (expected a mapping with a 'models' list)");
         } else if (t.root->kind != Y_MAP) {
             char d[256];
             cfg_err(&x, t.root->line, NULL,
