@@ -68,6 +68,7 @@ struct hub {
     char *config_path;
     char self_exe[PATH_MAX];
     char runtime_path[PATH_MAX];
+    char log_dir[PATH_MAX]; /* the backends' log folder (outlives config reloads) */
     struct event_base *base;
     http_server *http;
     struct event *cron_ev, *sigterm_ev, *sigint_ev, *sighup_ev;
@@ -79,6 +80,8 @@ struct hub {
     int stopping;
     double started_wall;
 };
+
+static int mkdir_p(const char *path);
 
 /* ==== Models ==== */
 
@@ -685,6 +688,8 @@ static void reload_apply_top(hub *h, hub_config *next) {
     h->benv.start_timeout = next->start_timeout;
     h->benv.stop_grace = next->stop_grace;
     h->benv.log_max_bytes = next->log_max_bytes;
+    if (strcmp(next->log_path, h->log_dir) != 0 && mkdir_p(next->log_path) == 0)
+        snprintf(h->log_dir, sizeof h->log_dir, "%s", next->log_path);
 }
 
 static void restart_step(hub *h, pending_restart *pr);
@@ -746,12 +751,21 @@ typedef struct removal {
     lc_model *m;
 } removal;
 
-static void on_removed_stopped(void *arg, int status, const char *message) {
-    (void)status, (void)message;
+static void remove_now(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
     removal *rm = arg;
     hub_backend *b = backend_of(rm->m);
     if (lc_model_remove(rm->m) == 0) hub_backend_free(b);
+    else log_warn("%s: still busy, not removed", lc_model_name(rm->m));
     free(rm);
+}
+
+/* The model stopped: remove it from the loop, outside the lifecycle's and the backend's
+ * callbacks that are still on the stack (never free an object inside its own callback). */
+static void on_removed_stopped(void *arg, int status, const char *message) {
+    (void)status, (void)message;
+    removal *rm = arg;
+    event_base_once(rm->h->base, -1, EV_TIMEOUT, remove_now, rm, &(struct timeval){0, 0});
 }
 
 static void route_reload(http_req *r, void *arg) {
@@ -1078,6 +1092,7 @@ int hub_run(const char *config_path, int ready_fd) {
     else h->self_exe[n] = 0;
     if (mkdir_p(cfg->log_path) < 0)
         log_warn("cannot create log folder %s: %s", cfg->log_path, strerror(errno));
+    snprintf(h->log_dir, sizeof h->log_dir, "%s", cfg->log_path);
 
     int status = 1;
     h->base = http_loop_new(err, sizeof err);
@@ -1095,7 +1110,7 @@ int hub_run(const char *config_path, int ready_fd) {
     http_server_set_log_hook(h->http, on_request_logged, h);
     h->benv = (hub_backend_env){.base = h->base,
                                 .self_exe = h->self_exe,
-                                .log_dir = cfg->log_path,
+                                .log_dir = h->log_dir,
                                 .log_max_bytes = cfg->log_max_bytes,
                                 .start_timeout = cfg->start_timeout,
                                 .stop_grace = cfg->stop_grace,

@@ -158,3 +158,131 @@ export function slowModel() {
   return synth("slow", ["--dim", "512", "--layers", "8", "--heads", "8", "--ff", "1408",
                         "--vocab-from", STORIES, "--seed", "3"]);
 }
+
+/** A free TCP port on 127.0.0.1 (bind to 0, read it, close). */
+export async function freePort() {
+  const net = await import("node:net");
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** A block of `n` consecutive free ports (for model_starting_port). */
+export async function freePortRange(n = 20) {
+  const net = await import("node:net");
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const start = 20000 + Math.floor(Math.random() * 30000);
+    let ok = true;
+    for (let p = start; p < start + n && ok; p++) {
+      ok = await new Promise((resolve) => {
+        const srv = net.createServer();
+        srv.once("error", () => resolve(false));
+        srv.listen(p, "127.0.0.1", () => srv.close(() => resolve(true)));
+      });
+    }
+    if (ok) return start;
+  }
+  throw new Error("no free port range");
+}
+
+/**
+ * Start `modelhub hub start --foreground` on a config written from `body` (YAML text without
+ * the top-level port/log/state keys, which this adds). Returns helpers to talk to it and stop it.
+ */
+export async function startHub(body, { env = {}, timeoutMs = 20000, dir } = {}) {
+  const { writeFileSync } = await import("node:fs");
+  const t = dir ? { dir, cleanup: () => {} } : tempDir("mh-hub-");
+  const port = await freePort();
+  const first = await freePortRange(40);
+  const config = path.join(t.dir, "hub.yaml");
+  const yaml = `port: ${port}\nmodel_starting_port: ${first}\nlog_path: ${t.dir}/logs\n` +
+    `state_dir: ${t.dir}/state\nstop_grace: 5\n${body}`;
+  writeFileSync(config, yaml);
+  const child = spawn(BIN, ["hub", "start", "--foreground", "--config", config], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.add(child);
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr += d));
+  await new Promise((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error("hub did not start:\n" + stderr)), timeoutMs);
+    child.stdout.on("data", (d) => {
+      out += d;
+      if (/listening on /.test(out)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`hub exited with ${code}:\n${stderr}`));
+    });
+  });
+  const exited = new Promise((resolve) => child.on("exit", (code, sig) => resolve({ code, sig })));
+  const base = `http://127.0.0.1:${port}`;
+  const hub = {
+    base, port, dir: t.dir, config, child, exited,
+    stderr: () => stderr,
+    async status() {
+      return (await getJson(`${base}/hub/status`)).body;
+    },
+    async model(name) {
+      return (await hub.status()).models.find((m) => m.name === name);
+    },
+    /** pids of every worker process the hub reports. */
+    async workerPids() {
+      return (await hub.status()).models.map((m) => m.pid).filter((p) => p);
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      const r = await Promise.race([exited, sleep(20000).then(() => null)]);
+      if (!r) child.kill("SIGKILL");
+      children.delete(child);
+      t.cleanup();
+      return r;
+    },
+  };
+  return hub;
+}
+
+/** Whether a process exists. */
+export function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Collect /hub/events into an array until stop() is called. */
+export function collectEvents(base, headers = {}) {
+  const ctl = new AbortController();
+  const events = [];
+  const done = (async () => {
+    try {
+      const r = await fetch(`${base}/hub/events`, { headers, signal: ctl.signal });
+      let buf = "";
+      const dec = new TextDecoder();
+      for await (const chunk of r.body) {
+        buf += dec.decode(chunk, { stream: true });
+        let i;
+        while ((i = buf.indexOf("\n\n")) >= 0) {
+          const block = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const data = block.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+          if (data) events.push(JSON.parse(data));
+        }
+      }
+    } catch {}
+  })();
+  return { events, stop: async () => { ctl.abort(); await done; } };
+}
