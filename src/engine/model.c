@@ -16,23 +16,17 @@
 #include <string.h>
 
 #include "engine/kernels.h"
+#include "engine/matmul.h"
 #include "util/common.h"
 
 /* Tokens per forward batch: prefill runs as matrix-matrix work over this many tokens. */
 #define BATCH_MAX 64
-/* Below this many multiply-adds a matmul runs on the calling thread: waking workers costs more. */
+/* Below this much work attention runs on the calling thread: waking workers costs more. */
 #define MIN_MACS_PER_DISPATCH 32768
 
 /* ==== Weights ==== */
 
-typedef struct weight {
-    const void *data; /* into the mapping: n_out rows of row_bytes */
-    int type;         /* enum ggml_type */
-    int n_in;         /* ne0: row length */
-    int n_out;        /* ne1: number of rows */
-    size_t row_bytes;
-    const type_traits *tt;
-} weight;
+typedef mm_weight weight;
 
 typedef struct layer {
     const float *attn_norm; /* [n_embd] */
@@ -284,7 +278,7 @@ struct model_ctx {
     int n_past;
     int n_threads;
     int q_dim, kv_dim;
-    int max_row; /* longest activation row: max(n_embd, n_ff, q_dim) */
+    mm_scratch *mm;
     const volatile int *abort_flag;
 
     float *k_cache;  /* (n_layer, n_ctx, kv_dim) */
@@ -296,7 +290,6 @@ struct model_ctx {
     float *hb;       /* (BATCH_MAX, n_ff) gate, then silu(gate) * up */
     float *hb2;      /* (BATCH_MAX, n_ff) up */
     float *att;      /* (n_threads, n_ctx) attention scores, one row per thread */
-    float *row_f32;  /* (n_threads, max row length) a weight row widened to f32 */
     float *rope_cs;  /* (BATCH_MAX, n_rot) cos, sin interleaved per pair */
     float *inv_freq; /* (n_rot / 2) */
     float *logits;   /* (n_vocab) */
@@ -315,7 +308,7 @@ model_ctx *model_ctx_new(model *m, int n_ctx, threadpool *tp, char *err, size_t 
     c->n_threads = tp ? threadpool_size(tp) : 1;
     c->q_dim = hp->n_head * hp->head_dim;
     c->kv_dim = hp->n_head_kv * hp->head_dim;
-    int max_row = c->max_row = MH_MAX(MH_MAX(hp->n_embd, hp->n_ff), c->q_dim);
+    int max_row = MH_MAX(MH_MAX(hp->n_embd, hp->n_ff), c->q_dim);
     size_t kv = (size_t)hp->n_layer * (size_t)n_ctx * (size_t)c->kv_dim * sizeof(float);
     struct {
         float **p;
@@ -330,7 +323,6 @@ model_ctx *model_ctx_new(model *m, int n_ctx, threadpool *tp, char *err, size_t 
         {&c->hb, (size_t)BATCH_MAX * hp->n_ff * sizeof(float)},
         {&c->hb2, (size_t)BATCH_MAX * hp->n_ff * sizeof(float)},
         {&c->att, (size_t)c->n_threads * n_ctx * sizeof(float)},
-        {&c->row_f32, (size_t)c->n_threads * max_row * sizeof(float)},
         {&c->rope_cs, (size_t)BATCH_MAX * hp->n_rot * sizeof(float)},
         {&c->inv_freq, (size_t)hp->n_rot / 2 * sizeof(float) + sizeof(float)},
         {&c->logits, (size_t)hp->n_vocab * sizeof(float)},
@@ -346,6 +338,13 @@ model_ctx *model_ctx_new(model *m, int n_ctx, threadpool *tp, char *err, size_t 
         }
         c->bytes += bufs[i].bytes;
     }
+    c->mm = mm_scratch_new(c->n_threads, max_row, BATCH_MAX);
+    if (!c->mm) {
+        errf(err, errlen, "out of memory for the matmul buffers");
+        model_ctx_free(c);
+        return NULL;
+    }
+    c->bytes += mm_scratch_bytes(c->mm);
     for (int i = 0; i < hp->n_rot / 2; i++)
         c->inv_freq[i] = (float)pow(hp->rope_freq_base, -2.0 * i / hp->n_rot);
     return c;
@@ -353,10 +352,11 @@ model_ctx *model_ctx_new(model *m, int n_ctx, threadpool *tp, char *err, size_t 
 
 void model_ctx_free(model_ctx *c) {
     if (!c) return;
-    float *all[] = {c->k_cache, c->v_cache, c->x,     c->xn,      c->q,
-                    c->attn_out, c->hb,     c->hb2,   c->att,     c->row_f32,
-                    c->rope_cs,  c->inv_freq, c->logits, c->embd_sum};
+    float *all[] = {c->k_cache, c->v_cache, c->x,       c->xn,     c->q,       c->attn_out,
+                    c->hb,      c->hb2,     c->att,     c->rope_cs, c->inv_freq, c->logits,
+                    c->embd_sum};
     for (size_t i = 0; i < MH_ARRAY_LEN(all); i++) free(all[i]);
+    mm_scratch_free(c->mm);
     free(c);
 }
 
@@ -374,71 +374,8 @@ void model_ctx_rewind(model_ctx *c, int n) {
 
 /* ==== Matmul ==== */
 
-/* y = W x for B activation rows; several independent products can share one dispatch. */
-typedef struct mm_job {
-    const weight *w;
-    const float *x; /* (B, w->n_in) */
-    float *y;       /* (B, w->n_out), or y_stride apart */
-    int y_stride;   /* floats between output rows of consecutive tokens */
-    int accumulate; /* y += W x instead of y = W x */
-} mm_job;
-
-typedef struct mm_task {
-    model_ctx *c;
-    const mm_job *jobs;
-    int n_jobs;
-    int B;
-} mm_task;
-
-static void mm_rows(const mm_task *t, const mm_job *j, int r0, int r1, int ith) {
-    const weight *w = j->w;
-    const uint8_t *base = w->data;
-    int n = w->n_in, B = t->B;
-    if (B == 1 || w->type == GGML_TYPE_F32) {
-        for (int r = r0; r < r1; r++) {
-            const void *row = base + (size_t)r * w->row_bytes;
-            for (int b = 0; b < B; b++) {
-                float s;
-                w->tt->vec_dot(n, &s, row, j->x + (size_t)b * n);
-                float *dst = j->y + (size_t)b * j->y_stride + r;
-                *dst = j->accumulate ? *dst + s : s;
-            }
-        }
-        return;
-    }
-    /* several tokens: widen each row once, then dot it with every token */
-    const type_traits *f32 = kernels_traits(GGML_TYPE_F32);
-    float *row = t->c->row_f32 + (size_t)ith * (size_t)t->c->max_row;
-    for (int r = r0; r < r1; r++) {
-        w->tt->to_f32(base + (size_t)r * w->row_bytes, row, n);
-        for (int b = 0; b < B; b++) {
-            float s;
-            f32->vec_dot(n, &s, row, j->x + (size_t)b * n);
-            float *dst = j->y + (size_t)b * j->y_stride + r;
-            *dst = j->accumulate ? *dst + s : s;
-        }
-    }
-}
-
-static void mm_worker(void *arg, int ith, int nth) {
-    const mm_task *t = arg;
-    for (int i = 0; i < t->n_jobs; i++) {
-        const mm_job *j = &t->jobs[i];
-        int n_out = j->w->n_out;
-        int r0 = (int)((int64_t)n_out * ith / nth), r1 = (int)((int64_t)n_out * (ith + 1) / nth);
-        mm_rows(t, j, r0, r1, ith);
-    }
-}
-
 static void matmul(model_ctx *c, const mm_job *jobs, int n_jobs, int B) {
-    mm_task t = {c, jobs, n_jobs, B};
-    uint64_t macs = 0;
-    for (int i = 0; i < n_jobs; i++)
-        macs += (uint64_t)jobs[i].w->n_in * (uint64_t)jobs[i].w->n_out * (uint64_t)B;
-    if (!c->tp || c->n_threads == 1 || macs < MIN_MACS_PER_DISPATCH)
-        mm_worker(&t, 0, 1);
-    else
-        threadpool_run(c->tp, mm_worker, &t);
+    mm_run(c->n_threads > 1 ? c->tp : NULL, c->mm, jobs, n_jobs, B);
 }
 
 /* ==== Rope and attention ==== */
