@@ -34,7 +34,7 @@ int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL;
     long n_gen = 128, threads = 0, n_ctx = 0, top_k = 40, seed = -1, repeat_last_n = 64;
     double temp = 0.8, top_p = 0.95, min_p = 0.05, repeat_penalty = 1.0;
-    int no_bos = 0, quiet = 0;
+    int no_bos = 0, quiet = 0, ids = 0;
     const arg_spec specs[] = {
         {"--model", "-m", ARG_STRING, &model_path, 0, 0, "FILE", "GGUF model file (required)"},
         {"--prompt", "-p", ARG_STRING, &prompt, 0, 0, "TEXT", "prompt text"},
@@ -55,6 +55,8 @@ int cmd_run(int argc, char **argv) {
          "context length, 0 = the model's, at most 4096 (0)"},
         {"--no-bos", NULL, ARG_FLAG, &no_bos, 0, 0, NULL, "do not prepend the BOS token"},
         {"--quiet", "-q", ARG_FLAG, &quiet, 0, 0, NULL, "no timings on stderr"},
+        {"--ids", NULL, ARG_FLAG, &ids, 0, 0, NULL,
+         "print token ids (prompt_ids: / generated_ids: lines) instead of text"},
     };
     arg_command cmd = {"run", "-m FILE [-p PROMPT | -f FILE] [options]",
                        "Generate the continuation of a prompt and stream it to stdout.\n"
@@ -132,13 +134,22 @@ int cmd_run(int argc, char **argv) {
     int n_tokens = n_prompt, n_done = 0;
     tokenizer_stream ts = {0};
     char piece[1024];
+    if (ids) {
+        printf("prompt_ids:");
+        for (int i = 0; i < n_prompt; i++) printf(" %d", tokens[i]);
+        printf("\ngenerated_ids:");
+    }
     t0 = mh_now_mono();
     while (n_done < n_gen) {
         int32_t next = sampler_sample(smp, model_ctx_logits(ctx), tokens, n_tokens);
         if (tokenizer_is_eog(tok, next)) break;
         n_done++;
-        size_t len = tokenizer_stream_push(&ts, tok, next, piece, sizeof piece);
-        fwrite(piece, 1, len, stdout);
+        if (ids) {
+            printf(" %d", next);
+        } else {
+            size_t len = tokenizer_stream_push(&ts, tok, next, piece, sizeof piece);
+            fwrite(piece, 1, len, stdout);
+        }
         fflush(stdout);
         if (n_tokens >= cap) {
             fprintf(stderr, "\nmodelhub run: context full (%d tokens)\n", cap);
@@ -148,7 +159,7 @@ int cmd_run(int argc, char **argv) {
         if (n_done >= n_gen) break;
         if (model_ctx_eval(ctx, &next, 1) < 0) break;
     }
-    size_t len = tokenizer_stream_flush(&ts, piece, sizeof piece);
+    size_t len = ids ? 0 : tokenizer_stream_flush(&ts, piece, sizeof piece);
     fwrite(piece, 1, len, stdout);
     putchar('\n');
     fflush(stdout);

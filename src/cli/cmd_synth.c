@@ -41,8 +41,17 @@ int cmd_synth(int argc, char **argv) {
     long dim = p.n_embd, layers = p.n_layer, heads = p.n_head, kv_heads = 0, ff = 0;
     long ctx = p.n_ctx, seed = (long)p.seed;
     double rope_base = p.rope_freq_base, rms_eps = p.rms_eps;
-    int tied = 0;
+    int tied = 0, rope_freqs = 0;
+    long head_dim = 0, sliding_window = 0;
     const arg_spec specs[] = {
+        {"--arch", NULL, ARG_STRING, &p.arch, 0, 0, "ARCH",
+         "llama, qwen2 (q/k/v biases) or qwen3 (q/k norms); both qwen use NeoX rope (llama)"},
+        {"--head-dim", NULL, ARG_INT, &head_dim, 0, 1024, "N",
+         "head size, written as key_length when set (default dim/heads)"},
+        {"--sliding-window", NULL, ARG_INT, &sliding_window, 0, 1 << 24, "N",
+         "attention.sliding_window (default none)"},
+        {"--rope-freqs", NULL, ARG_FLAG, &rope_freqs, 0, 0, NULL,
+         "write rope_freqs.weight (Llama 3.1-style rope scaling factors)"},
         {"--output", "-o", ARG_STRING, &out, 0, 0, "FILE", "the GGUF file to write (required)"},
         {"--dim", NULL, ARG_INT, &dim, 2, 65536, "D", "model width (default 64)"},
         {"--layers", NULL, ARG_INT, &layers, 1, 4096, "L", "number of blocks (default 2)"},
@@ -92,6 +101,9 @@ int cmd_synth(int argc, char **argv) {
     p.n_ctx = (int)ctx;
     p.type = type;
     p.tied = tied;
+    p.head_dim = (int)head_dim;
+    p.sliding_window = (int)sliding_window;
+    p.rope_freqs = rope_freqs;
     p.seed = (uint64_t)seed;
     p.rope_freq_base = (float)rope_base;
     p.rms_eps = (float)rms_eps;
@@ -115,8 +127,9 @@ int cmd_synth(int argc, char **argv) {
     }
     int kv = p.n_head_kv ? p.n_head_kv : p.n_head;
     fprintf(stderr,
-            "modelhub synth: wrote %s (dim %d, %d layers, %d/%d heads, ff %d, %s%s) in %.2f s\n",
-            out, p.n_embd, p.n_layer, p.n_head, kv, synth_n_ff(&p), ggml_type_name((uint32_t)type),
+            "modelhub synth: wrote %s (%s, dim %d, %d layers, %d/%d heads, ff %d, %s%s) in %.2f s\n",
+            out, p.arch, p.n_embd, p.n_layer, p.n_head, kv, synth_n_ff(&p),
+            ggml_type_name((uint32_t)type),
             tied ? ", tied" : "", mh_now_mono() - t0);
     return 0;
 }

@@ -34,6 +34,9 @@ typedef struct layer {
     weight wk;              /* [n_embd, n_head_kv * head_dim] */
     weight wv;              /* [n_embd, n_head_kv * head_dim] */
     weight wo;              /* [n_head * head_dim, n_embd] */
+    const float *bq, *bk, *bv; /* [q_dim], [kv_dim], [kv_dim] projection biases (qwen2), or NULL */
+    const float *q_norm;    /* [head_dim] per-head RMSNorm of q before rope (qwen3), or NULL */
+    const float *k_norm;    /* [head_dim] the same for k */
     const float *ffn_norm;  /* [n_embd] */
     weight w_gate;          /* [n_embd, n_ff] */
     weight w_up;            /* [n_embd, n_ff] */
@@ -48,6 +51,8 @@ struct model {
     const float *output_norm; /* [n_embd] */
     weight output;            /* [n_embd, n_vocab]; the token embedding when tied */
     layer *layers;            /* [n_layer] */
+    const float *rope_freqs;  /* [n_rot / 2] per-pair divisors of the rope frequency (Llama 3.1
+                                 long-context scaling, precomputed by the converter), or NULL */
     void **owned;             /* buffers we allocated (norms converted to f32) */
     int n_owned;
     uint64_t bytes_per_token, weight_bytes, n_params;
@@ -94,8 +99,13 @@ static int read_hparams(model *m, const char *path, char *err, size_t errlen) {
     if (gguf_get_str(f, "general.architecture", &s) < 0)
         return errf(err, errlen, "missing metadata key 'general.architecture'");
     snprintf(hp->arch, sizeof hp->arch, "%.*s", (int)MH_MIN(s.len, 31), s.ptr);
-    if (strcmp(hp->arch, "llama") != 0)
-        return errf(err, errlen, "unsupported architecture '%s' (supported: llama)", hp->arch);
+    static const char *const supported[] = {"llama", "qwen2", "qwen3"};
+    int known = 0;
+    for (size_t i = 0; i < MH_ARRAY_LEN(supported); i++) known |= strcmp(hp->arch, supported[i]) == 0;
+    if (!known)
+        return errf(err, errlen,
+                    "unsupported architecture '%s' (supported: llama, qwen2, qwen3)",
+                    hp->arch);
     if (gguf_get_str(f, "general.name", &s) == 0)
         snprintf(hp->name, sizeof hp->name, "%.*s", (int)MH_MIN(s.len, 127), s.ptr);
     else {
@@ -127,7 +137,21 @@ static int read_hparams(model *m, const char *path, char *err, size_t errlen) {
         return -1;
     if (hp_int(f, a, "attention.sliding_window", 0, &hp->sliding_window, err, errlen) < 0)
         return -1;
-    hp->rope_mode = ROPE_NORMAL;
+    /* Qwen rotates the two halves of a head (NeoX style); llama pairs adjacent dims */
+    hp->rope_mode = strncmp(hp->arch, "qwen", 4) == 0 ? ROPE_NEOX : ROPE_NORMAL;
+    hp->rope_freq_scale = 1.0f;
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", a);
+    gguf_str st;
+    if (gguf_get_str(f, key, &st) == 0 && st.len == 6 && memcmp(st.ptr, "linear", 6) == 0) {
+        float factor = 1.0f;
+        if (hp_float(f, a, "rope.scaling.factor", &factor, err, errlen) < 0) return -1;
+        hp->rope_freq_scale = 1.0f / factor;
+    } else if (gguf_get_str(f, key, &st) == 0 && !(st.len == 4 && memcmp(st.ptr, "none", 4) == 0) &&
+               !(st.len == 6 && memcmp(st.ptr, "llama3", 6) == 0)) {
+        return errf(err, errlen, "unsupported rope scaling '%.*s' (supported: none, linear, llama3)",
+                    (int)MH_MIN(st.len, 32), st.ptr);
+    }
     if (hp->n_layer > 4096) return errf(err, errlen, "block_count %d is too large", hp->n_layer);
     if (hp->n_head % hp->n_head_kv != 0)
         return errf(err, errlen, "head_count %d is not a multiple of head_count_kv %d", hp->n_head,
@@ -161,10 +185,11 @@ static int get_weight(model *m, weight *w, const char *name, int n_in, int n_out
 }
 
 /* A 1-D weight as f32: points into the mapping when stored as f32, else converted once. */
-static int get_vector(model *m, const float **out, const char *name, int n, char *err,
-                      size_t errlen) {
+static int get_vector(model *m, const float **out, const char *name, int n, int required,
+                      char *err, size_t errlen) {
     const gguf_tensor *t = gguf_find_tensor(m->file, name);
-    if (!t) return errf(err, errlen, "missing tensor '%s'", name);
+    *out = NULL;
+    if (!t) return required ? errf(err, errlen, "missing tensor '%s'", name) : 0;
     if (t->n_dims != 1 || t->ne[0] != (uint64_t)n)
         return errf(err, errlen, "tensor '%s' has %u dims of %llu, expected [%d]", name, t->n_dims,
                     (unsigned long long)t->ne[0], n);
@@ -199,10 +224,12 @@ static int load_weights(model *m, char *err, size_t errlen) {
     m->hp.n_vocab = (int)te->ne[1];
     if (get_weight(m, &m->tok_embd, "token_embd.weight", hp->n_embd, hp->n_vocab, 1, err,
                    errlen) < 0 ||
-        get_vector(m, &m->output_norm, "output_norm.weight", hp->n_embd, err, errlen) < 0 ||
+        get_vector(m, &m->output_norm, "output_norm.weight", hp->n_embd, 1, err, errlen) < 0 ||
         get_weight(m, &m->output, "output.weight", hp->n_embd, hp->n_vocab, 0, err, errlen) < 0)
         return -1;
     if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
+    if (get_vector(m, &m->rope_freqs, "rope_freqs.weight", hp->n_rot / 2, 0, err, errlen) < 0)
+        return -1;
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers) return errf(err, errlen, "out of memory");
     m->bytes_per_token = weight_bytes(&m->output) + m->tok_embd.row_bytes;
@@ -210,13 +237,22 @@ static int load_weights(model *m, char *err, size_t errlen) {
         layer *L = &m->layers[l];
         char name[GGUF_MAX_NAME + 1];
 #define NAME(suffix) (snprintf(name, sizeof name, "blk.%d.%s", l, suffix), name)
-        if (get_vector(m, &L->attn_norm, NAME("attn_norm.weight"), hp->n_embd, err, errlen) < 0 ||
+        int qwen2 = strcmp(hp->arch, "qwen2") == 0, qwen3 = strcmp(hp->arch, "qwen3") == 0;
+        if (get_vector(m, &L->attn_norm, NAME("attn_norm.weight"), hp->n_embd, 1, err, errlen) <
+                0 ||
             get_weight(m, &L->wq, NAME("attn_q.weight"), hp->n_embd, q_dim, 1, err, errlen) < 0 ||
             get_weight(m, &L->wk, NAME("attn_k.weight"), hp->n_embd, kv_dim, 1, err, errlen) < 0 ||
             get_weight(m, &L->wv, NAME("attn_v.weight"), hp->n_embd, kv_dim, 1, err, errlen) < 0 ||
             get_weight(m, &L->wo, NAME("attn_output.weight"), q_dim, hp->n_embd, 1, err, errlen) <
                 0 ||
-            get_vector(m, &L->ffn_norm, NAME("ffn_norm.weight"), hp->n_embd, err, errlen) < 0 ||
+            get_vector(m, &L->bq, NAME("attn_q.bias"), q_dim, qwen2, err, errlen) < 0 ||
+            get_vector(m, &L->bk, NAME("attn_k.bias"), kv_dim, qwen2, err, errlen) < 0 ||
+            get_vector(m, &L->bv, NAME("attn_v.bias"), kv_dim, qwen2, err, errlen) < 0 ||
+            get_vector(m, &L->q_norm, NAME("attn_q_norm.weight"), hp->head_dim, qwen3, err,
+                       errlen) < 0 ||
+            get_vector(m, &L->k_norm, NAME("attn_k_norm.weight"), hp->head_dim, qwen3, err,
+                       errlen) < 0 ||
+            get_vector(m, &L->ffn_norm, NAME("ffn_norm.weight"), hp->n_embd, 1, err, errlen) < 0 ||
             get_weight(m, &L->w_gate, NAME("ffn_gate.weight"), hp->n_embd, hp->n_ff, 1, err,
                        errlen) < 0 ||
             get_weight(m, &L->w_up, NAME("ffn_up.weight"), hp->n_embd, hp->n_ff, 1, err, errlen) <
@@ -346,7 +382,8 @@ model_ctx *model_ctx_new(model *m, int n_ctx, threadpool *tp, char *err, size_t 
     }
     c->bytes += mm_scratch_bytes(c->mm);
     for (int i = 0; i < hp->n_rot / 2; i++)
-        c->inv_freq[i] = (float)pow(hp->rope_freq_base, -2.0 * i / hp->n_rot);
+        c->inv_freq[i] = (float)(pow(hp->rope_freq_base, -2.0 * i / hp->n_rot) *
+                                 hp->rope_freq_scale / (m->rope_freqs ? m->rope_freqs[i] : 1.0f));
     return c;
 }
 
@@ -483,8 +520,23 @@ static void forward_batch(model_ctx *c, const int32_t *tokens, int B) {
         };
         matmul(c, qkv, 3, B);
         for (int b = 0; b < B; b++) {
-            rope_apply(c, c->q + (size_t)b * c->q_dim, hp->n_head, b);
-            rope_apply(c, kc + (size_t)b * c->kv_dim, hp->n_head_kv, b);
+            float *q = c->q + (size_t)b * c->q_dim, *k = kc + (size_t)b * c->kv_dim;
+            float *v = vc + (size_t)b * c->kv_dim;
+            if (L->bq) {
+                for (int i = 0; i < c->q_dim; i++) q[i] += L->bq[i];
+                for (int i = 0; i < c->kv_dim; i++) k[i] += L->bk[i];
+                for (int i = 0; i < c->kv_dim; i++) v[i] += L->bv[i];
+            }
+            if (L->q_norm) {
+                for (int h = 0; h < hp->n_head; h++)
+                    rmsnorm(q + (size_t)h * hp->head_dim, q + (size_t)h * hp->head_dim, L->q_norm,
+                            hp->head_dim, hp->rms_eps);
+                for (int h = 0; h < hp->n_head_kv; h++)
+                    rmsnorm(k + (size_t)h * hp->head_dim, k + (size_t)h * hp->head_dim, L->k_norm,
+                            hp->head_dim, hp->rms_eps);
+            }
+            rope_apply(c, q, hp->n_head, b);
+            rope_apply(c, k, hp->n_head_kv, b);
         }
 
         attn_task at = {c, l, pos0, B};

@@ -32,6 +32,7 @@ typedef struct model_hparams {
     int n_rot;      /* rope dimension count (<= head_dim) */
     int rope_mode;  /* enum rope_mode */
     float rope_freq_base;
+    float rope_freq_scale; /* 1 / linear rope scaling factor (1 = none) */
     float rms_eps;
     int sliding_window; /* 0 = none */
 } model_hparams;

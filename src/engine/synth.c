@@ -227,6 +227,7 @@ static void write_builtin_vocab(gguf_writer *w, const vocab *v) {
 void synth_params_default(synth_params *p) {
     memset(p, 0, sizeof *p);
     p->name = "synth";
+    p->arch = "llama";
     p->n_embd = 64;
     p->n_layer = 2;
     p->n_head = 4;
@@ -280,11 +281,16 @@ int synth_validate(const synth_params *p, char *err, size_t errlen) {
         FAIL("--heads %d is out of range [1, --dim %d]", p->n_head, p->n_embd);
     if (p->n_head_kv < 0 || p->n_head_kv > p->n_head)
         FAIL("--kv-heads %d is out of range [1, --heads %d]", p->n_head_kv, p->n_head);
-    if (p->n_embd % p->n_head)
+    if (strcmp(p->arch, "llama") && strcmp(p->arch, "qwen2") && strcmp(p->arch, "qwen3"))
+        FAIL("--arch %s is not one of llama, qwen2, qwen3", p->arch);
+    if (p->head_dim < 0 || p->head_dim % 2 || p->head_dim > 1024)
+        FAIL("--head-dim %d must be even and in [0, 1024]", p->head_dim);
+    if (p->sliding_window < 0) FAIL("--sliding-window %d must be >= 0", p->sliding_window);
+    if (!p->head_dim && p->n_embd % p->n_head)
         FAIL("--dim %d is not divisible by --heads %d", p->n_embd, p->n_head);
     int kv = n_head_kv_of(p);
     if (p->n_head % kv) FAIL("--heads %d is not divisible by --kv-heads %d", p->n_head, kv);
-    int head_dim = p->n_embd / p->n_head;
+    int head_dim = p->head_dim ? p->head_dim : p->n_embd / p->n_head;
     if (head_dim % 2)
         FAIL("the head dimension (--dim %d / --heads %d = %d) must be even for RoPE", p->n_embd,
              p->n_head, head_dim);
@@ -400,27 +406,38 @@ int synth_write(const synth_params *p, char *err, size_t errlen) {
     }
 
     const uint64_t dim = (uint64_t)p->n_embd;
-    const uint64_t head_dim = dim / (uint64_t)p->n_head;
+    const uint64_t head_dim = p->head_dim ? (uint64_t)p->head_dim : dim / (uint64_t)p->n_head;
+    const uint64_t q_dim = head_dim * (uint64_t)p->n_head;
     const uint64_t kv_dim = head_dim * (uint64_t)n_head_kv_of(p);
+    const char *a = p->arch;
+    char key[128];
+#define KEY(suffix) (snprintf(key, sizeof key, "%s." suffix, a), key)
     const uint64_t ff = (uint64_t)synth_n_ff(p);
     const int type = p->type;
 
     gguf_writer *w = gguf_writer_new();
-    gguf_writer_set_str(w, "general.architecture", "llama");
+    gguf_writer_set_str(w, "general.architecture", a);
     gguf_writer_set_str(w, "general.name", p->name);
     gguf_writer_set_u32(w, "general.file_type", (uint32_t)file_type_of(type));
     if (ggml_blck_size((uint32_t)type) > 1)
         gguf_writer_set_u32(w, "general.quantization_version", 2);
-    gguf_writer_set_u32(w, "llama.context_length", (uint32_t)p->n_ctx);
-    gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)dim);
-    gguf_writer_set_u32(w, "llama.block_count", (uint32_t)p->n_layer);
-    gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)ff);
-    gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)p->n_head);
-    gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)n_head_kv_of(p));
-    gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)head_dim);
-    gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", p->rms_eps);
-    gguf_writer_set_f32(w, "llama.rope.freq_base", p->rope_freq_base);
-    gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)n_vocab);
+    gguf_writer_set_u32(w, KEY("context_length"), (uint32_t)p->n_ctx);
+    gguf_writer_set_u32(w, KEY("embedding_length"), (uint32_t)dim);
+    gguf_writer_set_u32(w, KEY("block_count"), (uint32_t)p->n_layer);
+    gguf_writer_set_u32(w, KEY("feed_forward_length"), (uint32_t)ff);
+    gguf_writer_set_u32(w, KEY("attention.head_count"), (uint32_t)p->n_head);
+    gguf_writer_set_u32(w, KEY("attention.head_count_kv"), (uint32_t)n_head_kv_of(p));
+    if (p->head_dim) {
+        gguf_writer_set_u32(w, KEY("attention.key_length"), (uint32_t)head_dim);
+        gguf_writer_set_u32(w, KEY("attention.value_length"), (uint32_t)head_dim);
+    }
+    gguf_writer_set_u32(w, KEY("rope.dimension_count"), (uint32_t)head_dim);
+    gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), p->rms_eps);
+    gguf_writer_set_f32(w, KEY("rope.freq_base"), p->rope_freq_base);
+    gguf_writer_set_u32(w, KEY("vocab_size"), (uint32_t)n_vocab);
+    if (p->sliding_window)
+        gguf_writer_set_u32(w, KEY("attention.sliding_window"), (uint32_t)p->sliding_window);
+#undef KEY
     if (src) {
         copy_tokenizer(w, src, p->chat_template != NULL);
         gguf_close(src);
@@ -431,7 +448,7 @@ int synth_write(const synth_params *p, char *err, size_t errlen) {
     if (p->chat_template) gguf_writer_set_str(w, "tokenizer.chat_template", p->chat_template);
 
     /* One scratch pair sized for the largest tensor: the embedding, or an FFN matrix. */
-    uint64_t max_elems = MH_MAX(dim * n_vocab, MH_MAX(dim * ff, dim * dim));
+    uint64_t max_elems = MH_MAX(dim * n_vocab, MH_MAX(dim * ff, dim * q_dim));
     tensor_buf buf = {mh_aligned_alloc(max_elems * sizeof(float)),
                       mh_aligned_alloc(ggml_row_size((uint32_t)type, max_elems))};
     if (!buf.values || !buf.packed) {
@@ -458,6 +475,8 @@ int synth_write(const synth_params *p, char *err, size_t errlen) {
     const float tied_embd_scale = 0.5f;
 #define MATRIX(name, ne0, ne1, std)                                                                \
     add_random_tensor(w, &buf, p, name, type, 2, ne0, ne1, 0.0f, std, NULL)
+#define VECTOR(name, n, mean, std)                                                                 \
+    add_random_tensor(w, &buf, p, name, GGML_TYPE_F32, 1, n, 1, mean, std, NULL)
 #define NORM(name)                                                                                 \
     add_random_tensor(w, &buf, p, name, GGML_TYPE_F32, 1, dim, 1, 1.0f, norm_jitter, NULL)
     /* The rows of the output projection (token_embd when tied) are smaller for byte, control and
@@ -466,6 +485,9 @@ int synth_write(const synth_params *p, char *err, size_t errlen) {
     add_random_tensor(w, &buf, p, "token_embd.weight", type, 2, dim, n_vocab, 0.0f,
                       p->tied ? s_dim * tied_embd_scale : s_dim, p->tied ? row_scale : NULL);
     NORM("output_norm.weight");
+    if (p->rope_freqs) /* Llama 3.1 style: low frequencies slowed down by factors up to 8 */
+        add_random_tensor(w, &buf, p, "rope_freqs.weight", GGML_TYPE_F32, 1, head_dim / 2, 1,
+                          3.0f, 0.5f, NULL);
     if (!p->tied)
         add_random_tensor(w, &buf, p, "output.weight", type, 2, dim, n_vocab, 0.0f, s_dim,
                           row_scale);
@@ -473,10 +495,19 @@ int synth_write(const synth_params *p, char *err, size_t errlen) {
         char name[GGUF_MAX_NAME + 1];
 #define BLK(suffix) (snprintf(name, sizeof name, "blk.%d." suffix, l), name)
         NORM(BLK("attn_norm.weight"));
-        MATRIX(BLK("attn_q.weight"), dim, dim, s_dim);
+        MATRIX(BLK("attn_q.weight"), dim, q_dim, s_dim);
         MATRIX(BLK("attn_k.weight"), dim, kv_dim, s_dim);
         MATRIX(BLK("attn_v.weight"), dim, kv_dim, s_dim);
-        MATRIX(BLK("attn_output.weight"), dim, dim, s_dim);
+        MATRIX(BLK("attn_output.weight"), q_dim, dim, 1.0f / sqrtf((float)q_dim));
+        if (strcmp(a, "qwen2") == 0) {
+            VECTOR(BLK("attn_q.bias"), q_dim, 0.0f, 0.1f);
+            VECTOR(BLK("attn_k.bias"), kv_dim, 0.0f, 0.1f);
+            VECTOR(BLK("attn_v.bias"), kv_dim, 0.0f, 0.1f);
+        }
+        if (strcmp(a, "qwen3") == 0) {
+            VECTOR(BLK("attn_q_norm.weight"), head_dim, 1.0f, norm_jitter);
+            VECTOR(BLK("attn_k_norm.weight"), head_dim, 1.0f, norm_jitter);
+        }
         NORM(BLK("ffn_norm.weight"));
         MATRIX(BLK("ffn_gate.weight"), dim, ff, s_dim);
         MATRIX(BLK("ffn_up.weight"), dim, ff, s_dim);
@@ -484,6 +515,7 @@ int synth_write(const synth_params *p, char *err, size_t errlen) {
 #undef BLK
     }
 #undef MATRIX
+#undef VECTOR
 #undef NORM
     free(buf.values);
     free(buf.packed);

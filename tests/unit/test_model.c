@@ -9,6 +9,7 @@
 #include "engine/kernels.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
+#include "engine/synth.h"
 #include "test_util.h"
 
 /* Parse "prompt_ids: ..." and "generated_ids: ..." lines of a reference .ids file. */
@@ -230,12 +231,68 @@ static void test_load_errors(void **state) {
     assert_non_null(strstr(err, "unsupported architecture 'falcon'"));
 }
 
+/* Sliding window (Mistral style): with one layer and a window of 4, the last token's logits
+ * depend only on the last 4 tokens; without the window they depend on all of them. */
+static void test_sliding_window(void **state) {
+    (void)state;
+    char err[256];
+    const char *paths[2] = {"/tmp/mh-test-swa-on.gguf", "/tmp/mh-test-swa-off.gguf"};
+    float last[2][2][512];
+    for (int with = 0; with < 2; with++) {
+        synth_params p;
+        synth_params_default(&p);
+        p.path = paths[with];
+        p.n_layer = 1;
+        p.vocab_from = test_model_path("stories260K.gguf");
+        p.sliding_window = with == 0 ? 4 : 0;
+        assert_int_equal(synth_write(&p, err, sizeof err), 0);
+        model *m;
+        assert_int_equal(model_load(p.path, &m, err, sizeof err), 0);
+        assert_int_equal(model_get_hparams(m)->sliding_window, with == 0 ? 4 : 0);
+        model_ctx *c = model_ctx_new(m, 64, NULL, err, sizeof err);
+        int32_t a[10] = {1, 300, 301, 302, 303, 304, 305, 306, 307, 308};
+        int32_t b[10] = {1, 400, 401, 402, 403, 404, 305, 306, 307, 308}; /* same last 4 */
+        assert_int_equal(model_ctx_eval(c, a, 10), 0);
+        memcpy(last[with][0], model_ctx_logits(c), sizeof last[0][0]);
+        model_ctx_rewind(c, 0);
+        assert_int_equal(model_ctx_eval(c, b, 10), 0);
+        memcpy(last[with][1], model_ctx_logits(c), sizeof last[0][0]);
+        model_ctx_free(c);
+        model_free(m);
+        remove(p.path);
+    }
+    double diff_on = 0, diff_off = 0;
+    for (int i = 0; i < 512; i++) {
+        diff_on = fmax(diff_on, fabs(last[0][0][i] - last[0][1][i]));
+        diff_off = fmax(diff_off, fabs(last[1][0][i] - last[1][1][i]));
+    }
+    assert_true(diff_on < 1e-5);  /* the window hides the differing tokens */
+    assert_true(diff_off > 1e-3); /* without it they matter */
+}
+
+/* Qwen models rotate the two halves of each head (NeoX rope). */
+static void test_qwen_rope_mode(void **state) {
+    (void)state;
+    char err[256];
+    synth_params p;
+    synth_params_default(&p);
+    p.path = "/tmp/mh-test-qwen2.gguf";
+    p.arch = "qwen2";
+    assert_int_equal(synth_write(&p, err, sizeof err), 0);
+    model *m;
+    assert_int_equal(model_load(p.path, &m, err, sizeof err), 0);
+    assert_int_equal(model_get_hparams(m)->rope_mode, ROPE_NEOX);
+    model_free(m);
+    remove(p.path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stories_once_upon),  cmocka_unit_test(test_stories_bos_only),
         cmocka_unit_test(test_tiny_random_f16),    cmocka_unit_test(test_stories_logits),
         cmocka_unit_test(test_batch_equals_sequential), cmocka_unit_test(test_eval_errors),
         cmocka_unit_test(test_embeddings),         cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_sliding_window),     cmocka_unit_test(test_qwen_rope_mode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
