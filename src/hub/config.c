@@ -332,7 +332,7 @@ static void report_syntax_error(cfg_ctx *x, const yaml_parser_t *p, const char *
     }
     const char *hint = "";
     if (line_has_tab_indent(text, len, line) ||
-        (p->context_mark.line + 1 != (size_t)line &&
+        (p->context && p->context_mark.line + 1 != (size_t)line &&
          line_has_tab_indent(text, len, (int)p->context_mark.line + 1)))
         hint = " (a tab in the indentation: YAML indents with spaces only)";
     cfg_err(x, line, NULL, "YAML syntax error: %s (column %d%s)%s", problem, column, context, hint);

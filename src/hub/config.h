@@ -161,6 +161,7 @@ int hub_model_config_equal(const hub_model_config *a, const hub_model_config *b)
 /* Find the config file: explicit_path (when not NULL, used as is, even if missing) ->
  * $MODELHUB_CONFIG (when set and not empty; also used as is) -> ./hub.yaml if it exists ->
  * $XDG_CONFIG_HOME/modelhub/hub.yaml (or ~/.config/modelhub/hub.yaml) if it exists.
+ * ./hub.yaml comes back as "hub.yaml" (relative to the current folder, as users name it).
  * Returns 0 with the path in `out`; -1 when none was found, with `out` holding the places looked
  * at, separated by ", " (for the message); -2 when `out` is too small. */
 int hub_config_find(const char *explicit_path, char *out, size_t outlen);
