@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libevent-dev libcurl4-openssl-dev libjansson-dev
-          libyaml-dev libcyaml-dev libcmocka-dev curl jq nodejs npm)
-if [ "${MODELHUB_SETUP_BROWSER:-0}" = 1 ]; then packages+=(chromium); fi
+          libyaml-dev libcyaml-dev libcmocka-dev curl jq nodejs npm
+          chromium) # the dashboard's browser test (tests/e2e/dashboard.test.mjs)
 
 missing=()
 for p in "${packages[@]}"; do
