@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -64,7 +65,8 @@ int cmd_synth(int argc, char **argv) {
         {"--vocab-from", NULL, ARG_STRING, &p.vocab_from, 0, 0, "GGUF",
          "copy the tokenizer.* keys of this file (default: a built-in ~1000-token vocab)"},
         {"--type", NULL, ARG_STRING, &type_name, 0, 0, "TYPE",
-         "matrix type: f32 or f16 (default f32)"},
+         "matrix type: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k, or q4_k_m "
+         "(llama.cpp's Q4_K_M mix) (default f32)"},
         {"--tied", NULL, ARG_FLAG, &tied, 0, 0, NULL,
          "omit output.weight (the output reuses token_embd)"},
         {"--seed", NULL, ARG_INT, &seed, 0, 9007199254740991.0, "S", "PRNG seed (default 42)"},
@@ -90,8 +92,9 @@ int cmd_synth(int argc, char **argv) {
     if (rc) return rc == 1 ? 0 : rc;
     if (!out) return args_error(&cmd, "an output file is required (-o FILE)");
 
-    int type = ggml_type_from_name(type_name);
-    if (type < 0) return args_error(&cmd, "unknown --type '%s' (use f32 or f16)", type_name);
+    int type = strcasecmp(type_name, "q4_k_m") == 0 ? SYNTH_TYPE_Q4_K_M : ggml_type_from_name(type_name);
+    if (type < 0)
+        return args_error(&cmd, "unknown --type '%s' (see modelhub synth --help)", type_name);
     p.path = out;
     p.n_embd = (int)dim;
     p.n_layer = (int)layers;
@@ -129,7 +132,7 @@ int cmd_synth(int argc, char **argv) {
     fprintf(stderr,
             "modelhub synth: wrote %s (%s, dim %d, %d layers, %d/%d heads, ff %d, %s%s) in %.2f s\n",
             out, p.arch, p.n_embd, p.n_layer, p.n_head, kv, synth_n_ff(&p),
-            ggml_type_name((uint32_t)type),
+            type == SYNTH_TYPE_Q4_K_M ? "q4_k_m" : ggml_type_name((uint32_t)type),
             tied ? ", tied" : "", mh_now_mono() - t0);
     return 0;
 }

@@ -250,6 +250,8 @@ static int n_head_kv_of(const synth_params *p) {
     return p->n_head_kv > 0 ? p->n_head_kv : p->n_head;
 }
 
+#define QK_K_SYNTH 256 /* K-quant super-block */
+
 /* llama.cpp's general.file_type for a matrix type (LLAMA_FTYPE_*), -1 when it has none. */
 static int file_type_of(int type) {
     switch (type) {
@@ -266,8 +268,28 @@ static int file_type_of(int type) {
     case GGML_TYPE_Q5_K: return 17;
     case GGML_TYPE_Q6_K: return 18;
     case GGML_TYPE_BF16: return 32;
+    case SYNTH_TYPE_Q4_K_M: return 15;
     default: return -1;
     }
+}
+
+/* llama.cpp's use_more_bits(): layers whose attn_v and ffn_down Q4_K_M keeps in Q6_K. */
+static int use_more_bits(int layer, int n_layer) {
+    return layer < n_layer / 8 || layer >= 7 * n_layer / 8 || (layer - n_layer / 8) % 3 == 2;
+}
+
+/* The type of one matrix: p->type, or its type in the Q4_K_M mix (see synth.h). `role` is the
+ * tensor name without "blk.N.", `ne0` its row length. */
+static int matrix_type(const synth_params *p, const char *role, int layer, uint64_t ne0) {
+    if (p->type != SYNTH_TYPE_Q4_K_M) return p->type;
+    int type = GGML_TYPE_Q4_K;
+    if (!strcmp(role, "output.weight") || (p->tied && !strcmp(role, "token_embd.weight")))
+        type = GGML_TYPE_Q6_K;
+    else if ((!strcmp(role, "attn_v.weight") || !strcmp(role, "ffn_down.weight")) &&
+             use_more_bits(layer, p->n_layer))
+        type = GGML_TYPE_Q6_K;
+    if (ne0 % QK_K_SYNTH) type = type == GGML_TYPE_Q6_K ? GGML_TYPE_Q8_0 : GGML_TYPE_Q5_0;
+    return type;
 }
 
 #define FAIL(...) return snprintf(err, errlen, __VA_ARGS__), -1
@@ -302,14 +324,25 @@ int synth_validate(const synth_params *p, char *err, size_t errlen) {
     if (!(p->rms_eps > 0.0f) || !(p->rms_eps < 1.0f)) FAIL("--rms-eps must be in (0, 1)");
     if (!p->name || !*p->name) FAIL("--name must not be empty");
     kernels_init(0);
+    int hd = p->head_dim ? p->head_dim : p->n_embd / p->n_head;
+    long q_dim = (long)hd * p->n_head;
+    if (p->type == SYNTH_TYPE_Q4_K_M) {
+        if (p->n_embd % 32 || synth_n_ff(p) % 32 || q_dim % 32)
+            FAIL("--type q4_k_m needs --dim, --ff and heads * head dim to be multiples of 32 (got "
+                 "%d, %d, %ld)",
+                 p->n_embd, synth_n_ff(p), q_dim);
+        return 0;
+    }
     const type_traits *tt = kernels_traits(p->type);
     if (p->type < 0 || !tt || !tt->from_f32 || file_type_of(p->type) < 0)
-        FAIL("--type %s is not supported for synthetic weights (use f32 or f16)",
+        FAIL("--type %s is not supported for synthetic weights (use f32, f16, bf16, q4_0, q4_1, "
+             "q5_0, q5_1, q8_0, q4_k, q5_k, q6_k or q4_k_m)",
              p->type >= 0 ? ggml_type_name((uint32_t)p->type) : "?");
     size_t blck = ggml_blck_size((uint32_t)p->type);
-    if ((size_t)p->n_embd % blck || (size_t)synth_n_ff(p) % blck)
-        FAIL("--type %s needs --dim and --ff to be multiples of %zu",
-             ggml_type_name((uint32_t)p->type), blck);
+    if ((size_t)p->n_embd % blck || (size_t)synth_n_ff(p) % blck || (size_t)q_dim % blck)
+        FAIL("--type %s needs --dim, --ff and heads * head dim to be multiples of its block size "
+             "%zu (got %d, %d, %ld)",
+             ggml_type_name((uint32_t)p->type), blck, p->n_embd, synth_n_ff(p), q_dim);
     return 0;
 }
 
@@ -419,7 +452,7 @@ int synth_write(const synth_params *p, char *err, size_t errlen) {
     gguf_writer_set_str(w, "general.architecture", a);
     gguf_writer_set_str(w, "general.name", p->name);
     gguf_writer_set_u32(w, "general.file_type", (uint32_t)file_type_of(type));
-    if (ggml_blck_size((uint32_t)type) > 1)
+    if (type == SYNTH_TYPE_Q4_K_M || ggml_blck_size((uint32_t)type) > 1)
         gguf_writer_set_u32(w, "general.quantization_version", 2);
     gguf_writer_set_u32(w, KEY("context_length"), (uint32_t)p->n_ctx);
     gguf_writer_set_u32(w, KEY("embedding_length"), (uint32_t)dim);
@@ -450,7 +483,8 @@ int synth_write(const synth_params *p, char *err, size_t errlen) {
     /* One scratch pair sized for the largest tensor: the embedding, or an FFN matrix. */
     uint64_t max_elems = MH_MAX(dim * n_vocab, MH_MAX(dim * ff, dim * q_dim));
     tensor_buf buf = {mh_aligned_alloc(max_elems * sizeof(float)),
-                      mh_aligned_alloc(ggml_row_size((uint32_t)type, max_elems))};
+                      mh_aligned_alloc(ggml_row_size(
+                          type == SYNTH_TYPE_Q4_K_M ? GGML_TYPE_Q8_0 : (uint32_t)type, max_elems))};
     if (!buf.values || !buf.packed) {
         free(buf.values);
         free(buf.packed);
@@ -473,8 +507,9 @@ int synth_write(const synth_params *p, char *err, size_t errlen) {
      * token. Halving the embedding halves the bias (logits then have std ~0.5); measured on
      * 2-layer models it about doubles the distinct tokens of a 32-token greedy run. */
     const float tied_embd_scale = 0.5f;
-#define MATRIX(name, ne0, ne1, std)                                                                \
-    add_random_tensor(w, &buf, p, name, type, 2, ne0, ne1, 0.0f, std, NULL)
+#define MATRIX(role, ne0, ne1, std)                                                                \
+    add_random_tensor(w, &buf, p, BLK(role), matrix_type(p, role, l, ne0), 2, ne0, ne1, 0.0f, std, \
+                      NULL)
 #define VECTOR(name, n, mean, std)                                                                 \
     add_random_tensor(w, &buf, p, name, GGML_TYPE_F32, 1, n, 1, mean, std, NULL)
 #define NORM(name)                                                                                 \
@@ -482,23 +517,24 @@ int synth_write(const synth_params *p, char *err, size_t errlen) {
     /* The rows of the output projection (token_embd when tied) are smaller for byte, control and
      * unknown tokens: their logits then rarely win, so greedy gibberish is made of words rather
      * than stray bytes, and EOS does not end a demo after two tokens. */
-    add_random_tensor(w, &buf, p, "token_embd.weight", type, 2, dim, n_vocab, 0.0f,
+    add_random_tensor(w, &buf, p, "token_embd.weight", matrix_type(p, "token_embd.weight", -1, dim),
+                      2, dim, n_vocab, 0.0f,
                       p->tied ? s_dim * tied_embd_scale : s_dim, p->tied ? row_scale : NULL);
     NORM("output_norm.weight");
     if (p->rope_freqs) /* Llama 3.1 style: low frequencies slowed down by factors up to 8 */
         add_random_tensor(w, &buf, p, "rope_freqs.weight", GGML_TYPE_F32, 1, head_dim / 2, 1,
                           3.0f, 0.5f, NULL);
     if (!p->tied)
-        add_random_tensor(w, &buf, p, "output.weight", type, 2, dim, n_vocab, 0.0f, s_dim,
-                          row_scale);
+        add_random_tensor(w, &buf, p, "output.weight", matrix_type(p, "output.weight", -1, dim), 2,
+                          dim, n_vocab, 0.0f, s_dim, row_scale);
     for (int l = 0; l < p->n_layer; l++) {
         char name[GGUF_MAX_NAME + 1];
 #define BLK(suffix) (snprintf(name, sizeof name, "blk.%d." suffix, l), name)
         NORM(BLK("attn_norm.weight"));
-        MATRIX(BLK("attn_q.weight"), dim, q_dim, s_dim);
-        MATRIX(BLK("attn_k.weight"), dim, kv_dim, s_dim);
-        MATRIX(BLK("attn_v.weight"), dim, kv_dim, s_dim);
-        MATRIX(BLK("attn_output.weight"), q_dim, dim, 1.0f / sqrtf((float)q_dim));
+        MATRIX("attn_q.weight", dim, q_dim, s_dim);
+        MATRIX("attn_k.weight", dim, kv_dim, s_dim);
+        MATRIX("attn_v.weight", dim, kv_dim, s_dim);
+        MATRIX("attn_output.weight", q_dim, dim, 1.0f / sqrtf((float)q_dim));
         if (strcmp(a, "qwen2") == 0) {
             VECTOR(BLK("attn_q.bias"), q_dim, 0.0f, 0.1f);
             VECTOR(BLK("attn_k.bias"), kv_dim, 0.0f, 0.1f);
@@ -509,9 +545,9 @@ int synth_write(const synth_params *p, char *err, size_t errlen) {
             VECTOR(BLK("attn_k_norm.weight"), head_dim, 1.0f, norm_jitter);
         }
         NORM(BLK("ffn_norm.weight"));
-        MATRIX(BLK("ffn_gate.weight"), dim, ff, s_dim);
-        MATRIX(BLK("ffn_up.weight"), dim, ff, s_dim);
-        MATRIX(BLK("ffn_down.weight"), ff, dim, s_ff);
+        MATRIX("ffn_gate.weight", dim, ff, s_dim);
+        MATRIX("ffn_up.weight", dim, ff, s_dim);
+        MATRIX("ffn_down.weight", ff, dim, s_ff);
 #undef BLK
     }
 #undef MATRIX

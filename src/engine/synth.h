@@ -16,6 +16,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A pseudo matrix type: llama.cpp's Q4_K_M mix. Matrices are Q4_K except output.weight (and
+ * token_embd when tied) in Q6_K, and attn_v / ffn_down in Q6_K on the layers llama.cpp's
+ * use_more_bits() picks (the first and last eighth, and every third layer between), else Q4_K.
+ * A matrix whose row length is not a multiple of 256 falls back as llama.cpp does: Q4_K ->
+ * Q5_0, Q6_K -> Q8_0 (so a 576-wide SmolLM shape gets Q5_0/Q8_0 for its 576-long rows). */
+#define SYNTH_TYPE_Q4_K_M 1000
+
 typedef struct synth_params {
     const char *path; /* output file */
     const char *name; /* general.name */
@@ -25,7 +32,7 @@ typedef struct synth_params {
     int n_head_kv; /* 0 = n_head */
     int n_ff;      /* 0 = 8/3 * n_embd rounded up to a multiple of 32 */
     int n_ctx;     /* llama.context_length */
-    int type;      /* enum ggml_type of the matrices (F32, F16; see synth_validate) */
+    int type;      /* enum ggml_type of the matrices (see synth_validate), or SYNTH_TYPE_Q4_K_M */
     int tied;      /* 1: no output.weight, the engine reuses token_embd */
     uint64_t seed;
     float rope_freq_base;
@@ -43,8 +50,10 @@ typedef struct synth_params {
  * runs instantly. `path` is left NULL. */
 void synth_params_default(synth_params *p);
 
-/* Check the parameters without touching any file. Matrix types: F32, F16, or any other type the
- * kernels can quantize into (from_f32) whose block divides --dim and --ff. Returns 0, or -1 with
+/* Check the parameters without touching any file. Matrix types: F32, F16, BF16, Q4_0, Q4_1,
+ * Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K (any type the kernels quantize into), each only when its
+ * block size divides every row length (--dim, --ff and heads * head dim), or SYNTH_TYPE_Q4_K_M
+ * (row lengths multiples of 32). Returns 0, or -1 with
  * `err` naming the bad argument by its command-line name (e.g. "--dim 100 is not divisible by
  * --heads 3"). */
 int synth_validate(const synth_params *p, char *err, size_t errlen);

@@ -134,7 +134,8 @@ expect_usage "zero layers" "--layers" "${o[@]}" --layers 0
 expect_usage "negative dim" "--dim" "${o[@]}" --dim -64
 expect_usage "dim not a number" "--dim" "${o[@]}" --dim abc
 expect_usage "unknown type" "unknown --type 'f8'" "${o[@]}" --type f8
-expect_usage "unsupported type" "--type q4_0 is not supported" "${o[@]}" --type q4_0
+expect_usage "unsupported type" "--type q2_k is not supported" "${o[@]}" --type q2_k
+expect_usage "row length not a multiple of the block" "--type q4_k needs .*multiples of its block size 256" "${o[@]}" --type q4_k
 expect_usage "missing vocab file" "--vocab-from .*no-such" "${o[@]}" --vocab-from "$tmp/no-such.gguf"
 expect_usage "vocab file not GGUF" "--vocab-from" "${o[@]}" --vocab-from "$models/stories260K.gguf.inp"
 expect_usage "missing template file" "--chat-template" "${o[@]}" --chat-template "$tmp/no-such.jinja"

@@ -1,0 +1,1072 @@
+/* quant.c — see quant.h. Reference code first (quantizers, dequantizers, dot products), then the
+ * AVX2+FMA+F16C twins, then the AVX512-VNNI ones, then the batched tiles. SIMD functions carry
+ * __attribute__((target)) so the build needs no -march flag; kernels_init() checks the CPU
+ * before any of them can run. */
+#include "engine/quant.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "engine/kernels.h"
+#include "util/common.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_X86 1
+#else
+#define HAVE_X86 0
+#endif
+
+/* ==== Helpers ==== */
+
+#define H2F(h) fp16_to_fp32(h)
+#define F2H(f) fp32_to_fp16(f)
+
+/* Round to nearest, ties to even (what the SIMD conversions do), for |x| < 2^22. */
+static inline int nearest_int(float x) {
+    float v = x + 12582912.0f; /* 1.5 * 2^23: the mantissa then holds round(x) */
+    int32_t i;
+    memcpy(&i, &v, 4);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+float bf16_to_fp32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t fp32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
+    u += 0x7fff + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
+/* ==== BF16 ==== */
+
+void quantize_row_bf16(const float *src, void *dst, int n) {
+    uint16_t *d = dst;
+    for (int i = 0; i < n; i++) d[i] = fp32_to_bf16(src[i]);
+}
+
+void dequantize_row_bf16(const void *src, float *dst, int n) {
+    const uint16_t *s = src;
+    for (int i = 0; i < n; i++) dst[i] = bf16_to_fp32(s[i]);
+}
+
+/* ==== 32-element formats: quantizers ==== */
+
+/* The value of largest magnitude, with its sign. */
+static float signed_absmax(const float *x, int n) {
+    float amax = 0, max = 0;
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > amax) amax = fabsf(x[i]), max = x[i];
+    return max;
+}
+
+static void min_max(const float *x, int n, float *lo, float *hi) {
+    *lo = FLT_MAX, *hi = -FLT_MAX;
+    for (int i = 0; i < n; i++) {
+        if (x[i] < *lo) *lo = x[i];
+        if (x[i] > *hi) *hi = x[i];
+    }
+}
+
+/* Symmetric 2^bits-level quantization of one 32-element block: the value of largest magnitude
+ * maps to the most negative level, x = d * (q - offset). Fills q[32] in [0, 2 * offset). */
+static float quant_sym32(const float *x, int offset, uint8_t *q) {
+    float max = signed_absmax(x, 32);
+    float d = max / -(float)offset;
+    float id = d != 0 ? 1.0f / d : 0.0f;
+    d = H2F(F2H(d));
+    for (int j = 0; j < 32; j++) q[j] = (uint8_t)clampi(nearest_int(x[j] * id) + offset, 0, 2 * offset - 1);
+    return d;
+}
+
+/* Affine quantization to levels 0..nmax of one 32-element block: x = d * q + m. */
+static void quant_affine32(const float *x, int nmax, uint8_t *q, float *d_out, float *m_out) {
+    float lo, hi;
+    min_max(x, 32, &lo, &hi);
+    float d = (hi - lo) / (float)nmax;
+    float id = d != 0 ? 1.0f / d : 0.0f;
+    for (int j = 0; j < 32; j++) q[j] = (uint8_t)clampi(nearest_int((x[j] - lo) * id), 0, nmax);
+    *d_out = d;
+    *m_out = lo;
+}
+
+static void pack_nibbles16(const uint8_t *q, uint8_t *qs) {
+    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)((q[j] & 15) | (q[j + 16] & 15) << 4);
+}
+
+static uint32_t pack_fifth_bits(const uint8_t *q) {
+    uint32_t qh = 0;
+    for (int j = 0; j < 32; j++) qh |= (uint32_t)((q[j] >> 4) & 1) << j;
+    return qh;
+}
+
+void quantize_row_q4_0(const float *src, void *dst, int n) {
+    block_q4_0 *y = dst;
+    uint8_t q[32];
+    for (int i = 0; i < n / QK4_0; i++) {
+        y[i].d = F2H(quant_sym32(src + i * 32, 8, q));
+        pack_nibbles16(q, y[i].qs);
+    }
+}
+
+void quantize_row_q4_1(const float *src, void *dst, int n) {
+    block_q4_1 *y = dst;
+    uint8_t q[32];
+    float d, m;
+    for (int i = 0; i < n / QK4_1; i++) {
+        quant_affine32(src + i * 32, 15, q, &d, &m);
+        y[i].d = F2H(d);
+        y[i].m = F2H(m);
+        pack_nibbles16(q, y[i].qs);
+    }
+}
+
+void quantize_row_q5_0(const float *src, void *dst, int n) {
+    block_q5_0 *y = dst;
+    uint8_t q[32];
+    for (int i = 0; i < n / QK5_0; i++) {
+        y[i].d = F2H(quant_sym32(src + i * 32, 16, q));
+        uint32_t qh = pack_fifth_bits(q);
+        memcpy(y[i].qh, &qh, 4);
+        pack_nibbles16(q, y[i].qs);
+    }
+}
+
+void quantize_row_q5_1(const float *src, void *dst, int n) {
+    block_q5_1 *y = dst;
+    uint8_t q[32];
+    float d, m;
+    for (int i = 0; i < n / QK5_1; i++) {
+        quant_affine32(src + i * 32, 31, q, &d, &m);
+        y[i].d = F2H(d);
+        y[i].m = F2H(m);
+        uint32_t qh = pack_fifth_bits(q);
+        memcpy(y[i].qh, &qh, 4);
+        pack_nibbles16(q, y[i].qs);
+    }
+}
+
+/* Q8_0 and Q8_1 as llama.cpp's x86 code makes them: id = 127 / amax, round half to even. */
+void quantize_row_q8_0(const float *src, void *dst, int n) {
+    block_q8_0 *y = dst;
+    for (int i = 0; i < n / QK8_0; i++) {
+        const float *x = src + i * 32;
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+        float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
+        y[i].d = F2H(d);
+        for (int j = 0; j < 32; j++) y[i].qs[j] = (int8_t)nearest_int(x[j] * id);
+    }
+}
+
+void quantize_row_q8_1(const float *src, void *dst, int n) {
+    block_q8_1 *y = dst;
+    for (int i = 0; i < n / QK8_1; i++) {
+        const float *x = src + i * 32;
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+        float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
+        int sum = 0;
+        for (int j = 0; j < 32; j++) {
+            y[i].qs[j] = (int8_t)nearest_int(x[j] * id);
+            sum += y[i].qs[j];
+        }
+        y[i].d = F2H(d);
+        y[i].s = F2H((float)sum * d);
+    }
+}
+
+/* ==== 32-element formats: dequantizers ==== */
+
+void dequantize_row_q4_0(const void *src, float *dst, int n) {
+    const block_q4_0 *x = src;
+    for (int i = 0; i < n / QK4_0; i++) {
+        float d = H2F(x[i].d);
+        for (int j = 0; j < 16; j++) {
+            dst[i * 32 + j] = d * (float)((x[i].qs[j] & 15) - 8);
+            dst[i * 32 + j + 16] = d * (float)((x[i].qs[j] >> 4) - 8);
+        }
+    }
+}
+
+void dequantize_row_q4_1(const void *src, float *dst, int n) {
+    const block_q4_1 *x = src;
+    for (int i = 0; i < n / QK4_1; i++) {
+        float d = H2F(x[i].d), m = H2F(x[i].m);
+        for (int j = 0; j < 16; j++) {
+            dst[i * 32 + j] = d * (float)(x[i].qs[j] & 15) + m;
+            dst[i * 32 + j + 16] = d * (float)(x[i].qs[j] >> 4) + m;
+        }
+    }
+}
+
+void dequantize_row_q5_0(const void *src, float *dst, int n) {
+    const block_q5_0 *x = src;
+    for (int i = 0; i < n / QK5_0; i++) {
+        float d = H2F(x[i].d);
+        uint32_t qh;
+        memcpy(&qh, x[i].qh, 4);
+        for (int j = 0; j < 16; j++) {
+            int lo = (x[i].qs[j] & 15) | (int)((qh >> j) & 1) << 4;
+            int hi = (x[i].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+            dst[i * 32 + j] = d * (float)(lo - 16);
+            dst[i * 32 + j + 16] = d * (float)(hi - 16);
+        }
+    }
+}
+
+void dequantize_row_q5_1(const void *src, float *dst, int n) {
+    const block_q5_1 *x = src;
+    for (int i = 0; i < n / QK5_1; i++) {
+        float d = H2F(x[i].d), m = H2F(x[i].m);
+        uint32_t qh;
+        memcpy(&qh, x[i].qh, 4);
+        for (int j = 0; j < 16; j++) {
+            int lo = (x[i].qs[j] & 15) | (int)((qh >> j) & 1) << 4;
+            int hi = (x[i].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+            dst[i * 32 + j] = d * (float)lo + m;
+            dst[i * 32 + j + 16] = d * (float)hi + m;
+        }
+    }
+}
+
+void dequantize_row_q8_0(const void *src, float *dst, int n) {
+    const block_q8_0 *x = src;
+    for (int i = 0; i < n / QK8_0; i++) {
+        float d = H2F(x[i].d);
+        for (int j = 0; j < 32; j++) dst[i * 32 + j] = d * (float)x[i].qs[j];
+    }
+}
+
+void dequantize_row_q8_1(const void *src, float *dst, int n) {
+    const block_q8_1 *x = src;
+    for (int i = 0; i < n / QK8_1; i++) {
+        float d = H2F(x[i].d);
+        for (int j = 0; j < 32; j++) dst[i * 32 + j] = d * (float)x[i].qs[j];
+    }
+}
+
+/* ==== K-quants: quantizers ==== */
+
+/* Fit x ~= scale * q + offset (offset <= 0) with q in 0..nmax over n values: try a range of
+ * step sizes around (max - min) / nmax, refit scale and offset by least squares for each
+ * assignment, keep the one of least squared error. Returns scale, *offset_out <= 0. */
+static float fit_affine(const float *x, int n, int nmax, float *offset_out) {
+    float lo, hi;
+    min_max(x, n, &lo, &hi);
+    if (lo > 0) lo = 0;
+    if (hi <= lo) {
+        *offset_out = lo;
+        return 0;
+    }
+    float best_scale = (hi - lo) / (float)nmax, best_offset = lo, best_err = FLT_MAX;
+    uint8_t q[32];
+    for (int step = -10; step <= 10; step++) {
+        float iscale = ((float)nmax + 0.1f * (float)step) / (hi - lo);
+        float sq = 0, sqq = 0, sx = 0, sqx = 0;
+        for (int i = 0; i < n; i++) {
+            q[i] = (uint8_t)clampi(nearest_int((x[i] - lo) * iscale), 0, nmax);
+            sq += q[i], sqq += (float)q[i] * q[i], sx += x[i], sqx += (float)q[i] * x[i];
+        }
+        float det = (float)n * sqq - sq * sq;
+        if (det <= 0) continue;
+        float scale = ((float)n * sqx - sq * sx) / det;
+        float offset = (sx - scale * sq) / (float)n;
+        if (offset > 0) { /* the format cannot add: refit the scale alone */
+            offset = 0;
+            scale = sqq > 0 ? sqx / sqq : 0;
+        }
+        if (scale <= 0) continue;
+        float err = 0;
+        for (int i = 0; i < n; i++) {
+            float e = scale * (float)q[i] + offset - x[i];
+            err += e * e;
+        }
+        if (err < best_err) best_err = err, best_scale = scale, best_offset = offset;
+    }
+    *offset_out = best_offset;
+    return best_scale;
+}
+
+/* Pack 8 six-bit scales and mins into the 12 bytes of Q4_K/Q5_K (layout in quant.h). */
+static void pack_scales_k4(const uint8_t *sc, const uint8_t *m, uint8_t *s) {
+    for (int j = 0; j < 4; j++) {
+        s[j] = (uint8_t)((sc[j] & 63) | (sc[j + 4] >> 4) << 6);
+        s[j + 4] = (uint8_t)((m[j] & 63) | (m[j + 4] >> 4) << 6);
+        s[j + 8] = (uint8_t)((sc[j + 4] & 15) | (m[j + 4] & 15) << 4);
+    }
+}
+
+static void unpack_scales_k4(const uint8_t *s, uint8_t *sc, uint8_t *m) {
+    for (int j = 0; j < 4; j++) {
+        sc[j] = s[j] & 63;
+        m[j] = s[j + 4] & 63;
+        sc[j + 4] = (uint8_t)((s[j + 8] & 15) | (s[j] >> 6) << 4);
+        m[j + 4] = (uint8_t)((s[j + 8] >> 4) | (s[j + 4] >> 6) << 4);
+    }
+}
+
+/* Shared by Q4_K (nmax 15) and Q5_K (nmax 31): 8 sub-blocks of 32, each fit affinely, their
+ * scales and mins quantized to 6 bits under fp16 super-block factors; then every element is
+ * re-quantized against the scales as stored. Fills q[256], the header fields and scales. */
+static void quant_k_affine(const float *x, int nmax, uint8_t *q, uint16_t *d_out,
+                           uint16_t *dmin_out, uint8_t *scales) {
+    float scale[8], min[8], max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; j++) {
+        float offset;
+        scale[j] = fit_affine(x + 32 * j, 32, nmax, &offset);
+        min[j] = -offset;
+        if (scale[j] > max_scale) max_scale = scale[j];
+        if (min[j] > max_min) max_min = min[j];
+    }
+    float d = H2F(F2H(max_scale / 63.0f)), dmin = H2F(F2H(max_min / 63.0f));
+    uint8_t sc[8], m[8];
+    for (int j = 0; j < 8; j++) {
+        sc[j] = (uint8_t)(d > 0 ? clampi(nearest_int(scale[j] / d), 0, 63) : 0);
+        m[j] = (uint8_t)(dmin > 0 ? clampi(nearest_int(min[j] / dmin), 0, 63) : 0);
+    }
+    *d_out = F2H(d);
+    *dmin_out = F2H(dmin);
+    pack_scales_k4(sc, m, scales);
+    for (int j = 0; j < 8; j++) {
+        float ds = d * sc[j], dm = dmin * m[j];
+        for (int l = 0; l < 32; l++)
+            q[32 * j + l] =
+                (uint8_t)(ds > 0 ? clampi(nearest_int((x[32 * j + l] + dm) / ds), 0, nmax) : 0);
+    }
+}
+
+void quantize_row_q4_K(const float *src, void *dst, int n) {
+    block_q4_K *y = dst;
+    uint8_t q[QK_K];
+    for (int i = 0; i < n / QK_K; i++) {
+        quant_k_affine(src + i * QK_K, 15, q, &y[i].d, &y[i].dmin, y[i].scales);
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++)
+                y[i].qs[32 * c + l] = (uint8_t)(q[64 * c + l] | q[64 * c + 32 + l] << 4);
+    }
+}
+
+void quantize_row_q5_K(const float *src, void *dst, int n) {
+    block_q5_K *y = dst;
+    uint8_t q[QK_K];
+    for (int i = 0; i < n / QK_K; i++) {
+        quant_k_affine(src + i * QK_K, 31, q, &y[i].d, &y[i].dmin, y[i].scales);
+        memset(y[i].qh, 0, sizeof y[i].qh);
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++) {
+                int lo = q[64 * c + l], hi = q[64 * c + 32 + l];
+                y[i].qs[32 * c + l] = (uint8_t)((lo & 15) | (hi & 15) << 4);
+                y[i].qh[l] |= (uint8_t)((lo >> 4) << (2 * c) | (hi >> 4) << (2 * c + 1));
+            }
+    }
+}
+
+/* Symmetric fit x ~= scale * (q - 32), q in 0..63, of one 16-element group: candidate step
+ * sizes around |max| / 32, least-squares scale for each assignment, least error wins. */
+static float fit_sym6(const float *x) {
+    float max = signed_absmax(x, 16);
+    if (max == 0) return 0;
+    float best_scale = max / -32.0f, best_err = FLT_MAX;
+    for (int step = -8; step <= 8; step++) {
+        float iscale = (-32.0f + 0.25f * (float)step) / max;
+        float sqx = 0, sqq = 0;
+        int q[16];
+        for (int i = 0; i < 16; i++) {
+            q[i] = clampi(nearest_int(x[i] * iscale), -32, 31);
+            sqx += (float)q[i] * x[i], sqq += (float)q[i] * (float)q[i];
+        }
+        if (sqq <= 0) continue;
+        float scale = sqx / sqq, err = 0;
+        for (int i = 0; i < 16; i++) {
+            float e = scale * (float)q[i] - x[i];
+            err += e * e;
+        }
+        if (err < best_err) best_err = err, best_scale = scale;
+    }
+    return best_scale;
+}
+
+void quantize_row_q6_K(const float *src, void *dst, int n) {
+    block_q6_K *y = dst;
+    for (int i = 0; i < n / QK_K; i++) {
+        const float *x = src + i * QK_K;
+        float scale[16], max_scale = 0, amax = 0;
+        for (int g = 0; g < 16; g++) {
+            scale[g] = fit_sym6(x + 16 * g);
+            if (fabsf(scale[g]) > amax) amax = fabsf(scale[g]), max_scale = scale[g];
+        }
+        uint8_t q[QK_K];
+        if (amax == 0) {
+            memset(y + i, 0, sizeof *y);
+            memset(q, 32, sizeof q);
+        } else {
+            float iscale = -128.0f / max_scale;
+            float d = H2F(F2H(1.0f / iscale));
+            y[i].d = F2H(d);
+            for (int g = 0; g < 16; g++) {
+                int s = clampi(nearest_int(iscale * scale[g]), -128, 127);
+                y[i].scales[g] = (int8_t)s;
+                float ds = d * (float)s;
+                for (int l = 0; l < 16; l++)
+                    q[16 * g + l] = (uint8_t)(ds != 0 ? clampi(nearest_int(x[16 * g + l] / ds), -32,
+                                                                31) + 32
+                                                      : 32);
+            }
+        }
+        for (int h = 0; h < 2; h++) {
+            uint8_t *ql = y[i].ql + 64 * h, *qh = y[i].qh + 32 * h;
+            const uint8_t *qq = q + 128 * h;
+            for (int l = 0; l < 32; l++) {
+                ql[l] = (uint8_t)((qq[l] & 15) | (qq[l + 64] & 15) << 4);
+                ql[l + 32] = (uint8_t)((qq[l + 32] & 15) | (qq[l + 96] & 15) << 4);
+                qh[l] = (uint8_t)((qq[l] >> 4) | (qq[l + 32] >> 4) << 2 | (qq[l + 64] >> 4) << 4 |
+                                  (qq[l + 96] >> 4) << 6);
+            }
+        }
+    }
+}
+
+/* Q8_K as llama.cpp makes it: the value of largest magnitude maps to -127. */
+void quantize_row_q8_K(const float *src, void *dst, int n) {
+    block_q8_K *y = dst;
+    for (int i = 0; i < n / QK_K; i++) {
+        const float *x = src + i * QK_K;
+        float max = signed_absmax(x, QK_K);
+        if (max == 0) {
+            memset(y + i, 0, sizeof *y);
+            continue;
+        }
+        float iscale = -127.0f / max;
+        for (int j = 0; j < QK_K; j++) y[i].qs[j] = (int8_t)MH_MIN(127, nearest_int(iscale * x[j]));
+        for (int g = 0; g < 16; g++) {
+            int sum = 0;
+            for (int l = 0; l < 16; l++) sum += y[i].qs[16 * g + l];
+            y[i].bsums[g] = (int16_t)sum;
+        }
+        y[i].d = 1.0f / iscale;
+    }
+}
+
+/* ==== K-quants: dequantizers ==== */
+
+void dequantize_row_q4_K(const void *src, float *dst, int n) {
+    const block_q4_K *x = src;
+    for (int i = 0; i < n / QK_K; i++, dst += QK_K) {
+        float d = H2F(x[i].d), dmin = H2F(x[i].dmin);
+        uint8_t sc[8], m[8];
+        unpack_scales_k4(x[i].scales, sc, m);
+        for (int c = 0; c < 4; c++) {
+            const uint8_t *qs = x[i].qs + 32 * c;
+            float d1 = d * sc[2 * c], m1 = dmin * m[2 * c];
+            float d2 = d * sc[2 * c + 1], m2 = dmin * m[2 * c + 1];
+            for (int l = 0; l < 32; l++) {
+                dst[64 * c + l] = d1 * (float)(qs[l] & 15) - m1;
+                dst[64 * c + 32 + l] = d2 * (float)(qs[l] >> 4) - m2;
+            }
+        }
+    }
+}
+
+void dequantize_row_q5_K(const void *src, float *dst, int n) {
+    const block_q5_K *x = src;
+    for (int i = 0; i < n / QK_K; i++, dst += QK_K) {
+        float d = H2F(x[i].d), dmin = H2F(x[i].dmin);
+        uint8_t sc[8], m[8];
+        unpack_scales_k4(x[i].scales, sc, m);
+        for (int c = 0; c < 4; c++) {
+            const uint8_t *qs = x[i].qs + 32 * c;
+            float d1 = d * sc[2 * c], m1 = dmin * m[2 * c];
+            float d2 = d * sc[2 * c + 1], m2 = dmin * m[2 * c + 1];
+            for (int l = 0; l < 32; l++) {
+                int lo = (qs[l] & 15) | ((x[i].qh[l] >> (2 * c)) & 1) << 4;
+                int hi = (qs[l] >> 4) | ((x[i].qh[l] >> (2 * c + 1)) & 1) << 4;
+                dst[64 * c + l] = d1 * (float)lo - m1;
+                dst[64 * c + 32 + l] = d2 * (float)hi - m2;
+            }
+        }
+    }
+}
+
+/* The 256 six-bit quants of a Q6_K block, 0..63 in element order. */
+static void unpack_q6_K(const block_q6_K *b, uint8_t *q) {
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+        uint8_t *qq = q + 128 * h;
+        for (int l = 0; l < 32; l++) {
+            qq[l] = (uint8_t)((ql[l] & 15) | (qh[l] & 3) << 4);
+            qq[l + 32] = (uint8_t)((ql[l + 32] & 15) | ((qh[l] >> 2) & 3) << 4);
+            qq[l + 64] = (uint8_t)((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4);
+            qq[l + 96] = (uint8_t)((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4);
+        }
+    }
+}
+
+void dequantize_row_q6_K(const void *src, float *dst, int n) {
+    const block_q6_K *x = src;
+    uint8_t q[QK_K];
+    for (int i = 0; i < n / QK_K; i++, dst += QK_K) {
+        float d = H2F(x[i].d);
+        unpack_q6_K(&x[i], q);
+        for (int e = 0; e < QK_K; e++) dst[e] = d * (float)x[i].scales[e / 16] * (float)(q[e] - 32);
+    }
+}
+
+void dequantize_row_q8_K(const void *src, float *dst, int n) {
+    const block_q8_K *x = src;
+    for (int i = 0; i < n / QK_K; i++)
+        for (int j = 0; j < QK_K; j++) dst[i * QK_K + j] = x[i].d * (float)x[i].qs[j];
+}
+
+/* ==== Reference dot products ====
+ * Integer sums per block, then the block's float factors, as llama.cpp's reference code. */
+
+void dot_q4_0_q8_0_ref(int n, float *out, const void *w, const void *x) {
+    const block_q4_0 *a = w;
+    const block_q8_0 *b = x;
+    float sum = 0;
+    for (int i = 0; i < n / 32; i++) {
+        int s = 0;
+        for (int j = 0; j < 16; j++)
+            s += ((a[i].qs[j] & 15) - 8) * b[i].qs[j] + ((a[i].qs[j] >> 4) - 8) * b[i].qs[j + 16];
+        sum += (float)s * H2F(a[i].d) * H2F(b[i].d);
+    }
+    *out = sum;
+}
+
+void dot_q4_1_q8_1_ref(int n, float *out, const void *w, const void *x) {
+    const block_q4_1 *a = w;
+    const block_q8_1 *b = x;
+    float sum = 0;
+    for (int i = 0; i < n / 32; i++) {
+        int s = 0;
+        for (int j = 0; j < 16; j++)
+            s += (a[i].qs[j] & 15) * b[i].qs[j] + (a[i].qs[j] >> 4) * b[i].qs[j + 16];
+        sum += (float)s * H2F(a[i].d) * H2F(b[i].d) + H2F(a[i].m) * H2F(b[i].s);
+    }
+    *out = sum;
+}
+
+void dot_q5_0_q8_0_ref(int n, float *out, const void *w, const void *x) {
+    const block_q5_0 *a = w;
+    const block_q8_0 *b = x;
+    float sum = 0;
+    for (int i = 0; i < n / 32; i++) {
+        uint32_t qh;
+        memcpy(&qh, a[i].qh, 4);
+        int s = 0;
+        for (int j = 0; j < 16; j++) {
+            int lo = ((a[i].qs[j] & 15) | (int)((qh >> j) & 1) << 4) - 16;
+            int hi = ((a[i].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4) - 16;
+            s += lo * b[i].qs[j] + hi * b[i].qs[j + 16];
+        }
+        sum += (float)s * H2F(a[i].d) * H2F(b[i].d);
+    }
+    *out = sum;
+}
+
+void dot_q5_1_q8_1_ref(int n, float *out, const void *w, const void *x) {
+    const block_q5_1 *a = w;
+    const block_q8_1 *b = x;
+    float sum = 0;
+    for (int i = 0; i < n / 32; i++) {
+        uint32_t qh;
+        memcpy(&qh, a[i].qh, 4);
+        int s = 0;
+        for (int j = 0; j < 16; j++) {
+            int lo = (a[i].qs[j] & 15) | (int)((qh >> j) & 1) << 4;
+            int hi = (a[i].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+            s += lo * b[i].qs[j] + hi * b[i].qs[j + 16];
+        }
+        sum += (float)s * H2F(a[i].d) * H2F(b[i].d) + H2F(a[i].m) * H2F(b[i].s);
+    }
+    *out = sum;
+}
+
+void dot_q8_0_q8_0_ref(int n, float *out, const void *w, const void *x) {
+    const block_q8_0 *a = w;
+    const block_q8_0 *b = x;
+    float sum = 0;
+    for (int i = 0; i < n / 32; i++) {
+        int s = 0;
+        for (int j = 0; j < 32; j++) s += a[i].qs[j] * b[i].qs[j];
+        sum += (float)s * H2F(a[i].d) * H2F(b[i].d);
+    }
+    *out = sum;
+}
+
+void dot_q4_K_q8_K_ref(int n, float *out, const void *w, const void *x) {
+    const block_q4_K *a = w;
+    const block_q8_K *b = x;
+    float sum = 0;
+    for (int i = 0; i < n / QK_K; i++) {
+        uint8_t sc[8], m[8];
+        unpack_scales_k4(a[i].scales, sc, m);
+        int sumi = 0, summ = 0;
+        for (int c = 0; c < 4; c++) {
+            const uint8_t *qs = a[i].qs + 32 * c;
+            const int8_t *q8 = b[i].qs + 64 * c;
+            int s1 = 0, s2 = 0;
+            for (int l = 0; l < 32; l++) s1 += (qs[l] & 15) * q8[l], s2 += (qs[l] >> 4) * q8[l + 32];
+            sumi += sc[2 * c] * s1 + sc[2 * c + 1] * s2;
+        }
+        for (int j = 0; j < 8; j++) summ += m[j] * (b[i].bsums[2 * j] + b[i].bsums[2 * j + 1]);
+        sum += b[i].d * (H2F(a[i].d) * (float)sumi - H2F(a[i].dmin) * (float)summ);
+    }
+    *out = sum;
+}
+
+void dot_q5_K_q8_K_ref(int n, float *out, const void *w, const void *x) {
+    const block_q5_K *a = w;
+    const block_q8_K *b = x;
+    float sum = 0;
+    for (int i = 0; i < n / QK_K; i++) {
+        uint8_t sc[8], m[8];
+        unpack_scales_k4(a[i].scales, sc, m);
+        int sumi = 0, summ = 0;
+        for (int c = 0; c < 4; c++) {
+            const uint8_t *qs = a[i].qs + 32 * c;
+            const int8_t *q8 = b[i].qs + 64 * c;
+            int s1 = 0, s2 = 0;
+            for (int l = 0; l < 32; l++) {
+                int lo = (qs[l] & 15) | ((a[i].qh[l] >> (2 * c)) & 1) << 4;
+                int hi = (qs[l] >> 4) | ((a[i].qh[l] >> (2 * c + 1)) & 1) << 4;
+                s1 += lo * q8[l], s2 += hi * q8[l + 32];
+            }
+            sumi += sc[2 * c] * s1 + sc[2 * c + 1] * s2;
+        }
+        for (int j = 0; j < 8; j++) summ += m[j] * (b[i].bsums[2 * j] + b[i].bsums[2 * j + 1]);
+        sum += b[i].d * (H2F(a[i].d) * (float)sumi - H2F(a[i].dmin) * (float)summ);
+    }
+    *out = sum;
+}
+
+void dot_q6_K_q8_K_ref(int n, float *out, const void *w, const void *x) {
+    const block_q6_K *a = w;
+    const block_q8_K *b = x;
+    float sum = 0;
+    uint8_t q[QK_K];
+    for (int i = 0; i < n / QK_K; i++) {
+        unpack_q6_K(&a[i], q);
+        int sumi = 0;
+        for (int g = 0; g < 16; g++) {
+            int s = 0;
+            for (int l = 0; l < 16; l++) s += (q[16 * g + l] - 32) * b[i].qs[16 * g + l];
+            sumi += a[i].scales[g] * s;
+        }
+        sum += b[i].d * H2F(a[i].d) * (float)sumi;
+    }
+    *out = sum;
+}
+
+void dot_bf16_f32_ref(int n, float *out, const void *w, const void *x) {
+    const uint16_t *a = w;
+    const float *b = x;
+    float sum = 0;
+    for (int i = 0; i < n; i++) sum += bf16_to_fp32(a[i]) * b[i];
+    *out = sum;
+}
+
+/* ==== AVX2 + FMA + F16C ==== */
+
+#if HAVE_X86
+#define TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+TARGET_AVX2 static inline float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+TARGET_AVX2 static inline float hsum128_ps(__m128 s) {
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+TARGET_AVX2 static inline int hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    return _mm_cvtsi128_si32(s);
+}
+
+TARGET_AVX2 static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+/* The 32 nibbles of 16 bytes in element order (byte j: element j low, element j + 16 high). */
+TARGET_AVX2 static inline __m256i nibbles32(const uint8_t *qs) {
+    __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(15));
+}
+
+/* 32 bits -> 32 bytes, 0xFF where the bit is set. */
+TARGET_AVX2 static inline __m256i bits_to_bytes(uint32_t bits) {
+    const __m256i shuf = _mm256_setr_epi64x(0, 0x0101010101010101ll, 0x0202020202020202ll,
+                                            0x0303030303030303ll);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), shuf);
+    v = _mm256_or_si256(v, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfell));
+    return _mm256_cmpeq_epi8(v, _mm256_set1_epi64x(-1));
+}
+
+/* Signed 8-bit dot product in 8 int32 lanes (|w| <= 128, |x| <= 127: no saturation). */
+TARGET_AVX2 static inline __m256i dot_i8(__m256i w, __m256i x) {
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+/* Unsigned (w <= 63) times signed 8-bit dot product in 8 int32 lanes. */
+TARGET_AVX2 static inline __m256i dot_u8(__m256i w, __m256i x) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1));
+}
+
+TARGET_AVX2 static inline __m256i q5_0_weights(const block_q5_0 *b) {
+    uint32_t qh;
+    memcpy(&qh, b->qh, 4);
+    /* (q | 16) - 16 == q when the fifth bit is set, q | 0xF0 (== q - 16) when it is not */
+    return _mm256_or_si256(nibbles32(b->qs),
+                           _mm256_andnot_si256(bits_to_bytes(qh), _mm256_set1_epi8((char)0xF0)));
+}
+
+TARGET_AVX2 static inline __m256i q5_1_weights(const block_q5_1 *b) {
+    uint32_t qh;
+    memcpy(&qh, b->qh, 4);
+    return _mm256_or_si256(nibbles32(b->qs),
+                           _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(16)));
+}
+
+#define LOAD256(p) _mm256_loadu_si256((const __m256i *)(p))
+
+TARGET_AVX2 void dot_q8_0_q8_0_avx2(int n, float *out, const void *w, const void *x) {
+    const block_q8_0 *a = w, *b = x;
+    int nb = n / 32, i = 0;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; i + 2 <= nb; i += 2) {
+        __m256i p0 = dot_i8(LOAD256(a[i].qs), LOAD256(b[i].qs));
+        __m256i p1 = dot_i8(LOAD256(a[i + 1].qs), LOAD256(b[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i + 1].d) * h2f(b[i + 1].d)),
+                               _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; i < nb; i++) {
+        __m256i p0 = dot_i8(LOAD256(a[i].qs), LOAD256(b[i].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+    }
+    *out = hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+TARGET_AVX2 void dot_q4_0_q8_0_avx2(int n, float *out, const void *w, const void *x) {
+    const block_q4_0 *a = w;
+    const block_q8_0 *b = x;
+    int nb = n / 32, i = 0;
+    const __m256i eight = _mm256_set1_epi8(8);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; i + 2 <= nb; i += 2) {
+        __m256i p0 = dot_i8(_mm256_sub_epi8(nibbles32(a[i].qs), eight), LOAD256(b[i].qs));
+        __m256i p1 = dot_i8(_mm256_sub_epi8(nibbles32(a[i + 1].qs), eight), LOAD256(b[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i + 1].d) * h2f(b[i + 1].d)),
+                               _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; i < nb; i++) {
+        __m256i p0 = dot_i8(_mm256_sub_epi8(nibbles32(a[i].qs), eight), LOAD256(b[i].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+    }
+    *out = hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+TARGET_AVX2 void dot_q5_0_q8_0_avx2(int n, float *out, const void *w, const void *x) {
+    const block_q5_0 *a = w;
+    const block_q8_0 *b = x;
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n / 32; i++) {
+        __m256i p = dot_i8(q5_0_weights(&a[i]), LOAD256(b[i].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), _mm256_cvtepi32_ps(p), acc);
+    }
+    *out = hsum_ps(acc);
+}
+
+TARGET_AVX2 void dot_q4_1_q8_1_avx2(int n, float *out, const void *w, const void *x) {
+    const block_q4_1 *a = w;
+    const block_q8_1 *b = x;
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0;
+    for (int i = 0; i < n / 32; i++) {
+        __m256i p = dot_u8(nibbles32(a[i].qs), LOAD256(b[i].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), _mm256_cvtepi32_ps(p), acc);
+        summs += h2f(a[i].m) * h2f(b[i].s);
+    }
+    *out = hsum_ps(acc) + summs;
+}
+
+TARGET_AVX2 void dot_q5_1_q8_1_avx2(int n, float *out, const void *w, const void *x) {
+    const block_q5_1 *a = w;
+    const block_q8_1 *b = x;
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0;
+    for (int i = 0; i < n / 32; i++) {
+        __m256i p = dot_u8(q5_1_weights(&a[i]), LOAD256(b[i].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), _mm256_cvtepi32_ps(p), acc);
+        summs += h2f(a[i].m) * h2f(b[i].s);
+    }
+    *out = hsum_ps(acc) + summs;
+}
+
+/* Q4_K/Q5_K scales and mins, 8 bytes each, with 32-bit word operations. */
+static inline void unpack_scales_k4_fast(const uint8_t *s, uint8_t *sc, uint8_t *m) {
+    uint32_t u0, u1, u2, v[4];
+    memcpy(&u0, s, 4);
+    memcpy(&u1, s + 4, 4);
+    memcpy(&u2, s + 8, 4);
+    v[0] = u0 & 0x3f3f3f3f;
+    v[1] = (u2 & 0x0f0f0f0f) | ((u0 >> 6) & 0x03030303) << 4;
+    v[2] = u1 & 0x3f3f3f3f;
+    v[3] = ((u2 >> 4) & 0x0f0f0f0f) | ((u1 >> 6) & 0x03030303) << 4;
+    memcpy(sc, v, 8);
+    memcpy(m, v + 2, 8);
+}
+
+/* dmin * sum_j m[j] * (bsums[2j] + bsums[2j + 1]) in 4 float lanes. */
+TARGET_AVX2 static inline __m128 k4_mins(const uint8_t *m, const int16_t *bsums) {
+    __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)m));
+    __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)bsums),
+                                _mm_loadu_si128((const __m128i *)(bsums + 8)));
+    return _mm_cvtepi32_ps(_mm_madd_epi16(mins, bs));
+}
+
+TARGET_AVX2 void dot_q4_K_q8_K_avx2(int n, float *out, const void *w, const void *x) {
+    const block_q4_K *a = w;
+    const block_q8_K *b = x;
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256 acc = _mm256_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
+    for (int i = 0; i < n / QK_K; i++) {
+        float d = b[i].d * h2f(a[i].d), dmin = -b[i].d * h2f(a[i].dmin);
+        uint8_t sc[8], m[8];
+        unpack_scales_k4_fast(a[i].scales, sc, m);
+        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), k4_mins(m, b[i].bsums), accm);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i q4 = LOAD256(a[i].qs + 32 * c);
+            __m256i lo = _mm256_and_si256(q4, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+            __m256i pl = _mm256_maddubs_epi16(lo, LOAD256(b[i].qs + 64 * c));
+            __m256i ph = _mm256_maddubs_epi16(hi, LOAD256(b[i].qs + 64 * c + 32));
+            pl = _mm256_madd_epi16(pl, _mm256_set1_epi16(sc[2 * c]));
+            ph = _mm256_madd_epi16(ph, _mm256_set1_epi16(sc[2 * c + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *out = hsum_ps(acc) + hsum128_ps(accm);
+}
+
+TARGET_AVX2 void dot_q5_K_q8_K_avx2(int n, float *out, const void *w, const void *x) {
+    const block_q5_K *a = w;
+    const block_q8_K *b = x;
+    const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
+    for (int i = 0; i < n / QK_K; i++) {
+        float d = b[i].d * h2f(a[i].d), dmin = -b[i].d * h2f(a[i].dmin);
+        uint8_t sc[8], m[8];
+        unpack_scales_k4_fast(a[i].scales, sc, m);
+        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), k4_mins(m, b[i].bsums), accm);
+        __m256i sumi = _mm256_setzero_si256();
+        __m256i qh = LOAD256(a[i].qh);
+        for (int c = 0; c < 4; c++) {
+            __m256i q4 = LOAD256(a[i].qs + 32 * c);
+            __m256i lo = _mm256_or_si256(_mm256_and_si256(q4, m4),
+                                         _mm256_slli_epi16(_mm256_and_si256(qh, one), 4));
+            __m256i hi = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 1), one), 4));
+            qh = _mm256_srli_epi16(qh, 2);
+            __m256i pl = _mm256_maddubs_epi16(lo, LOAD256(b[i].qs + 64 * c));
+            __m256i ph = _mm256_maddubs_epi16(hi, LOAD256(b[i].qs + 64 * c + 32));
+            pl = _mm256_madd_epi16(pl, _mm256_set1_epi16(sc[2 * c]));
+            ph = _mm256_madd_epi16(ph, _mm256_set1_epi16(sc[2 * c + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *out = hsum_ps(acc) + hsum128_ps(accm);
+}
+
+/* Q6_K: the four 32-element groups of a 128-element half, as unsigned 6-bit bytes. */
+TARGET_AVX2 static inline void q6_K_half(const uint8_t *ql, const uint8_t *qh, __m256i q[4]) {
+    const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
+    __m256i la = LOAD256(ql), lb = LOAD256(ql + 32), h = LOAD256(qh);
+    q[0] = _mm256_or_si256(_mm256_and_si256(la, m4), _mm256_slli_epi16(_mm256_and_si256(h, m2), 4));
+    q[1] = _mm256_or_si256(_mm256_and_si256(lb, m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m2), 4));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(la, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m2), 4));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(lb, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m2), 4));
+}
+
+/* Shuffles that spread the int16 scales (8 per half, both lanes) over a 32-element group g:
+ * scale 2g on the low 16 elements, scale 2g + 1 on the high 16. */
+TARGET_AVX2 static inline __m256i q6_scale_shuffle(int g) {
+    short lo = (short)((4 * g + 1) << 8 | (4 * g)), hi = (short)((4 * g + 3) << 8 | (4 * g + 2));
+    return _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo));
+}
+
+TARGET_AVX2 void dot_q6_K_q8_K_avx2(int n, float *out, const void *w, const void *x) {
+    const block_q6_K *a = w;
+    const block_q8_K *b = x;
+    __m256i shuf[4];
+    for (int g = 0; g < 4; g++) shuf[g] = q6_scale_shuffle(g);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK_K; i++) {
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a[i].scales));
+        /* sum((q - 32) * x) = sum(q * x) - 32 * sum(x): the second term from bsums */
+        __m256i corr = _mm256_madd_epi16(sc16, LOAD256(b[i].bsums));
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i scl = _mm256_broadcastsi128_si256(
+                _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(a[i].scales + 8 * h))));
+            __m256i q[4];
+            q6_K_half(a[i].ql + 64 * h, a[i].qh + 32 * h, q);
+            for (int g = 0; g < 4; g++) {
+                __m256i p = _mm256_maddubs_epi16(q[g], LOAD256(b[i].qs + 128 * h + 32 * g));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(scl, shuf[g])));
+            }
+        }
+        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 5));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *out = hsum_ps(acc);
+}
+
+TARGET_AVX2 static inline __m256 load_bf16x8(const uint16_t *p) {
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+TARGET_AVX2 void dot_bf16_f32_avx2(int n, float *out, const void *w, const void *x) {
+    const uint16_t *a = w;
+    const float *b = x;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        acc0 = _mm256_fmadd_ps(load_bf16x8(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(load_bf16x8(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+        acc2 = _mm256_fmadd_ps(load_bf16x8(a + i + 16), _mm256_loadu_ps(b + i + 16), acc2);
+        acc3 = _mm256_fmadd_ps(load_bf16x8(a + i + 24), _mm256_loadu_ps(b + i + 24), acc3);
+    }
+    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(load_bf16x8(a + i), _mm256_loadu_ps(b + i), acc0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+    for (; i < n; i++) sum += bf16_to_fp32(a[i]) * b[i];
+    *out = sum;
+}
+
+TARGET_AVX2 void dequantize_row_bf16_avx2(const void *src, float *dst, int n) {
+    const uint16_t *s = src;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load_bf16x8(s + i));
+    for (; i < n; i++) dst[i] = bf16_to_fp32(s[i]);
+}
+
+/* ---- activation quantizers ---- */
+
+TARGET_AVX2 static inline float hmax_ps(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* round(x * id) for 32 floats, packed to int8 in order; *sum gets the sum of the quants. */
+TARGET_AVX2 static inline __m256i quant32(const float *x, __m256 id, int *sum) {
+    __m256i i[4];
+    for (int k = 0; k < 4; k++)
+        i[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), id),
+                                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    if (sum) *sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3])));
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]), _mm256_packs_epi32(i[2], i[3]));
+    return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+TARGET_AVX2 static inline float absmax32(const float *x) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_andnot_ps(sign, _mm256_loadu_ps(x));
+    for (int k = 1; k < 4; k++) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k)));
+    return hmax_ps(m);
+}
+
+TARGET_AVX2 void quantize_row_q8_0_avx2(const float *src, void *dst, int n) {
+    block_q8_0 *y = dst;
+    for (int i = 0; i < n / 32; i++) {
+        float amax = absmax32(src + 32 * i);
+        float id = amax != 0 ? 127.0f / amax : 0.0f;
+        y[i].d = F2H(amax / 127.0f);
+        _mm256_storeu_si256((__m256i *)y[i].qs, quant32(src + 32 * i, _mm256_set1_ps(id), NULL));
+    }
+}
+
+TARGET_AVX2 void quantize_row_q8_1_avx2(const float *src, void *dst, int n) {
+    block_q8_1 *y = dst;
+    for (int i = 0; i < n / 32; i++) {
+        float amax = absmax32(src + 32 * i);
+        float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
+        int sum;
+        _mm256_storeu_si256((__m256i *)y[i].qs, quant32(src + 32 * i, _mm256_set1_ps(id), &sum));
+        y[i].d = F2H(d);
+        y[i].s = F2H((float)sum * d);
+    }
+}
+
+TARGET_AVX2 void quantize_row_q8_K_avx2(const float *src, void *dst, int n) {
+    block_q8_K *y = dst;
+    for (int i = 0; i < n / QK_K; i++) {
+        const float *x = src + i * QK_K;
+        float amax = 0;
+        for (int k = 0; k < 8; k++) amax = fmaxf(amax, absmax32(x + 32 * k));
+        if (amax == 0) {
+            memset(y + i, 0, sizeof *y);
+            continue;
+        }
+        float max = 0; /* the first value of that magnitude, with its sign (as the reference) */
+        for (int j = 0; j < QK_K; j++)
+            if (fabsf(x[j]) == amax) {
+                max = x[j];
+                break;
+            }
+        float iscale = -127.0f / max;
+        __m256 vs = _mm256_set1_ps(iscale);
+        for (int k = 0; k < 8; k++) {
+            __m256i q = quant32(x + 32 * k, vs, NULL);
+            _mm256_storeu_si256((__m256i *)(y[i].qs + 32 * k), q);
+            /* bsums of the two 16-element groups: widen, pair-add, sum each 128-bit half */
+            __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q),
+                                          _mm256_set1_epi16(1));
+            __m128i lo = _mm256_castsi256_si128(s), hi = _mm256_extracti128_si256(s, 1);
+            lo = _mm_hadd_epi32(lo, hi);
+            lo = _mm_hadd_epi32(lo, lo);
+            y[i].bsums[2 * k] = (int16_t)_mm_cvtsi128_si32(lo);
+            y[i].bsums[2 * k + 1] = (int16_t)_mm_extract_epi32(lo, 1);
+        }
+        y[i].d = 1.0f / iscale;
+    }
+}
+
+int quant_have_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+}
+#else
+int quant_have_avx2(void) { return 0; }
+#endif
