@@ -173,5 +173,6 @@ int http_json_get_object(const json_t *obj, const char *key, int required, const
 }
 
 char *http_json_dump(const json_t *v) {
-    return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    /* 15 significant digits: timestamps print as 1795948137.4, not 1795948137.4000001 */
+    return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
 }

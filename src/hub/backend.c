@@ -202,6 +202,7 @@ static void on_proc_exit(void *arg, int code) {
     enum op op = b->op;
     drop_process(b); /* answers of requests to the dead process are ignored from here on */
     if (op == OP_START || (op == OP_LOAD && external)) {
+        if (b->lcm) lc_note_exit_code(b->lcm, code);
         snprintf(msg, sizeof msg, "%s %s while starting%s%s", b->cfg.name, why, tail[0] ? ": " : "",
                  tail);
         finish(b, -1, msg);

@@ -608,7 +608,7 @@ static void on_lifecycle_event(void *arg, const lc_model *m, const char *what) {
     json_t *ev = json_pack("{s:s, s:s, s:f}", "type", what, "name", lc_model_name(m), "timestamp",
                            round(mh_now_wall() * 1000) / 1000);
     if (strcmp(what, "removed") != 0) json_object_set_new(ev, "model", lc_model_entry(m));
-    char *data = json_dumps(ev, JSON_COMPACT);
+    char *data = http_json_dump(ev);
     json_decref(ev);
     double now = mh_now_mono();
     for (watcher *w = h->watchers; w; w = w->next)
@@ -873,25 +873,27 @@ static void route_reload(http_req *r, void *arg) {
 
 /* ==== Shutdown ==== */
 
+/* Every model is stopped: end the long-lived streams (they saw the last events) and leave the
+ * loop a moment later, so that replies already queued (the shutdown request's own) go out. */
 static void on_all_stopped(void *arg, int status, const char *message) {
     (void)status, (void)message;
     hub *h = arg;
-    event_base_loopexit(h->base, NULL);
+    while (h->watchers) {
+        watcher *w = h->watchers;
+        h->watchers = w->next;
+        if (h->watchers) h->watchers->prev = NULL;
+        http_req_on_close(w->req, NULL, NULL);
+        http_stream_end(w->req);
+        free(w);
+    }
+    event_base_loopexit(h->base, &(struct timeval){0, 100000});
 }
 
 static void begin_shutdown(hub *h, const char *why) {
     if (h->stopping) return;
     h->stopping = 1;
     log_info("shutting down (%s)", why);
-    /* long-lived streams end so the server can close */
-    while (h->watchers) {
-        watcher *w = h->watchers;
-        h->watchers = w->next;
-        http_req_on_close(w->req, NULL, NULL);
-        http_stream_end(w->req);
-        free(w);
-    }
-    if (lc_shutdown(h->reg, on_all_stopped, h) == LC_READY) event_base_loopexit(h->base, NULL);
+    if (lc_shutdown(h->reg, on_all_stopped, h) == LC_READY) on_all_stopped(h, 0, NULL);
 }
 
 static void route_shutdown(http_req *r, void *arg) {
@@ -1082,7 +1084,8 @@ int hub_run(const char *config_path, int ready_fd) {
     }
     hub *h = mh_xcalloc(1, sizeof *h);
     h->cfg = cfg;
-    h->config_path = mh_xstrdup(config_path);
+    char *abs_path = realpath(config_path, NULL); /* so the CLI finds it from anywhere */
+    h->config_path = abs_path ? abs_path : mh_xstrdup(config_path);
     h->started_wall = mh_now_wall();
     int level = log_parse_level(cfg->log_level);
     if (level >= 0) log_level_current = level;

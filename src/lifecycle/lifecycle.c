@@ -353,7 +353,6 @@ static void op_done(void *arg, int status, const char *message) {
             set_proc(m, LC_PROC_RUNNING);
         } else {
             set_error(m, message ? message : "start failed");
-            m->has_exit_code = 0;
             set_proc(m, LC_PROC_FAILED);
             lc_notify_exit(m, INT32_MIN); /* count it like a crash, without an exit code */
             finish_waiters(m, WANTS_RUNNING, LC_ERR_FAILED, m->error);
@@ -1002,6 +1001,11 @@ void lc_notify_exit(lc_model *m, int exit_code) {
         drive(m);
         if (m->group) drive_group(r, m->group);
     }
+}
+
+void lc_note_exit_code(lc_model *m, int exit_code) {
+    m->exit_code = exit_code;
+    m->has_exit_code = 1;
 }
 
 void lc_notify_unloaded(lc_model *m, lc_reason reason) {

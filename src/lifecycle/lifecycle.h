@@ -200,6 +200,8 @@ int lc_unload(lc_model *m, lc_reason reason, lc_done_fn cb, void *arg);
 /* The process exited without being asked to (crash): process -> failed with the code, memory ->
  * unloaded with reason crash. exit_code >= 0 is an exit status, < 0 is -signal. */
 void lc_notify_exit(lc_model *m, int exit_code);
+/* The process of a start that is failing exited with this code (kept in the snapshot). */
+void lc_note_exit_code(lc_model *m, int exit_code);
 /* The backend unloaded on its own (e.g. a worker's own idle timer). */
 void lc_notify_unloaded(lc_model *m, lc_reason reason);
 

@@ -323,6 +323,7 @@ models:
       const m = await hub.model("crashy");
       assert.equal(m.quarantined, true);
       assert.match(m.error, /exited with status 3/);
+      assert.equal(m.exit_code, 3);
       const r = await postJson(`${hub.base}/v1/completions`, greedy("crashy"));
       assert.equal(r.status, 503);
       assert.match(r.body.error.message, /quarantined/);
