@@ -2,20 +2,27 @@
  *
  * Layout of this file:
  *   vocabulary   token table, piece -> id hash map, special ids, loading and validation
+ *   BPE tables   merges as (left, right) symbol pairs -> rank, pre-tokenizer names
  *   partition    splitting the input on special/user-defined token texts
  *   SPM          SentencePiece-style bigram merging with byte fallback ("llama" vocabularies)
+ *   BPE          byte-level BPE ("gpt2" vocabularies)
  *   encode       the driver: partition, then one backend call per text fragment
  *   pieces       id -> bytes, and the UTF-8-safe stream
  *
  * Behaviour follows llama.cpp, whose tokenizer is what runs GGUF files elsewhere, so ids match:
  *   - special tokens (control, unknown, user-defined) are cut out of the text first, longest
  *     text first; control and unknown only when parse_special, user-defined always;
- *   - each text fragment that starts the input or follows a special token gets the dummy-prefix
- *     space (when add_space_prefix), then spaces become U+2581;
- *   - the fragment is split into UTF-8 characters (the length of a character is read from its
- *     first byte alone, so invalid input is split predictably), adjacent pairs that spell a
- *     vocabulary piece are merged best score first (ties: leftmost first);
- *   - a final symbol that is not a piece is emitted byte by byte as <0xNN> tokens.
+ *   - SPM: each text fragment that starts the input or follows a special token gets the
+ *     dummy-prefix space (when add_space_prefix), then spaces become U+2581; the fragment is
+ *     split into UTF-8 characters (the length of a character is read from its first byte alone,
+ *     so invalid input is split predictably), adjacent pairs that spell a vocabulary piece are
+ *     merged best score first (ties: leftmost first); a final symbol that is not a piece is
+ *     emitted byte by byte as <0xNN> tokens;
+ *   - BPE: each fragment is read as code points (a byte that is not valid UTF-8 is U+FFFD), cut
+ *     into words by the pre-tokenizer that `tokenizer.ggml.pre` names (unicode.h), and each word
+ *     is spelled byte by byte in the GPT-2 byte-level alphabet; adjacent symbols whose pair is a
+ *     merge are merged lowest rank first (ties: leftmost first). Llama 3 style vocabularies
+ *     ("ignore_merges") take a word that is a whole token as that token without merging.
  */
 #include "engine/tokenizer.h"
 
@@ -25,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/unicode.h"
 #include "util/common.h"
 
 /* GGUF token types (tokenizer.ggml.token_type). */
@@ -46,7 +54,7 @@ enum {
 
 enum tokenizer_backend {
     TOKENIZER_SPM, /* "llama" */
-    /* TOKENIZER_BPE ("gpt2") goes here: a load step for merges and an encode_fragment case. */
+    TOKENIZER_BPE, /* "gpt2" */
 };
 
 /* Longest token text accepted; real vocabularies stay far below. */
@@ -62,6 +70,13 @@ typedef struct token {
     uint8_t flags; /* TOKEN_FLAG_* */
     uint8_t byte;  /* the byte of a byte token (TOKEN_FLAG_HAS_BYTE) */
 } token;
+
+/* A merge: symbols left and right become `result`; lower rank merges first. */
+typedef struct bpe_merge {
+    uint64_t pair; /* left << 32 | right */
+    int32_t rank;  /* -1: empty slot */
+    int32_t result;
+} bpe_merge;
 
 typedef struct trie_node {
     int32_t child;     /* first child, -1 */
@@ -94,6 +109,20 @@ struct tokenizer {
 
     int32_t bos, eos, unk, eot, eom; /* -1 when absent */
     int add_bos, add_eos, add_space_prefix;
+
+    /* BPE only. Merging works on symbols: ids below n_vocab are tokens; a text that merges
+     * produce or consume but that is no token gets an id from n_vocab up ("extra" symbols,
+     * their texts in extra_text). */
+    enum unicode_pretok pretok;
+    int ignore_merges; /* a word that is a whole token is taken as it is */
+    bpe_merge *merges; /* (merge_mask + 1) open addressing on (left, right) */
+    uint32_t merge_mask;
+    int32_t byte_symbol[256];  /* the symbol of each byte's byte-level character */
+    uint8_t byte_text[256][2]; /* that character in UTF-8 */
+    uint8_t byte_text_len[256];
+    char *extra_text;    /* texts of the extra symbols, back to back */
+    uint32_t *extra_off; /* (n_extra + 1) offsets into extra_text */
+    int32_t n_extra;
 };
 
 /* ==== Vocabulary ==== */
@@ -382,51 +411,301 @@ static int build_special_list(tokenizer *t) {
     return build_trie(t);
 }
 
+/* ==== BPE tables ==== */
+
+/* The pre-tokenizers llama.cpp knows by these names and that unicode.h implements, with
+ * llama.cpp's per-name settings: take whole-token words as they are (ignore_merges) and
+ * prepend BOS unless tokenizer.ggml.add_bos_token says otherwise. */
+static const struct {
+    const char *name;
+    enum unicode_pretok kind;
+    uint8_t ignore_merges, add_bos;
+} pretok_names[] = {
+    {"default", UNICODE_PRETOK_DEFAULT, 0, 0},
+    {"llama-bpe", UNICODE_PRETOK_LLAMA3, 1, 1},
+    {"llama3", UNICODE_PRETOK_LLAMA3, 1, 1},
+    {"llama-v3", UNICODE_PRETOK_LLAMA3, 1, 1},
+    {"falcon3", UNICODE_PRETOK_LLAMA3, 1, 1},
+    {"falcon-h1", UNICODE_PRETOK_LLAMA3, 1, 1},
+    {"pixtral", UNICODE_PRETOK_LLAMA3, 1, 1},
+    {"midm-2.0", UNICODE_PRETOK_LLAMA3, 1, 1},
+    {"lfm2", UNICODE_PRETOK_LLAMA3, 1, 1},
+    {"jina-v5-nano", UNICODE_PRETOK_LLAMA3, 1, 1},
+    {"dbrx", UNICODE_PRETOK_LLAMA3, 0, 0},
+    {"smaug-bpe", UNICODE_PRETOK_LLAMA3, 0, 0},
+    {"qwen2", UNICODE_PRETOK_QWEN2, 0, 0},
+    {"deepseek-r1-qwen", UNICODE_PRETOK_QWEN2, 0, 0},
+    {"kormo", UNICODE_PRETOK_QWEN2, 0, 0},
+    {"f2llmv2", UNICODE_PRETOK_QWEN2, 0, 0},
+    {"megrez", UNICODE_PRETOK_QWEN2, 0, 0},
+    {"stablelm2", UNICODE_PRETOK_QWEN2, 0, 0},
+    {"hunyuan", UNICODE_PRETOK_QWEN2, 0, 0},
+    {"solar-open", UNICODE_PRETOK_QWEN2, 0, 0},
+    {"gpt-2", UNICODE_PRETOK_GPT2, 0, 0},
+    {"phi-2", UNICODE_PRETOK_GPT2, 0, 0},
+    {"mpt", UNICODE_PRETOK_GPT2, 0, 0},
+    {"olmo", UNICODE_PRETOK_GPT2, 0, 0},
+    {"jais", UNICODE_PRETOK_GPT2, 0, 0},
+    {"jina-es", UNICODE_PRETOK_GPT2, 0, 0},
+    {"jina-de", UNICODE_PRETOK_GPT2, 0, 0},
+    {"jina-v2-es", UNICODE_PRETOK_GPT2, 0, 0},
+    {"jina-v2-de", UNICODE_PRETOK_GPT2, 0, 0},
+    {"gigachat", UNICODE_PRETOK_GPT2, 0, 0},
+    {"a.x-4.0", UNICODE_PRETOK_GPT2, 0, 0},
+    {"mellum", UNICODE_PRETOK_GPT2, 0, 0},
+    {"modern-bert", UNICODE_PRETOK_GPT2, 0, 0},
+    {"trillion", UNICODE_PRETOK_GPT2, 0, 0},
+    {"granite-docling", UNICODE_PRETOK_GPT2, 0, 0},
+    {"exaone4", UNICODE_PRETOK_GPT2, 0, 0},
+    {"starcoder", UNICODE_PRETOK_STARCODER, 0, 0},
+    {"smollm", UNICODE_PRETOK_STARCODER, 0, 0},
+    {"refact", UNICODE_PRETOK_STARCODER, 0, 0},
+    {"command-r", UNICODE_PRETOK_STARCODER, 0, 0},
+    {"codeshell", UNICODE_PRETOK_STARCODER, 0, 0},
+    {"exaone", UNICODE_PRETOK_STARCODER, 0, 0},
+    {"minerva-7b", UNICODE_PRETOK_STARCODER, 0, 0},
+    {"mellum2", UNICODE_PRETOK_STARCODER, 0, 0},
+    {"falcon", UNICODE_PRETOK_FALCON, 0, 0},
+    {"deepseek-coder", UNICODE_PRETOK_DEEPSEEK_CODER, 0, 0},
+};
+
+/* tokenizer.ggml.pre -> pre-tokenizer; absent means "default", as in llama.cpp. */
+static int bpe_load_pretok(tokenizer *t, const gguf *f, char *err, size_t errlen) {
+    gguf_str pre = {"default", 7};
+    int rc = gguf_get_str(f, "tokenizer.ggml.pre", &pre);
+    if (rc == -2) return fail(err, errlen, "tokenizer.ggml.pre is not a string");
+    for (size_t i = 0; i < MH_ARRAY_LEN(pretok_names); i++) {
+        if (strlen(pretok_names[i].name) == pre.len &&
+            memcmp(pretok_names[i].name, pre.ptr, pre.len) == 0) {
+            t->pretok = pretok_names[i].kind;
+            t->ignore_merges = pretok_names[i].ignore_merges;
+            t->add_bos = pretok_names[i].add_bos;
+            return 0;
+        }
+    }
+    int shown = pre.len > 64 ? 64 : (int)pre.len;
+    return fail(err, errlen, "pre-tokenizer '%.*s' (tokenizer.ggml.pre) is not supported", shown,
+                pre.ptr);
+}
+
+static uint32_t hash_pair(uint64_t pair) {
+    pair *= 0x9e3779b97f4a7c15ull;
+    return (uint32_t)(pair >> 32 ^ pair);
+}
+
+/* Rank of merging symbols left and right (*result: the merged symbol), or -1. */
+static int32_t bpe_find_merge(const tokenizer *t, int32_t left, int32_t right, int32_t *result) {
+    uint64_t pair = (uint64_t)(uint32_t)left << 32 | (uint32_t)right;
+    for (uint32_t i = hash_pair(pair) & t->merge_mask;; i = (i + 1) & t->merge_mask) {
+        const bpe_merge *m = &t->merges[i];
+        if (m->rank < 0) return -1;
+        if (m->pair == pair) {
+            *result = m->result;
+            return m->rank;
+        }
+    }
+}
+
+/* Texts that are no token get extra symbol ids while the merges load. */
+typedef struct extra_symbols {
+    int32_t *map; /* (mask + 1) extra symbol index, -1 empty */
+    uint32_t mask;
+    size_t text_len, text_cap;
+    int32_t cap;
+} extra_symbols;
+
+static const char *extra_symbol_text(const tokenizer *t, int32_t k, size_t *len) {
+    *len = t->extra_off[k + 1] - t->extra_off[k];
+    return t->extra_text + t->extra_off[k];
+}
+
+/* Symbol of the text s[0..n): its token id, else an extra symbol (made on first use).
+ * -1 when out of memory. */
+static int32_t bpe_symbol(tokenizer *t, extra_symbols *x, const char *s, size_t n) {
+    int32_t id = vocab_find(t, s, n);
+    if (id >= 0) return id;
+    if (!x->map) {
+        x->mask = 1023;
+        x->map = malloc((x->mask + 1) * sizeof *x->map);
+        t->extra_off = malloc(sizeof *t->extra_off);
+        if (!x->map || !t->extra_off) return -1;
+        memset(x->map, 0xff, (x->mask + 1) * sizeof *x->map);
+        t->extra_off[0] = 0;
+    }
+    uint32_t i = hash_bytes(s, n) & x->mask;
+    for (; x->map[i] >= 0; i = (i + 1) & x->mask) {
+        size_t len;
+        const char *text = extra_symbol_text(t, x->map[i], &len);
+        if (len == n && memcmp(text, s, n) == 0) return t->n_vocab + x->map[i];
+    }
+    if (t->n_extra >= INT32_MAX / 2 - t->n_vocab || x->text_len + n >= UINT32_MAX) return -1;
+    if (t->n_extra + 1 >= x->cap) {
+        int32_t cap = x->cap ? x->cap * 2 : 64;
+        uint32_t *off = realloc(t->extra_off, ((size_t)cap + 1) * sizeof *off);
+        if (!off) return -1;
+        t->extra_off = off;
+        x->cap = cap;
+    }
+    if (x->text_len + n > x->text_cap) {
+        size_t cap = x->text_cap ? x->text_cap : 256;
+        while (cap < x->text_len + n) cap *= 2;
+        char *text = realloc(t->extra_text, cap);
+        if (!text) return -1;
+        t->extra_text = text;
+        x->text_cap = cap;
+    }
+    memcpy(t->extra_text + x->text_len, s, n);
+    x->text_len += n;
+    x->map[i] = t->n_extra;
+    t->extra_off[++t->n_extra] = (uint32_t)x->text_len;
+    if ((uint32_t)t->n_extra * 2 > x->mask) { /* grow the map: rehash every extra symbol */
+        uint32_t mask = x->mask * 2 + 1;
+        int32_t *map = malloc(((size_t)mask + 1) * sizeof *map);
+        if (!map) return -1;
+        memset(map, 0xff, ((size_t)mask + 1) * sizeof *map);
+        for (int32_t k = 0; k < t->n_extra; k++) {
+            size_t len;
+            const char *text = extra_symbol_text(t, k, &len);
+            uint32_t j = hash_bytes(text, len) & mask;
+            while (map[j] >= 0) j = (j + 1) & mask;
+            map[j] = k;
+        }
+        free(x->map);
+        x->map = map;
+        x->mask = mask;
+    }
+    return t->n_vocab + t->n_extra - 1;
+}
+
+/* tokenizer.ggml.merges: "left right" strings, rank = index. As in llama.cpp the text splits at
+ * the first space after its first byte, and a pair listed twice keeps its first rank. */
+static int bpe_load_merges(tokenizer *t, const gguf *f, char *err, size_t errlen) {
+    const gguf_kv *kv;
+    int rc = gguf_get_arr(f, "tokenizer.ggml.merges", GGUF_VT_STRING, &kv);
+    if (rc == -1) return fail(err, errlen, "missing key tokenizer.ggml.merges");
+    if (rc < 0) return fail(err, errlen, "tokenizer.ggml.merges is not an array of strings");
+    uint64_t n = kv->arr_n;
+    if (n >= INT32_MAX / 4) return fail(err, errlen, "tokenizer.ggml.merges has too many entries");
+    size_t cap = 16;
+    while (cap < n + n / 3 + 1) cap *= 2;
+    gguf_str *texts = malloc((n ? n : 1) * sizeof *texts);
+    t->merges = malloc(cap * sizeof *t->merges);
+    extra_symbols x = {0};
+    char *joined = NULL;
+    size_t joined_cap = 0;
+    rc = -1;
+    if (!texts || !t->merges) goto done;
+    for (size_t i = 0; i < cap; i++) t->merges[i] = (bpe_merge){0, -1, -1};
+    t->merge_mask = (uint32_t)(cap - 1);
+    gguf_arr_strings(kv, texts);
+
+    for (uint64_t r = 0; r < n; r++) {
+        const char *s = texts[r].ptr;
+        size_t len = texts[r].len;
+        const char *space = len > 1 ? memchr(s + 1, ' ', len - 1) : NULL;
+        if (!space) continue; /* llama.cpp reads it as the pair ("", ""), which never applies */
+        size_t nl = (size_t)(space - s), nr = len - nl - 1;
+        if (len > joined_cap) {
+            joined_cap = len * 2;
+            char *j = realloc(joined, joined_cap);
+            if (!j) goto done;
+            joined = j;
+        }
+        memcpy(joined, s, nl);
+        memcpy(joined + nl, space + 1, nr);
+        int32_t left = bpe_symbol(t, &x, s, nl), right = bpe_symbol(t, &x, space + 1, nr);
+        int32_t result = bpe_symbol(t, &x, joined, nl + nr);
+        if (left < 0 || right < 0 || result < 0) goto done;
+        uint64_t pair = (uint64_t)(uint32_t)left << 32 | (uint32_t)right;
+        uint32_t i = hash_pair(pair) & t->merge_mask;
+        while (t->merges[i].rank >= 0 && t->merges[i].pair != pair) i = (i + 1) & t->merge_mask;
+        if (t->merges[i].rank < 0) t->merges[i] = (bpe_merge){pair, (int32_t)r, result};
+    }
+
+    /* The byte-level alphabet: byte b is spelled by one character of 1 or 2 bytes. */
+    for (int b = 0; b < 256; b++) {
+        unsigned char u[4];
+        size_t k = unicode_encode(unicode_byte_to_cp((uint8_t)b), u);
+        memcpy(t->byte_text[b], u, k);
+        t->byte_text_len[b] = (uint8_t)k;
+        t->byte_symbol[b] = bpe_symbol(t, &x, (const char *)u, k);
+        if (t->byte_symbol[b] < 0) goto done;
+    }
+    rc = 0;
+done:
+    free(x.map);
+    free(texts);
+    free(joined);
+    if (rc < 0) fail(err, errlen, "out of memory for %llu merges", (unsigned long long)n);
+    return rc;
+}
+
+/* ==== Loading ==== */
+
+/* Texts of the fill-in-the-middle tokens llama.cpp also stops generation at (pad, repo, file
+ * separator), treating them as control tokens. */
+static const char *const eog_fim_texts[] = {
+    "<|fim_pad|>",   "<fim-pad>",  "<fim_pad>", "<PAD>",      "[PAD]",        "<|fim_repo|>",
+    "<|repo_name|>", "<fim-repo>", "<REPO>",    "<reponame>", "<|file_sep|>",
+};
+
 int tokenizer_load(const gguf *f, tokenizer **out, char *err, size_t errlen) {
     *out = NULL;
     gguf_str model;
     int rc = gguf_get_str(f, "tokenizer.ggml.model", &model);
     if (rc == -1) return fail(err, errlen, "missing key tokenizer.ggml.model");
     if (rc < 0) return fail(err, errlen, "tokenizer.ggml.model is not a string");
-    if (!(model.len == 5 && memcmp(model.ptr, "llama", 5) == 0)) {
+    enum tokenizer_backend backend;
+    if (model.len == 5 && memcmp(model.ptr, "llama", 5) == 0) {
+        backend = TOKENIZER_SPM;
+    } else if (model.len == 4 && memcmp(model.ptr, "gpt2", 4) == 0) {
+        backend = TOKENIZER_BPE;
+    } else {
         int shown = model.len > 64 ? 64 : (int)model.len;
         return fail(err, errlen, "tokenizer model '%.*s' is not supported yet", shown, model.ptr);
     }
 
     tokenizer *t = calloc(1, sizeof *t);
     if (!t) return fail(err, errlen, "out of memory");
-    t->backend = TOKENIZER_SPM;
+    t->backend = backend;
     if (load_tokens(t, f, err, errlen) < 0) goto failed;
     if (vocab_build_map(t) < 0) {
         fail(err, errlen, "out of memory for the vocabulary map");
         goto failed;
     }
 
-    /* Defaults are the SentencePiece ones llama.cpp assumes for "llama" vocabularies. */
+    /* Defaults are the ones llama.cpp assumes: SentencePiece ids for "llama" vocabularies;
+     * for "gpt2" BOS = EOS = 11 (when in range), no unknown token, no space prefix. */
+    int spm = backend == TOKENIZER_SPM;
+    if (!spm && (bpe_load_pretok(t, f, err, errlen) < 0 || bpe_load_merges(t, f, err, errlen) < 0))
+        goto failed;
     const struct {
         const char *key;
         int32_t def;
         int32_t *out;
     } ids[] = {
-        {"tokenizer.ggml.bos_token_id", 1, &t->bos},
-        {"tokenizer.ggml.eos_token_id", 2, &t->eos},
-        {"tokenizer.ggml.unknown_token_id", 0, &t->unk},
+        {"tokenizer.ggml.bos_token_id", spm ? 1 : 11, &t->bos},
+        {"tokenizer.ggml.eos_token_id", spm ? 2 : 11, &t->eos},
+        {"tokenizer.ggml.unknown_token_id", spm ? 0 : -1, &t->unk},
         {"tokenizer.ggml.eot_token_id", -1, &t->eot},
         {"tokenizer.ggml.eom_token_id", -1, &t->eom},
     };
     for (size_t i = 0; i < MH_ARRAY_LEN(ids); i++)
         if (load_special_id(f, ids[i].key, ids[i].def, t->n_vocab, ids[i].out, err, errlen) < 0)
             goto failed;
-    if (load_flag(f, "tokenizer.ggml.add_bos_token", 1, &t->add_bos, err, errlen) < 0 ||
+    if (load_flag(f, "tokenizer.ggml.add_bos_token", spm ? 1 : t->add_bos, &t->add_bos, err,
+                  errlen) < 0 ||
         load_flag(f, "tokenizer.ggml.add_eos_token", 0, &t->add_eos, err, errlen) < 0 ||
-        load_flag(f, "tokenizer.ggml.add_space_prefix", 1, &t->add_space_prefix, err, errlen) < 0)
+        load_flag(f, "tokenizer.ggml.add_space_prefix", spm, &t->add_space_prefix, err, errlen) < 0)
         goto failed;
 
     mark_eog(t, t->eos);
     mark_eog(t, t->eot);
     mark_eog(t, t->eom);
-    for (size_t i = 0; i < MH_ARRAY_LEN(eog_texts); i++) {
-        int32_t id = vocab_find(t, eog_texts[i], strlen(eog_texts[i]));
+    for (size_t i = 0; i < MH_ARRAY_LEN(eog_texts) + MH_ARRAY_LEN(eog_fim_texts); i++) {
+        const char *text =
+            i < MH_ARRAY_LEN(eog_texts) ? eog_texts[i] : eog_fim_texts[i - MH_ARRAY_LEN(eog_texts)];
+        int32_t id = vocab_find(t, text, strlen(text));
         if (id < 0) continue;
         mark_eog(t, id);
         t->tokens[id].type = TOKEN_TYPE_CONTROL;
@@ -462,6 +741,9 @@ void tokenizer_free(tokenizer *t) {
     free(t->map);
     free(t->special);
     free(t->trie);
+    free(t->merges);
+    free(t->extra_text);
+    free(t->extra_off);
     free(t);
 }
 
@@ -521,13 +803,35 @@ typedef struct spm_bigram {
     uint32_t size; /* bytes of the merged piece: stale when the symbols changed since */
 } spm_bigram;
 
-/* Buffers of one tokenizer_encode call, sized once for the whole input. */
+/* BPE: one byte of the word in its byte-level spelling, merged or not. */
+typedef struct bpe_symbol_slot {
+    int32_t prev, next; /* neighbours in the chain, -1 at the ends */
+    int32_t sym;        /* symbol id; -1 once merged into its left neighbour */
+} bpe_symbol_slot;
+
+typedef struct bpe_bigram {
+    int32_t rank;
+    int32_t left, right;         /* slots */
+    int32_t left_sym, right_sym; /* their symbols when queued: stale when they changed since */
+    int32_t result;
+} bpe_bigram;
+
+/* Buffers of one tokenizer_encode call, sized once for the whole input (SPM) or grown as
+ * needed (BPE). */
 typedef struct encode_work {
-    char *text;       /* escaped fragment (3 * len + 3 bytes) */
+    char *text;       /* SPM: escaped fragment (3 * len + 3 bytes); BPE: the spelled word */
     spm_symbol *syms; /* one per character */
     size_t syms_cap;
     spm_bigram *heap; /* max-heap of candidate merges */
     size_t heap_n, heap_cap;
+
+    uint32_t *cps;          /* BPE: the fragment's code points */
+    unicode_splitter split; /* BPE: the pre-tokenizer's buffers */
+    bpe_symbol_slot *slots; /* BPE: one per byte of the word */
+    size_t slots_cap;
+    bpe_bigram *bheap; /* BPE: min-heap of candidate merges */
+    size_t bheap_n, bheap_cap;
+    size_t text_cap; /* BPE: bytes of `text` */
 } encode_work;
 
 /* ==== Partition on special tokens ==== */
@@ -782,6 +1086,142 @@ static size_t spm_escape(encode_work *w, const char *s, size_t n, int prefix) {
     return k;
 }
 
+/* ==== BPE: byte-level merging ==== */
+
+/* a goes before b: lower rank, then further left. */
+static int bpe_before(const bpe_bigram *a, const bpe_bigram *b) {
+    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
+}
+
+static int bpe_heap_push(encode_work *w, bpe_bigram b) {
+    if (w->bheap_n == w->bheap_cap) {
+        size_t cap = w->bheap_cap ? w->bheap_cap * 2 : 256;
+        bpe_bigram *h = realloc(w->bheap, cap * sizeof *h);
+        if (!h) return -1;
+        w->bheap = h;
+        w->bheap_cap = cap;
+    }
+    size_t i = w->bheap_n++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!bpe_before(&b, &w->bheap[parent])) break;
+        w->bheap[i] = w->bheap[parent];
+        i = parent;
+    }
+    w->bheap[i] = b;
+    return 0;
+}
+
+static bpe_bigram bpe_heap_pop(encode_work *w) {
+    bpe_bigram top = w->bheap[0];
+    bpe_bigram last = w->bheap[--w->bheap_n];
+    size_t n = w->bheap_n, i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && bpe_before(&w->bheap[c + 1], &w->bheap[c])) c++;
+        if (!bpe_before(&w->bheap[c], &last)) break;
+        w->bheap[i] = w->bheap[c];
+        i = c;
+    }
+    if (n) w->bheap[i] = last;
+    return top;
+}
+
+/* Queue the merge of slots left and right when their symbols form a merge. */
+static int bpe_try_bigram(const tokenizer *t, encode_work *w, int32_t left, int32_t right) {
+    if (left < 0 || right < 0) return 0;
+    int32_t ls = w->slots[left].sym, rs = w->slots[right].sym, result;
+    int32_t rank = bpe_find_merge(t, ls, rs, &result);
+    if (rank < 0) return 0;
+    return bpe_heap_push(w, (bpe_bigram){rank, left, right, ls, rs, result});
+}
+
+/* Emit a finished symbol: its token, or for a text that is no token the tokens of its single
+ * bytes that exist (llama.cpp's fallback; real vocabularies never get here). */
+static void bpe_emit(const tokenizer *t, int32_t sym, id_sink *out) {
+    if (sym < t->n_vocab) {
+        sink_push(out, sym);
+        return;
+    }
+    size_t len;
+    const char *text = extra_symbol_text(t, sym - t->n_vocab, &len);
+    for (size_t i = 0; i < len; i++) {
+        int32_t id = vocab_find(t, text + i, 1);
+        if (id >= 0) sink_push(out, id);
+    }
+}
+
+/* One word: its UTF-8 bytes (of the code points cps[0..n)) in the byte-level alphabet, merged. */
+static int bpe_encode_word(const tokenizer *t, encode_work *w, const uint32_t *cps, size_t n,
+                           id_sink *out) {
+    size_t n_bytes = 0;
+    unsigned char u[4];
+    for (size_t i = 0; i < n; i++) n_bytes += unicode_encode(cps[i], u);
+    if (n_bytes > INT32_MAX) return -1;
+    if (n_bytes > w->slots_cap || 2 * n_bytes > w->text_cap) {
+        size_t cap = n_bytes * 2;
+        bpe_symbol_slot *slots = realloc(w->slots, cap * sizeof *slots);
+        if (slots) w->slots = slots;
+        char *text = realloc(w->text, 2 * cap);
+        if (text) w->text = text;
+        if (!slots || !text) return -1;
+        w->slots_cap = cap;
+        w->text_cap = 2 * cap;
+    }
+    int32_t k = 0;
+    size_t text_len = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t m = unicode_encode(cps[i], u);
+        for (size_t j = 0; j < m; j++, k++) {
+            w->slots[k] = (bpe_symbol_slot){k - 1, k + 1, t->byte_symbol[u[j]]};
+            memcpy(w->text + text_len, t->byte_text[u[j]], t->byte_text_len[u[j]]);
+            text_len += t->byte_text_len[u[j]];
+        }
+    }
+    w->slots[k - 1].next = -1;
+
+    if (t->ignore_merges) {
+        int32_t id = vocab_find(t, w->text, text_len);
+        if (id >= 0) {
+            sink_push(out, id);
+            return 0;
+        }
+    }
+    w->bheap_n = 0;
+    for (int32_t i = 1; i < k; i++)
+        if (bpe_try_bigram(t, w, i - 1, i) < 0) return -1;
+    while (w->bheap_n > 0) {
+        bpe_bigram b = bpe_heap_pop(w);
+        bpe_symbol_slot *l = &w->slots[b.left], *r = &w->slots[b.right];
+        if (l->sym != b.left_sym || r->sym != b.right_sym) continue; /* stale */
+        l->sym = b.result;
+        r->sym = -1;
+        l->next = r->next;
+        if (r->next >= 0) w->slots[r->next].prev = b.left;
+        if (bpe_try_bigram(t, w, l->prev, b.left) < 0 || bpe_try_bigram(t, w, b.left, l->next) < 0)
+            return -1;
+    }
+    for (int32_t i = 0; i >= 0; i = w->slots[i].next) bpe_emit(t, w->slots[i].sym, out);
+    return 0;
+}
+
+/* One text fragment: code points, the pre-tokenizer's words, each word merged. */
+static int bpe_encode(const tokenizer *t, encode_work *w, const char *s, size_t len, id_sink *out) {
+    size_t n = 0;
+    for (size_t off = 0; off < len; n++) {
+        size_t used;
+        w->cps[n] = unicode_decode((const unsigned char *)s + off, len - off, &used);
+        off += used;
+    }
+    const unicode_span *words;
+    long n_words = unicode_split(&w->split, t->pretok, w->cps, n, &words);
+    if (n_words < 0) return -1;
+    for (long i = 0; i < n_words; i++)
+        if (bpe_encode_word(t, w, w->cps + words[i].start, words[i].len, out) < 0) return -1;
+    return 0;
+}
+
 /* The backend step for one text fragment. `after_special`: it starts the input or follows a
  * token cut out by the partition. */
 static int encode_fragment(const tokenizer *t, encode_work *w, const char *s, size_t n,
@@ -791,6 +1231,7 @@ static int encode_fragment(const tokenizer *t, encode_work *w, const char *s, si
         size_t len = spm_escape(w, s, n, t->add_space_prefix && after_special);
         return spm_encode(t, w, len, out);
     }
+    case TOKENIZER_BPE: return bpe_encode(t, w, s, n, out);
     }
     return -1;
 }
@@ -811,10 +1252,15 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_s
         for (size_t i = 0; i < frags.n; i++)
             if (frags.v[i].id < 0 && frags.v[i].len > longest) longest = frags.v[i].len;
         encode_work w = {0};
-        w.text = malloc(3 * longest + 3);
-        w.syms_cap = longest + 1;
-        w.syms = malloc(w.syms_cap * sizeof *w.syms);
-        if (!w.text || !w.syms) rc = -1;
+        if (t->backend == TOKENIZER_SPM) {
+            w.text = malloc(3 * longest + 3);
+            w.syms_cap = longest + 1;
+            w.syms = malloc(w.syms_cap * sizeof *w.syms);
+            if (!w.text || !w.syms) rc = -1;
+        } else {
+            w.cps = malloc((longest + 1) * sizeof *w.cps);
+            if (!w.cps) rc = -1;
+        }
         int after_special = 1;
         for (size_t i = 0; i < frags.n && rc == 0; i++) {
             const fragment *fr = &frags.v[i];
@@ -829,6 +1275,10 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_s
         free(w.text);
         free(w.syms);
         free(w.heap);
+        free(w.cps);
+        unicode_splitter_free(&w.split);
+        free(w.slots);
+        free(w.bheap);
         free(frags.v);
     }
     if (rc < 0) return -1;
@@ -860,6 +1310,26 @@ static int copy_unescaped(const char *s, size_t n, char *buf, size_t cap) {
     return (int)k;
 }
 
+/* Copy a byte-level BPE text as the bytes it spells. A character outside the byte-level
+ * alphabet (only in odd vocabularies) is copied as it is. */
+static int copy_byte_decoded(const char *s, size_t n, char *buf, size_t cap) {
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        size_t used;
+        uint32_t cp = unicode_decode((const unsigned char *)s + i, n - i, &used);
+        int b = unicode_cp_to_byte(cp);
+        if (b >= 0) {
+            if (buf && k < cap) buf[k] = (char)b;
+            k++;
+        } else {
+            for (size_t j = 0; j < used; j++, k++)
+                if (buf && k < cap) buf[k] = s[i + j];
+        }
+        i += used;
+    }
+    return (int)k;
+}
+
 int tokenizer_piece(const tokenizer *t, int32_t id, int render_special, char *buf, size_t cap) {
     if (id < 0 || id >= t->n_vocab) return -1;
     const token *tok = &t->tokens[id];
@@ -869,10 +1339,13 @@ int tokenizer_piece(const tokenizer *t, int32_t id, int render_special, char *bu
         if (!render_special) return 0;
         return copy_out(tok->text, tok->len, buf, cap);
     case TOKEN_TYPE_USER_DEFINED: return copy_out(tok->text, tok->len, buf, cap);
-    case TOKEN_TYPE_NORMAL: return copy_unescaped(tok->text, tok->len, buf, cap);
+    case TOKEN_TYPE_NORMAL:
+        if (t->backend == TOKENIZER_BPE) return copy_byte_decoded(tok->text, tok->len, buf, cap);
+        return copy_unescaped(tok->text, tok->len, buf, cap);
     case TOKEN_TYPE_BYTE:
         if (tok->flags & TOKEN_FLAG_HAS_BYTE)
             return copy_out((const char *)&tok->byte, 1, buf, cap);
+        if (t->backend == TOKENIZER_BPE) return copy_byte_decoded(tok->text, tok->len, buf, cap);
         return copy_unescaped(tok->text, tok->len, buf, cap);
     default: return 0; /* unused and undefined tokens stand for nothing */
     }

@@ -1,9 +1,11 @@
 /* tokenizer.h — text <-> token ids for the vocabularies GGUF files carry.
  *
  * Backends (chosen by `tokenizer.ggml.model`):
- *   "llama" — SentencePiece-style: scores, byte fallback <0xNN>, dummy-prefix space, U+2581 as space.
- *   "gpt2"  — byte-level BPE with merges and the pre-tokenizer named by `tokenizer.ggml.pre`
- *             (added by the engine issue part two; until then loading says it is not supported).
+ *   "llama" — SentencePiece-style: scores, byte fallback <0xNN>, dummy-prefix space, U+2581 as
+ * space. "gpt2"  — byte-level BPE: merges (`tokenizer.ggml.merges`, lowest rank first), the GPT-2
+ *             byte <-> character mapping, and the pre-tokenizer named by `tokenizer.ggml.pre`
+ *             (gpt-2, llama-bpe, qwen2, smollm, starcoder, falcon, deepseek-coder, default and
+ *             the names llama.cpp treats as one of these; see unicode.h).
  * A tokenizer is immutable once loaded and may be used from many threads at once. It may point
  * into the gguf mapping it was loaded from: keep that open as long as the tokenizer lives.
  */
@@ -25,7 +27,8 @@ void tokenizer_free(tokenizer *t);
 int tokenizer_n_vocab(const tokenizer *t);
 int32_t tokenizer_bos(const tokenizer *t); /* -1 when the model has none */
 int32_t tokenizer_eos(const tokenizer *t);
-/* Whether encoding with add_special prepends BOS (tokenizer.ggml.add_bos_token; SPM default yes). */
+/* Whether encoding with add_special prepends BOS (tokenizer.ggml.add_bos_token; SPM default yes).
+ */
 int tokenizer_adds_bos(const tokenizer *t);
 /* Whether generation should stop at this token (EOS, EOT, <|im_end|> and the like). */
 int tokenizer_is_eog(const tokenizer *t, int32_t id);
@@ -35,11 +38,13 @@ int tokenizer_is_control(const tokenizer *t, int32_t id);
 /* Encode `len` bytes of `text`. add_special: prepend BOS when the model wants it.
  * parse_special: text such as "<|im_start|>" that spells a control token becomes that token.
  * Writes at most `max` ids to `out` and returns the total count (call again with a bigger buffer
- * when it exceeds `max`), or -1 on an internal error. Invalid UTF-8 is tokenized byte-wise. */
+ * when it exceeds `max`), or -1 on an internal error. Invalid UTF-8 is tokenized byte-wise by
+ * SPM vocabularies; BPE vocabularies read each invalid byte as U+FFFD, as llama.cpp does. */
 int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_special,
                      int parse_special, int32_t *out, int max);
 
-/* The bytes token `id` stands for: byte tokens give their byte, U+2581 becomes ' '. Control
+/* The bytes token `id` stands for: byte tokens give their byte, U+2581 becomes ' ' (SPM), the
+ * byte-level characters of BPE tokens become the bytes they spell. Control
  * tokens give "" unless render_special. Writes at most `cap` bytes and returns the full length,
  * or -1 for an id out of range. Not NUL-terminated. */
 int tokenizer_piece(const tokenizer *t, int32_t id, int render_special, char *buf, size_t cap);
