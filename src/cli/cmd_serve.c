@@ -13,7 +13,7 @@ int cmd_serve(int argc, char **argv) {
     const char *log_file = NULL, *log_level = "info";
     long port = 8080, n_ctx = 0, threads = 0, parallel = 1, queue_size = 64;
     double queue_timeout = 120, idle_unload = 0;
-    int jit = 0, worker = 0;
+    int jit = 0, worker = 0, no_prompt_cache = 0;
     const arg_spec specs[] = {
         {"--model", "-m", ARG_STRING, &model_path, 0, 0, "FILE", "GGUF model file (required)"},
         {"--host", NULL, ARG_STRING, &host, 0, 0, "ADDR", "address to bind (127.0.0.1)"},
@@ -38,6 +38,8 @@ int cmd_serve(int argc, char **argv) {
          "error, warn, info or debug (info)"},
         {"--worker", NULL, ARG_FLAG, &worker, 0, 0, NULL,
          "run as a hub worker: exit when the parent dies or stdin closes"},
+        {"--no-prompt-cache", NULL, ARG_FLAG, &no_prompt_cache, 0, 0, NULL,
+         "evaluate every prompt in full (by default a slot reuses the prefix it already holds)"},
     };
     arg_command cmd = {"serve", "-m FILE [options]",
                        "Serve one model over an OpenAI-compatible HTTP API.\n"
@@ -66,6 +68,7 @@ int cmd_serve(int argc, char **argv) {
         .log_file = log_file,
         .log_level = level,
         .worker = worker,
+        .no_prompt_cache = no_prompt_cache,
     };
     return serve_run(&cfg);
 }

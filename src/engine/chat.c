@@ -420,12 +420,17 @@ static void format_deepseek3(strbuf *b, const msg *m, size_t n, int add_gen) {
     if (add_gen) sb_puts(b, DS3_ASSISTANT);
 }
 
-/* Ours, documented in chat.h: "System: ", "User: ", "Assistant: " lines; prompt "Assistant:". */
+/* Ours, documented in chat.h: "System: ", "User: ", "Assistant: " lines; prompt "Assistant:".
+ * An assistant message that starts with a space (what the model answered after "Assistant:")
+ * gets no second one, so a past answer is formatted exactly as it was generated. */
 static void format_fallback(strbuf *b, const msg *m, size_t n, int add_gen) {
     static const char *const prefix[] = {
         [ROLE_SYSTEM] = "System: ", [ROLE_USER] = "User: ", [ROLE_ASSISTANT] = "Assistant: "};
     for (size_t i = 0; i < n; i++) {
-        sb_puts(b, prefix[m[i].role]);
+        if (m[i].role == ROLE_ASSISTANT && m[i].len > 0 && m[i].text[0] == ' ')
+            sb_puts(b, "Assistant:");
+        else
+            sb_puts(b, prefix[m[i].role]);
         put_text(b, m[i]);
         sb_puts(b, "\n");
     }

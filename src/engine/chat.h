@@ -24,7 +24,10 @@
  *     "User: " content "\n"          for role user
  *     "Assistant: " content "\n"     for role assistant
  *
- * in order, content unchanged (not trimmed; newlines inside it are kept). With
+ * in order, content unchanged (not trimmed; newlines inside it are kept), except that an assistant
+ * content that already starts with a space follows "Assistant:" directly: a past answer, which the
+ * model generated after "Assistant:" with its own leading space, is then formatted exactly as it
+ * was generated (and a slot's prompt cache can reuse it). With
  * add_generation_prompt, "Assistant:" follows (no space, no newline), so the model's first
  * token usually brings its own leading space. Example, system + user with the prompt added:
  *

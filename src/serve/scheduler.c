@@ -183,7 +183,9 @@ static void slot_begin(sched *s, slot *sl, sched_job *j) {
         sl->n_prompt_done = 0;
     } else {
         /* reuse the cached prefix, but evaluate at least one token to get fresh logits */
-        int keep = common_prefix(sl->tokens, sl->n_tokens, j->prompt, j->n_prompt);
+        int keep = s->cfg.no_prompt_cache
+                       ? 0
+                       : common_prefix(sl->tokens, sl->n_tokens, j->prompt, j->n_prompt);
         if (keep >= j->n_prompt) keep = j->n_prompt - 1;
         model_ctx_rewind(sl->ctx, keep);
         sl->n_tokens = keep;
@@ -193,7 +195,6 @@ static void slot_begin(sched *s, slot *sl, sched_job *j) {
     }
     sched_event ev = {.type = SCHED_EV_STARTED};
     j->on_event(j->arg, &ev);
-    (void)s;
 }
 
 /* One turn of a slot: a prefill chunk, or one generated token. */

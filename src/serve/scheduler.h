@@ -65,6 +65,7 @@ typedef struct sched_config {
     int n_ctx;            /* context of each slot */
     int queue_size;       /* jobs waiting beyond the slots; more are refused */
     double queue_timeout; /* seconds a job may wait for a slot; <= 0: no limit */
+    int no_prompt_cache;  /* 1: every job evaluates its whole prompt (for measurements) */
 } sched_config;
 
 typedef struct sched sched;

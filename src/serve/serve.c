@@ -135,7 +135,8 @@ static void *loader_main(void *arg) {
         post(s, mm);
         return NULL;
     }
-    sched_config sc = {s->cfg.parallel, s->cfg.n_ctx, s->cfg.queue_size, s->cfg.queue_timeout};
+    sched_config sc = {s->cfg.parallel, s->cfg.n_ctx, s->cfg.queue_size, s->cfg.queue_timeout,
+                       s->cfg.no_prompt_cache};
     sched *sch = sched_new(m, s->tp, &sc, err, sizeof err);
     if (!sch) {
         snprintf(mm->error, sizeof mm->error, "%s", err);
@@ -325,8 +326,9 @@ static const char *finish_name(int finish) {
 }
 
 static json_t *usage_json(const call *c) {
-    return json_pack("{s:i, s:i, s:i}", "prompt_tokens", c->n_prompt, "completion_tokens",
-                     c->n_gen, "total_tokens", c->n_prompt + c->n_gen);
+    return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", c->n_prompt, "completion_tokens",
+                     c->n_gen, "total_tokens", c->n_prompt + c->n_gen, "prompt_tokens_details",
+                     "cached_tokens", c->n_cached);
 }
 
 /* One streamed chunk: delta text (NULL = none), role (first chunk), finish (NULL = null). */

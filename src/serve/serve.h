@@ -25,6 +25,7 @@ typedef struct serve_config {
     const char *log_file;
     int log_level;
     int worker;           /* run as a hub worker: exit when the parent dies or stdin closes */
+    int no_prompt_cache;  /* never reuse a slot's cached prefix (for measurements) */
 } serve_config;
 
 /* Run until SIGTERM/SIGINT (or the parent's death in worker mode). Returns the exit status. */

@@ -57,7 +57,9 @@ describe("endpoints", () => {
     assert.equal(r.body.model, "tiny");
     assert.equal(r.body.choices[0].text, refContinuation);
     assert.equal(r.body.choices[0].finish_reason, "length");
-    assert.deepEqual(r.body.usage, { prompt_tokens: 5, completion_tokens: 60, total_tokens: 65 });
+    assert.deepEqual(r.body.usage, {
+      prompt_tokens: 5, completion_tokens: 60, total_tokens: 65, prompt_tokens_details: { cached_tokens: 0 },
+    });
   });
 
   test("completion streamed: same text, chunk by chunk, then [DONE]", async () => {
@@ -69,7 +71,10 @@ describe("endpoints", () => {
     assert.equal(r.events.at(-1), "[DONE]");
     const chunks = r.events.slice(0, -1);
     const usage = chunks.at(-1);
-    assert.deepEqual(usage.usage, { prompt_tokens: 5, completion_tokens: 60, total_tokens: 65 });
+    // the slot still holds the same prompt: all but its last token come from the cache
+    assert.deepEqual(usage.usage, {
+      prompt_tokens: 5, completion_tokens: 60, total_tokens: 65, prompt_tokens_details: { cached_tokens: 4 },
+    });
     assert.deepEqual(usage.choices, []);
     const body = chunks.slice(0, -1);
     assert.ok(body.length > 30, "streamed in many chunks");
@@ -119,7 +124,11 @@ describe("endpoints", () => {
     assert.deepEqual(final.choices[0].delta, {});
     const text = ev.slice(1, -3).map((c) => c.choices[0].delta.content).join("");
     assert.equal(text, plain.body.choices[0].message.content);
-    assert.deepEqual(ev.at(-2).usage, plain.body.usage);
+    const { prompt_tokens, completion_tokens, total_tokens } = ev.at(-2).usage;
+    assert.deepEqual({ prompt_tokens, completion_tokens, total_tokens }, {
+      prompt_tokens: plain.body.usage.prompt_tokens, completion_tokens: plain.body.usage.completion_tokens,
+      total_tokens: plain.body.usage.total_tokens,
+    });
     // one id across the stream
     assert.equal(new Set(ev.slice(0, -1).map((c) => c.id)).size, 1);
   });
@@ -230,6 +239,33 @@ describe("endpoints", () => {
     assert.match(log, /POST \/v1\/completions 200 [\d.]+ ms model=tiny prompt_tokens=5 gen_tokens=60/);
     assert.match(log, /POST \/v1\/chat\/completions 400 /);
     assert.match(log, /GET \/health 200/);
+  });
+});
+
+describe("prompt cache", () => {
+  async function twoTurns(extraArgs) {
+    const s = await startServe(["-m", STORIES, ...extraArgs]);
+    try {
+      const first = [{ role: "user", content: "Tell me a story about Lily." }];
+      const a = await postJson(`${s.base}/v1/chat/completions`, { messages: first, max_tokens: 40, temperature: 0 });
+      const second = [...first, a.body.choices[0].message, { role: "user", content: "And then?" }];
+      const b = await postJson(`${s.base}/v1/chat/completions`, { messages: second, max_tokens: 10, temperature: 0 });
+      assert.equal(b.status, 200);
+      return { first: a.body.usage, second: b.body.usage };
+    } finally {
+      await s.stop();
+    }
+  }
+
+  test("a chat turn reuses the previous turn's prompt and answer from the slot's cache", async () => {
+    const on = await twoTurns([]);
+    const cached = on.second.prompt_tokens_details.cached_tokens;
+    assert.ok(cached >= on.first.prompt_tokens + on.first.completion_tokens - 4,
+      `cached ${cached} of ${on.second.prompt_tokens}`);
+    assert.ok(cached < on.second.prompt_tokens);
+    const off = await twoTurns(["--no-prompt-cache"]);
+    assert.equal(off.second.prompt_tokens_details.cached_tokens, 0);
+    assert.equal(off.second.prompt_tokens, on.second.prompt_tokens);
   });
 });
 

@@ -325,7 +325,7 @@ static void test_fallback_format(void **state) {
     assert_formats_to(CHAT_FALLBACK, two, 2, 1, "System: Be brief.\nUser: Hello\nAssistant:");
     assert_formats_to(CHAT_FALLBACK, two, 2, 0, "System: Be brief.\nUser: Hello\n");
     const char *all = "System: You are a helpful assistant\nUser: Hello\nAssistant: Hi there\n"
-                      "User: Who are you\nAssistant:    I am an assistant   \n"
+                      "User: Who are you\nAssistant:   I am an assistant   \n"
                       "User: Another question\nAssistant:";
     assert_formats_to(CHAT_FALLBACK, conversation, N_CONV, 1, all);
     /* an unrecognised template formats the same way */
@@ -335,6 +335,12 @@ static void test_fallback_format(void **state) {
     assert_formats_to(CHAT_FALLBACK, odd, 2, 1, "User:  two\nlines \nAssistant: \nAssistant:");
     assert_formats_to(CHAT_FALLBACK, NULL, 0, 1, "Assistant:");
     assert_formats_to(CHAT_FALLBACK, NULL, 0, 0, "");
+    /* a past answer that starts with the space the model generated after "Assistant:" comes back
+     * exactly as generated (no second space), one without a space gets one */
+    static const chat_message turns[] = {{"user", "Hi"}, {"assistant", " Hello there."},
+                                         {"user", "Again"}, {"assistant", "Sure."}};
+    assert_formats_to(CHAT_FALLBACK, turns, 4, 0,
+                      "User: Hi\nAssistant: Hello there.\nUser: Again\nAssistant: Sure.\n");
 }
 
 /* ==== Generation prompt and edge cases (each checked against llama.cpp) ==== */
