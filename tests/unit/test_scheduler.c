@@ -123,7 +123,7 @@ static sched_job_params greedy_params(collector *c, int max_tokens) {
 
 static sched *new_sched(int slots, int queue, double timeout) {
     char err[256];
-    sched_config cfg = {slots, 512, queue, timeout};
+    sched_config cfg = {slots, 512, queue, timeout, 0};
     sched *s = sched_new(mdl, pool, &cfg, err, sizeof err);
     assert_non_null(s);
     return s;
