@@ -69,12 +69,25 @@ export async function startServe(args, { env = {}, timeoutMs = 20000 } = {}) {
       const r = await Promise.race([exited, sleep(10000).then(() => null)]);
       if (!r) child.kill("SIGKILL");
       children.delete(child);
+      assertClean("modelhub serve", stderr);
       return r;
     },
   };
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The first sanitizer report (ASan, UBSan, LSan) in a process's output, or null. Tests run
+ * under the ASan build fail on one instead of letting it scroll by unseen. */
+export function sanitizerReport(text) {
+  const m = text.match(/(==\d+==ERROR: (Address|Leak)Sanitizer[\s\S]{0,4000}|\S+:\d+:\d+: runtime error:[^\n]*)/);
+  return m ? m[0] : null;
+}
+
+function assertClean(what, text) {
+  const report = sanitizerReport(text);
+  if (report) throw new Error(`${what} reported a sanitizer error:\n${report}`);
+}
 
 /** Poll `fn` until it returns a truthy value or `timeoutMs` passes; returns the value. */
 export async function waitFor(fn, { timeoutMs = 20000, intervalMs = 50, what = "condition" } = {}) {
@@ -246,7 +259,15 @@ export async function startHub(body, { env = {}, timeoutMs = 20000, dir } = {}) 
       const r = await Promise.race([exited, sleep(20000).then(() => null)]);
       if (!r) child.kill("SIGKILL");
       children.delete(child);
+      // the hub's own output, and its workers' (their logs)
+      let logs = stderr;
+      const { readdirSync, readFileSync } = await import("node:fs");
+      try {
+        for (const f of readdirSync(path.join(t.dir, "logs")))
+          logs += readFileSync(path.join(t.dir, "logs", f), "utf8");
+      } catch {}
       t.cleanup();
+      assertClean("the hub or one of its workers", logs);
       return r;
     },
   };
