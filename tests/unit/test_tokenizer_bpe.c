@@ -24,13 +24,16 @@
 static char g_tmpdir[256];
 
 /* A vocabulary file: "shared:NAME" is in the shared models folder ($MODELHUB_MODELS, else
- * $MODELHUB_SRC/../shared/models), "data:NAME" in tests/data of the source tree. */
+ * $MODELHUB_SRC/../shared/models), "data:NAME" in tests/data of the source tree, "abs:PATH"
+ * anywhere. */
 static const char *vocab_path(const char *spec) {
     static char path[4][4200];
     static int slot;
     char *out = path[slot++ % 4];
     const char *src = getenv("MODELHUB_SRC");
-    if (strncmp(spec, "data:", 5) == 0) {
+    if (strncmp(spec, "abs:", 4) == 0) {
+        snprintf(out, sizeof path[0], "%s", spec + 4);
+    } else if (strncmp(spec, "data:", 5) == 0) {
         if (!src || !*src) fail_msg("MODELHUB_SRC is not set");
         snprintf(out, sizeof path[0], "%s/tests/data/%s", src, spec + 5);
     } else if (strncmp(spec, "shared:", 7) == 0) {
@@ -45,6 +48,17 @@ static const char *vocab_path(const char *spec) {
         fail_msg("bad vocabulary spec %s", spec);
     }
     return out;
+}
+
+static const char *tmp_path(const char *name) {
+    static char path[512];
+    if (!g_tmpdir[0]) {
+        const char *base = getenv("TMPDIR");
+        snprintf(g_tmpdir, sizeof g_tmpdir, "%s/mh-bpe-XXXXXX", base && *base ? base : "/tmp");
+        assert_non_null(mkdtemp(g_tmpdir));
+    }
+    snprintf(path, sizeof path, "%s/%s", g_tmpdir, name);
+    return path;
 }
 
 static char *slurp(const char *path, size_t *len) {
@@ -307,6 +321,45 @@ static void test_vectors_chat_special(void **state) {
         snprintf(out, sizeof out, "data:%s.chat-special.out", name);
         check_vectors(bpe_vocabs[i], vocab_path("data:chat-special.inp"), vocab_path(out), 1, 14);
     }
+}
+
+/* Pre-tokenizer names that share a rule set: a copy of a vocabulary under another
+ * tokenizer.ggml.pre must give the same 46 vectors (smollm has no vocabulary file of its own;
+ * llama.cpp runs it with StarCoder's expressions). */
+static void check_46_as(const char *vocab, const char *pre) {
+    char err[256];
+    gguf *src;
+    const char *path = vocab_path(vocab);
+    if (gguf_open(path, &src, err, sizeof err) < 0) fail_msg("%s: %s", path, err);
+    gguf_writer *w = gguf_writer_new();
+    for (int i = 0; i < gguf_n_kv(src); i++) {
+        const gguf_kv *kv = gguf_kv_at(src, i);
+        if (kv->key.len == 18 && memcmp(kv->key.ptr, "tokenizer.ggml.pre", 18) == 0)
+            gguf_writer_set_str(w, "tokenizer.ggml.pre", pre);
+        else
+            gguf_writer_copy_kv(w, kv);
+    }
+    const char *copy = tmp_path("renamed.gguf");
+    if (gguf_writer_write(w, copy, err, sizeof err) < 0) fail_msg("%s", err);
+    gguf_writer_free(w);
+    gguf_close(src);
+
+    char spec[600], inp[4300], out[4300];
+    snprintf(spec, sizeof spec, "abs:%s", copy);
+    snprintf(inp, sizeof inp, "%s.inp", path);
+    snprintf(out, sizeof out, "%s.out", path);
+    fprintf(stderr, "  as pre '%s':\n", pre);
+    check_vectors(spec, inp, out, 0, 46);
+    unlink(copy);
+}
+
+static void test_pre_aliases(void **state) {
+    (void)state;
+    check_46_as("shared:ggml-vocab-starcoder.gguf", "smollm");
+    check_46_as("shared:ggml-vocab-starcoder.gguf", "refact");
+    check_46_as("shared:ggml-vocab-gpt-2.gguf", "olmo");
+    check_46_as("data:ggml-vocab-llama3.gguf", "llama3");
+    check_46_as("data:ggml-vocab-qwen3.gguf", "deepseek-r1-qwen");
 }
 
 /* ==== Special tokens, BOS, end of generation ==== */
@@ -667,17 +720,6 @@ static void test_pretokenizers(void **state) {
 
 /* ==== Hand-made vocabularies ==== */
 
-static const char *tmp_path(const char *name) {
-    static char path[512];
-    if (!g_tmpdir[0]) {
-        const char *base = getenv("TMPDIR");
-        snprintf(g_tmpdir, sizeof g_tmpdir, "%s/mh-bpe-XXXXXX", base && *base ? base : "/tmp");
-        assert_non_null(mkdtemp(g_tmpdir));
-    }
-    snprintf(path, sizeof path, "%s/%s", g_tmpdir, name);
-    return path;
-}
-
 #define G_SPACE "\xc4\xa0" /* Ġ: the byte-level spelling of ' ' */
 #define G_NL    "\xc4\x8a" /* Ċ: '\n' */
 
@@ -957,6 +999,7 @@ int main(void) {
         cmocka_unit_test(test_vectors_llama3),
         cmocka_unit_test(test_vectors_qwen3),
         cmocka_unit_test(test_vectors_chat_special),
+        cmocka_unit_test(test_pre_aliases),
         cmocka_unit_test(test_special_tokens),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_invalid_utf8),
