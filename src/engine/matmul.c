@@ -1,4 +1,8 @@
-/* matmul.c — see matmul.h. */
+/* matmul.c — see matmul.h.
+ *
+ * Work is split over the pool by rows (packed weights: by groups of 16 rows). Each thread walks
+ * its rows once and, for every row (group), runs all B activation rows of the call, so a
+ * weight is read from memory once per call whatever B is. */
 #include "engine/matmul.h"
 
 #include <stdlib.h>
@@ -10,12 +14,15 @@
 /* Below this many multiply-adds a matmul runs on the calling thread: waking workers costs more. */
 #define MIN_MACS_PER_DISPATCH 32768
 #define MAX_JOBS              4
+/* Unpacked weights: prefetch the row this many rows ahead (the hardware prefetcher alone
+ * leaves a single thread well below the memory bandwidth). */
+#define PREFETCH_ROWS 2
 
 struct mm_scratch {
     int n_threads, max_row, max_batch;
-    float *row_f32;     /* (n_threads, max_row) a weight row widened to f32 */
-    uint8_t *xq;        /* (MAX_JOBS, max_batch, xq_row_cap) activations in vec_dot_type */
-    size_t xq_row_cap;  /* bytes per converted activation row */
+    float *row_f32;    /* (n_threads, max_row) a weight row widened to f32 */
+    uint8_t *xq;       /* (MAX_JOBS, max_batch, xq_row_cap) activations in the kernels' format */
+    size_t xq_row_cap; /* bytes per converted activation row */
     size_t bytes;
 };
 
@@ -28,6 +35,26 @@ typedef struct mm_task {
     size_t xq_row_bytes[MAX_JOBS];
 } mm_task;
 
+int mm_weight_pack(mm_weight *w) {
+    w->packed = NULL;
+    w->pk = quant_pack_ops(w->type);
+    if (!w->pk) return 0;
+    int n_groups = (w->n_out + MH_PACK_ROWS - 1) / MH_PACK_ROWS;
+    w->group_bytes = w->pk->group_bytes(w->n_in);
+    uint8_t *dst = mh_aligned_alloc((size_t)n_groups * w->group_bytes);
+    if (!dst) {
+        w->pk = NULL;
+        return -1;
+    }
+    for (int g = 0; g < n_groups; g++) {
+        int r0 = g * MH_PACK_ROWS, rows = MH_MIN(MH_PACK_ROWS, w->n_out - r0);
+        w->pk->pack((const uint8_t *)w->data + (size_t)r0 * w->row_bytes, w->row_bytes, rows,
+                    w->n_in, dst + (size_t)g * w->group_bytes);
+    }
+    w->packed = dst;
+    return 0;
+}
+
 mm_scratch *mm_scratch_new(int n_threads, int max_row, int max_batch) {
     mm_scratch *s = calloc(1, sizeof *s);
     if (!s) return NULL;
@@ -35,7 +62,7 @@ mm_scratch *mm_scratch_new(int n_threads, int max_row, int max_batch) {
     s->max_row = max_row;
     s->max_batch = max_batch;
     /* every activation format takes at most 2 bytes per element plus a block header */
-    s->xq_row_cap = (size_t)max_row * 2 + 512;
+    s->xq_row_cap = ((size_t)max_row * 2 + 512 + 63) & ~(size_t)63;
     size_t row_bytes = (size_t)n_threads * (size_t)max_row * sizeof(float);
     size_t xq_bytes = (size_t)MAX_JOBS * (size_t)max_batch * s->xq_row_cap;
     s->row_f32 = mh_aligned_alloc(row_bytes);
@@ -57,33 +84,29 @@ void mm_scratch_free(mm_scratch *s) {
 
 size_t mm_scratch_bytes(const mm_scratch *s) { return s->bytes; }
 
+static inline void put(float *dst, float v, int accumulate) { *dst = accumulate ? *dst + v : v; }
+
+static void prefetch_row(const void *row, size_t bytes) {
+    for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch((const char *)row + o, 0, 2);
+}
+
+/* Rows [r0, r1) of an unpacked weight against all B activation rows. */
 static void mm_rows(const mm_task *t, int ji, int r0, int r1, int ith) {
     const mm_job *j = &t->jobs[ji];
     const mm_weight *w = j->w;
     const uint8_t *base = w->data;
     int n = w->n_in, B = t->B;
     const uint8_t *xq = t->xq[ji];
-    if (xq) { /* quantized activations: the type's own dot product */
-        size_t xb = t->xq_row_bytes[ji];
+    if (xq || B == 1 || w->type == GGML_TYPE_F32) {
+        const uint8_t *x = xq ? xq : (const uint8_t *)j->x;
+        size_t xb = xq ? t->xq_row_bytes[ji] : (size_t)n * sizeof(float);
         for (int r = r0; r < r1; r++) {
-            const void *row = base + (size_t)r * w->row_bytes;
+            const uint8_t *row = base + (size_t)r * w->row_bytes;
+            if (r + PREFETCH_ROWS < r1) prefetch_row(row + PREFETCH_ROWS * w->row_bytes, w->row_bytes);
             for (int b = 0; b < B; b++) {
                 float s;
-                w->tt->vec_dot(n, &s, row, xq + (size_t)b * xb);
-                float *dst = j->y + (size_t)b * j->y_stride + r;
-                *dst = j->accumulate ? *dst + s : s;
-            }
-        }
-        return;
-    }
-    if (B == 1 || w->type == GGML_TYPE_F32) {
-        for (int r = r0; r < r1; r++) {
-            const void *row = base + (size_t)r * w->row_bytes;
-            for (int b = 0; b < B; b++) {
-                float s;
-                w->tt->vec_dot(n, &s, row, j->x + (size_t)b * n);
-                float *dst = j->y + (size_t)b * j->y_stride + r;
-                *dst = j->accumulate ? *dst + s : s;
+                w->tt->vec_dot(n, &s, row, x + (size_t)b * xb);
+                put(j->y + (size_t)b * j->y_stride + r, s, j->accumulate);
             }
         }
         return;
@@ -96,19 +119,40 @@ static void mm_rows(const mm_task *t, int ji, int r0, int r1, int ith) {
         for (int b = 0; b < B; b++) {
             float s;
             f32->vec_dot(n, &s, row, j->x + (size_t)b * n);
-            float *dst = j->y + (size_t)b * j->y_stride + r;
-            *dst = j->accumulate ? *dst + s : s;
+            put(j->y + (size_t)b * j->y_stride + r, s, j->accumulate);
         }
+    }
+}
+
+/* Groups [g0, g1) of a packed weight against all B activation rows. */
+static void mm_groups(const mm_task *t, int ji, int g0, int g1) {
+    const mm_job *j = &t->jobs[ji];
+    const mm_weight *w = j->w;
+    for (int g = g0; g < g1; g++) {
+        int r0 = g * MH_PACK_ROWS;
+        w->pk->gemm(w->n_in, t->B, (const uint8_t *)w->packed + (size_t)g * w->group_bytes,
+                    MH_MIN(MH_PACK_ROWS, w->n_out - r0), t->xq[ji], t->xq_row_bytes[ji],
+                    j->y + r0, (size_t)j->y_stride, j->accumulate);
     }
 }
 
 static void mm_worker(void *arg, int ith, int nth) {
     const mm_task *t = arg;
     for (int i = 0; i < t->n_jobs; i++) {
-        int n_out = t->jobs[i].w->n_out;
-        int r0 = (int)((int64_t)n_out * ith / nth), r1 = (int)((int64_t)n_out * (ith + 1) / nth);
-        mm_rows(t, i, r0, r1, ith);
+        const mm_weight *w = t->jobs[i].w;
+        int units = w->packed ? (w->n_out + MH_PACK_ROWS - 1) / MH_PACK_ROWS : w->n_out;
+        int u0 = (int)((int64_t)units * ith / nth), u1 = (int)((int64_t)units * (ith + 1) / nth);
+        if (w->packed)
+            mm_groups(t, i, u0, u1);
+        else
+            mm_rows(t, i, u0, u1, ith);
     }
+}
+
+/* The activation format a job's kernel reads: a packed kernel's MH_ACT_*, offset to stay apart
+ * from ggml types, or the vec_dot_type (F32: none). */
+static int act_format(const mm_weight *w) {
+    return w->packed ? 1000 + w->pk->act : w->tt->vec_dot_type;
 }
 
 void mm_run(threadpool *tp, mm_scratch *s, const mm_job *jobs, int n_jobs, int B) {
@@ -117,22 +161,31 @@ void mm_run(threadpool *tp, mm_scratch *s, const mm_job *jobs, int n_jobs, int B
     uint64_t macs = 0;
     for (int i = 0; i < n_jobs; i++) {
         const mm_job *j = &jobs[i];
-        macs += (uint64_t)j->w->n_in * (uint64_t)j->w->n_out * (uint64_t)B;
-        int vdt = j->w->tt->vec_dot_type;
-        if (vdt == GGML_TYPE_F32) continue;
+        int n = j->w->n_in;
+        macs += (uint64_t)n * (uint64_t)j->w->n_out * (uint64_t)B;
+        int fmt = act_format(j->w);
+        if (fmt == GGML_TYPE_F32) continue;
         /* convert this job's activations, or reuse an earlier job's conversion of them */
         for (int k = 0; k < i; k++)
-            if (jobs[k].x == j->x && t.xq[k] && jobs[k].w->tt->vec_dot_type == vdt &&
-                jobs[k].w->n_in == j->w->n_in) {
+            if (jobs[k].x == j->x && t.xq[k] && act_format(jobs[k].w) == fmt &&
+                jobs[k].w->n_in == n) {
                 t.xq[i] = t.xq[k];
                 t.xq_row_bytes[i] = t.xq_row_bytes[k];
             }
         if (t.xq[i]) continue;
-        const type_traits *q = kernels_traits(vdt);
-        size_t rb = ggml_row_size((uint32_t)vdt, (uint64_t)j->w->n_in);
-        MH_ASSERT(q && rb <= s->xq_row_cap);
         uint8_t *dst = s->xq + (size_t)i * (size_t)s->max_batch * s->xq_row_cap;
-        for (int b = 0; b < B; b++) q->from_f32(j->x + (size_t)b * j->w->n_in, dst + (size_t)b * rb, j->w->n_in);
+        size_t rb;
+        if (j->w->packed) {
+            rb = quant_act_bytes(j->w->pk->act, n);
+            MH_ASSERT(rb <= s->xq_row_cap);
+            for (int b = 0; b < B; b++)
+                quant_act_row(j->w->pk->act, j->x + (size_t)b * n, dst + (size_t)b * rb, n);
+        } else {
+            const type_traits *q = kernels_traits(fmt);
+            rb = ggml_row_size((uint32_t)fmt, (uint64_t)n);
+            MH_ASSERT(q && rb <= s->xq_row_cap);
+            for (int b = 0; b < B; b++) q->from_f32(j->x + (size_t)b * n, dst + (size_t)b * rb, n);
+        }
         t.xq[i] = dst;
         t.xq_row_bytes[i] = rb;
     }

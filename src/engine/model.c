@@ -162,6 +162,16 @@ static int read_hparams(model *m, const char *path, char *err, size_t errlen) {
     return 0;
 }
 
+/* Repack a matrix for this CPU's matmul kernels (mm_weight_pack); the copy is the model's. */
+static int pack_weight(model *m, weight *w, const char *name, char *err, size_t errlen) {
+    if (mm_weight_pack(w) < 0) return errf(err, errlen, "out of memory repacking '%s'", name);
+    if (w->packed) {
+        m->owned = mh_xrealloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *m->owned);
+        m->owned[m->n_owned++] = (void *)w->packed;
+    }
+    return 0;
+}
+
 static int get_weight(model *m, weight *w, const char *name, int n_in, int n_out, int required,
                       char *err, size_t errlen) {
     memset(w, 0, sizeof *w);
@@ -181,7 +191,8 @@ static int get_weight(model *m, weight *w, const char *name, int n_in, int n_out
     w->row_bytes = ggml_row_size(t->type, (uint64_t)n_in);
     m->weight_bytes += t->nbytes;
     m->n_params += (uint64_t)n_in * (uint64_t)n_out;
-    return 0;
+    /* the token embedding is read by rows; it is packed only when it is also the output */
+    return strcmp(name, "token_embd.weight") ? pack_weight(m, w, name, err, errlen) : 0;
 }
 
 /* A 1-D weight as f32: points into the mapping when stored as f32, else converted once. */
@@ -227,7 +238,10 @@ static int load_weights(model *m, char *err, size_t errlen) {
         get_vector(m, &m->output_norm, "output_norm.weight", hp->n_embd, 1, err, errlen) < 0 ||
         get_weight(m, &m->output, "output.weight", hp->n_embd, hp->n_vocab, 0, err, errlen) < 0)
         return -1;
-    if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
+    if (!m->output.data) { /* tied embeddings */
+        m->output = m->tok_embd;
+        if (pack_weight(m, &m->output, "token_embd.weight", err, errlen) < 0) return -1;
+    }
     if (get_vector(m, &m->rope_freqs, "rope_freqs.weight", hp->n_rot / 2, 0, err, errlen) < 0)
         return -1;
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);

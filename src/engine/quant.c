@@ -6,8 +6,10 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "engine/gguf.h"
 #include "engine/kernels.h"
 #include "util/common.h"
 
@@ -1069,4 +1071,529 @@ int quant_have_avx2(void) {
 }
 #else
 int quant_have_avx2(void) { return 0; }
+#endif
+
+/* ==== Packed weights: layouts and portable packers ==== */
+
+#define ROUND64(x) (((x) + 63) & ~(size_t)63)
+
+/* Per group of 16 rows (see quant.h; every region starts 64-byte aligned):
+ *   Q8_0  half d[nb][16] (padded to 64) · u8 q[nb][8 chunks][64]
+ *   Q4_0  half d[nb][16] (padded to 64) · u8 nibbles[nb][4 chunks][64]
+ *   Q5_0  per block: half d[16] · u64 qh[8] (padded to 64) · then all nibbles[nb][4][64]
+ *   Q4_K  per super-block: half d[16], dmin[16] · u8 sc[8][16] · u8 m[8][16] · nibbles[32][64]
+ *   Q6_K  per super-block: half d[16] (padded to 64) · i8 sc[16][16] · per 32-element unit
+ *         nibbles[4][64] then high bits[2][64] */
+static size_t group_bytes_q8_0(int n) { return ROUND64((size_t)(n / 32) * 32) + (size_t)(n / 32) * 512; }
+static size_t group_bytes_q4_0(int n) { return ROUND64((size_t)(n / 32) * 32) + (size_t)(n / 32) * 256; }
+static size_t group_bytes_q5_0(int n) { return ROUND64((size_t)(n / 32) * 96) + (size_t)(n / 32) * 256; }
+static size_t group_bytes_q4_K(int n) { return (size_t)(n / 256) * (64 + 256 + 2048); }
+static size_t group_bytes_q6_K(int n) { return (size_t)(n / 256) * (64 + 256 + 8 * 384); }
+
+/* Element e (0..31) of a 32-element unit lives in nibble chunk k = (e & 15) / 4, byte 4r + e % 4,
+ * low nibble when e < 16. */
+static inline int chunk_of(int e) { return (e & 15) >> 2; }
+
+static void pack_q8_0(const void *rows, size_t row_bytes, int n_rows, int n, void *group) {
+    int nb = n / 32;
+    uint8_t *g = group;
+    uint16_t *d = (uint16_t *)g;
+    uint8_t *q = g + ROUND64((size_t)nb * 32);
+    memset(g, 0, ROUND64((size_t)nb * 32));
+    memset(q, 0x80, (size_t)nb * 512);
+    for (int r = 0; r < n_rows; r++) {
+        const block_q8_0 *x = (const block_q8_0 *)((const uint8_t *)rows + (size_t)r * row_bytes);
+        for (int b = 0; b < nb; b++) {
+            d[16 * b + r] = x[b].d;
+            for (int e = 0; e < 32; e++)
+                q[512 * b + 64 * (e / 4) + 4 * r + e % 4] = (uint8_t)(x[b].qs[e] ^ 0x80);
+        }
+    }
+}
+
+/* Nibble chunks of one 32-element unit of 16 rows: q[r][e] (0..15) -> 4 chunks of 64 bytes. */
+static void put_nibbles(uint8_t *chunks, int r, const uint8_t *q) {
+    for (int e = 0; e < 16; e++)
+        chunks[64 * chunk_of(e) + 4 * r + e % 4] = (uint8_t)((q[e] & 15) | (q[e + 16] & 15) << 4);
+}
+
+static void pack_q4_0(const void *rows, size_t row_bytes, int n_rows, int n, void *group) {
+    int nb = n / 32;
+    uint8_t *g = group;
+    uint16_t *d = (uint16_t *)g;
+    uint8_t *nib = g + ROUND64((size_t)nb * 32);
+    memset(g, 0, group_bytes_q4_0(n));
+    uint8_t q[32];
+    for (int r = 0; r < n_rows; r++) {
+        const block_q4_0 *x = (const block_q4_0 *)((const uint8_t *)rows + (size_t)r * row_bytes);
+        for (int b = 0; b < nb; b++) {
+            d[16 * b + r] = x[b].d;
+            for (int j = 0; j < 16; j++) q[j] = x[b].qs[j] & 15, q[j + 16] = x[b].qs[j] >> 4;
+            put_nibbles(nib + 256 * b, r, q);
+        }
+    }
+}
+
+static void pack_q5_0(const void *rows, size_t row_bytes, int n_rows, int n, void *group) {
+    int nb = n / 32;
+    uint8_t *g = group;
+    uint8_t *nib = g + ROUND64((size_t)nb * 96);
+    memset(g, 0, group_bytes_q5_0(n));
+    uint8_t q[32];
+    for (int r = 0; r < n_rows; r++) {
+        const block_q5_0 *x = (const block_q5_0 *)((const uint8_t *)rows + (size_t)r * row_bytes);
+        for (int b = 0; b < nb; b++) {
+            uint16_t *d = (uint16_t *)(g + 96 * b);
+            uint64_t *qh = (uint64_t *)(g + 96 * b + 32);
+            uint32_t bits;
+            memcpy(&bits, x[b].qh, 4);
+            d[r] = x[b].d;
+            for (int j = 0; j < 16; j++) q[j] = x[b].qs[j] & 15, q[j + 16] = x[b].qs[j] >> 4;
+            put_nibbles(nib + 256 * b, r, q);
+            for (int e = 0; e < 32; e++)
+                if ((bits >> e) & 1) qh[chunk_of(e) + (e >= 16 ? 4 : 0)] |= 1ull << (4 * r + e % 4);
+        }
+    }
+}
+
+static void pack_q4_K(const void *rows, size_t row_bytes, int n_rows, int n, void *group) {
+    int nsb = n / QK_K;
+    uint8_t *g = group;
+    memset(g, 0, group_bytes_q4_K(n));
+    uint8_t q[32], sc[8], m[8];
+    for (int r = 0; r < n_rows; r++) {
+        const block_q4_K *x = (const block_q4_K *)((const uint8_t *)rows + (size_t)r * row_bytes);
+        for (int s = 0; s < nsb; s++) {
+            uint8_t *sb = g + (size_t)s * 2368;
+            ((uint16_t *)sb)[r] = x[s].d;
+            ((uint16_t *)sb)[16 + r] = x[s].dmin;
+            unpack_scales_k4(x[s].scales, sc, m);
+            for (int j = 0; j < 8; j++) sb[64 + 16 * j + r] = sc[j], sb[192 + 16 * j + r] = m[j];
+            for (int j = 0; j < 8; j++) { /* sub-block j: nibbles of chunk c = j / 2 */
+                const uint8_t *qs = x[s].qs + 32 * (j / 2);
+                for (int l = 0; l < 32; l++) q[l] = j % 2 ? qs[l] >> 4 : qs[l] & 15;
+                put_nibbles(sb + 320 + 256 * j, r, q);
+            }
+        }
+    }
+}
+
+static void pack_q6_K(const void *rows, size_t row_bytes, int n_rows, int n, void *group) {
+    int nsb = n / QK_K;
+    uint8_t *g = group;
+    memset(g, 0, group_bytes_q6_K(n));
+    uint8_t q[QK_K];
+    for (int r = 0; r < n_rows; r++) {
+        const block_q6_K *x = (const block_q6_K *)((const uint8_t *)rows + (size_t)r * row_bytes);
+        for (int s = 0; s < nsb; s++) {
+            uint8_t *sb = g + (size_t)s * 3392;
+            ((uint16_t *)sb)[r] = x[s].d;
+            for (int gi = 0; gi < 16; gi++) sb[64 + 16 * gi + r] = (uint8_t)x[s].scales[gi];
+            unpack_q6_K(&x[s], q);
+            for (int u = 0; u < 8; u++) {
+                uint8_t *unit = sb + 320 + 384 * u;
+                const uint8_t *qq = q + 32 * u;
+                put_nibbles(unit, r, qq);
+                for (int e = 0; e < 32; e++)
+                    unit[256 + 64 * (e >= 16) + 4 * r + e % 4] |=
+                        (uint8_t)((qq[e] >> 4) << (2 * chunk_of(e)));
+            }
+        }
+    }
+}
+
+/* ==== Activation rows for packed kernels ==== */
+
+size_t quant_act_bytes(int act, int n) {
+    if (act == MH_ACT_Q8) return ROUND64((size_t)n + 8 * (size_t)(n / 32));
+    return ROUND64((size_t)n + 4 * (size_t)(n / QK_K) + 4 * (size_t)(n / 16) + 4 * (size_t)(n / 32));
+}
+
+/* Q8_0 semantics (same quants and d as quantize_row_q8_0) in the MH_ACT_Q8 layout. */
+static void act_q8_ref(const float *x, void *dst, int n) {
+    int nb = n / 32;
+    int8_t *q = dst;
+    float *d = (float *)((uint8_t *)dst + n);
+    int32_t *nsum = (int32_t *)(d + nb);
+    block_q8_0 blk;
+    for (int b = 0; b < nb; b++) {
+        quantize_row_q8_0(x + 32 * b, &blk, 32);
+        memcpy(q + 32 * b, blk.qs, 32);
+        d[b] = H2F(blk.d);
+        int s = 0;
+        for (int j = 0; j < 32; j++) s += blk.qs[j];
+        nsum[b] = -s;
+    }
+}
+
+/* Q8_K semantics in the MH_ACT_Q8K layout. */
+static void act_q8k_ref(const float *x, void *dst, int n) {
+    int nsb = n / QK_K;
+    int8_t *q = dst;
+    float *d = (float *)((uint8_t *)dst + n);
+    int32_t *nsum16 = (int32_t *)(d + nsb);
+    float *sum32 = (float *)(nsum16 + n / 16);
+    block_q8_K blk;
+    for (int s = 0; s < nsb; s++) {
+        quantize_row_q8_K(x + QK_K * s, &blk, QK_K);
+        memcpy(q + QK_K * s, blk.qs, QK_K);
+        d[s] = blk.d;
+        for (int g = 0; g < 16; g++) nsum16[16 * s + g] = -blk.bsums[g];
+        for (int j = 0; j < 8; j++) sum32[8 * s + j] = (float)(blk.bsums[2 * j] + blk.bsums[2 * j + 1]);
+    }
+}
+
+/* ==== Packed reference dot products (for tests) ==== */
+
+static inline int nib_at(const uint8_t *chunks, int r, int e) {
+    uint8_t v = chunks[64 * chunk_of(e) + 4 * r + e % 4];
+    return e < 16 ? v & 15 : v >> 4;
+}
+
+float quant_pack_dot_ref(int type, int n, const void *group, int r, const void *act) {
+    const uint8_t *g = group, *a = act;
+    const int8_t *xq = act;
+    float sum = 0;
+    if (type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q5_0) {
+        int nb = n / 32;
+        const float *dx = (const float *)(a + n);
+        for (int b = 0; b < nb; b++) {
+            int s = 0;
+            uint16_t dw;
+            for (int e = 0; e < 32; e++) {
+                int w;
+                if (type == GGML_TYPE_Q8_0)
+                    w = (int8_t)(g[ROUND64((size_t)nb * 32) + 512 * b + 64 * (e / 4) + 4 * r + e % 4] ^ 0x80);
+                else if (type == GGML_TYPE_Q4_0)
+                    w = nib_at(g + ROUND64((size_t)nb * 32) + 256 * b, r, e) - 8;
+                else {
+                    uint64_t qh;
+                    memcpy(&qh, g + 96 * b + 32 + 8 * (chunk_of(e) + (e >= 16 ? 4 : 0)), 8);
+                    w = (nib_at(g + ROUND64((size_t)nb * 96) + 256 * b, r, e) |
+                         (int)((qh >> (4 * r + e % 4)) & 1) << 4) - 16;
+                }
+                s += w * xq[32 * b + e];
+            }
+            if (type == GGML_TYPE_Q5_0) memcpy(&dw, g + 96 * b + 2 * r, 2);
+            else memcpy(&dw, g + 32 * b + 2 * r, 2);
+            sum += (float)s * H2F(dw) * dx[b];
+        }
+        return sum;
+    }
+    int nsb = n / QK_K;
+    const float *dx = (const float *)(a + n);
+    for (int s = 0; s < nsb; s++) {
+        const uint8_t *xs8 = (const uint8_t *)(xq + QK_K * s);
+        const int8_t *xs = (const int8_t *)xs8;
+        if (type == GGML_TYPE_Q4_K) {
+            const uint8_t *sb = g + (size_t)s * 2368;
+            uint16_t d, dmin;
+            memcpy(&d, sb + 2 * r, 2);
+            memcpy(&dmin, sb + 32 + 2 * r, 2);
+            int sumi = 0, summ = 0;
+            for (int j = 0; j < 8; j++) {
+                int sj = 0, xj = 0;
+                for (int e = 0; e < 32; e++) sj += nib_at(sb + 320 + 256 * j, r, e) * xs[32 * j + e], xj += xs[32 * j + e];
+                sumi += sb[64 + 16 * j + r] * sj;
+                summ += sb[192 + 16 * j + r] * xj;
+            }
+            sum += dx[s] * (H2F(d) * (float)sumi - H2F(dmin) * (float)summ);
+        } else {
+            const uint8_t *sb = g + (size_t)s * 3392;
+            uint16_t d;
+            memcpy(&d, sb + 2 * r, 2);
+            int sumi = 0;
+            for (int u = 0; u < 8; u++) {
+                const uint8_t *unit = sb + 320 + 384 * u;
+                for (int half = 0; half < 2; half++) {
+                    int sg = 0;
+                    for (int e = 16 * half; e < 16 * half + 16; e++) {
+                        int hi = (unit[256 + 64 * (e >= 16) + 4 * r + e % 4] >> (2 * chunk_of(e))) & 3;
+                        sg += ((nib_at(unit, r, e) | hi << 4) - 32) * xs[32 * u + e];
+                    }
+                    sumi += (int8_t)sb[64 + 16 * (2 * u + half) + r] * sg;
+                }
+            }
+            sum += dx[s] * H2F(d) * (float)sumi;
+        }
+    }
+    return sum;
+}
+
+/* ==== Packed kernels: AVX512F+BW+VL+VNNI ==== */
+
+#if HAVE_X86
+#define TARGET_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define TILE_INLINE TARGET_VNNI static inline __attribute__((always_inline))
+#define MAX_TILE    8    /* tokens per register tile */
+#define PF_AHEAD    2048 /* decode: prefetch this many bytes ahead of the block being read */
+
+static inline int32_t ld32(const void *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline uint64_t ld64(const void *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+#define BCAST32(p) _mm512_set1_epi32(ld32(p))
+#define DPB(acc, w, p) _mm512_dpbusd_epi32(acc, w, BCAST32(p))
+
+TILE_INLINE void store_rows(float *dst, __m512 v, __mmask16 m, int accumulate) {
+    if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, dst));
+    _mm512_mask_storeu_ps(dst, m, v);
+}
+
+TILE_INLINE void prefetch_ahead(const uint8_t *p, int lines) {
+    for (int i = 0; i < lines; i++) _mm_prefetch((const char *)p + PF_AHEAD + 64 * i, _MM_HINT_T0);
+}
+
+/* 4 nibble chunks of 64 bytes -> 8 registers of unsigned bytes: w[k] elements 4k.., w[4 + k]
+ * elements 16 + 4k.. of each row. */
+TILE_INLINE void unpack_nibbles(const uint8_t *c, __m512i w[8]) {
+    const __m512i m4 = _mm512_set1_epi8(15);
+    for (int k = 0; k < 4; k++) {
+        __m512i v = _mm512_loadu_si512(c + 64 * k);
+        w[k] = _mm512_and_si512(v, m4);
+        w[4 + k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    }
+}
+
+/* 32-element block types: acc = -(offset) * sum(x) + sum over 8 registers of w * x. */
+TILE_INLINE __m512i dot_block32(const __m512i w[8], const uint8_t *xb, int32_t nsum, int shift) {
+    __m512i acc = _mm512_slli_epi32(_mm512_set1_epi32(nsum), (unsigned)shift);
+    for (int k = 0; k < 4; k++) {
+        acc = DPB(acc, w[k], xb + 4 * k);
+        acc = DPB(acc, w[4 + k], xb + 16 + 4 * k);
+    }
+    return acc;
+}
+
+/* One tile of T tokens over a group of a 32-element block type. kind 0: Q8_0, 1: Q4_0, 2: Q5_0. */
+TILE_INLINE void tile_b32(int kind, int n, const uint8_t *g, const uint8_t *act, size_t as, int T,
+                          float *y, size_t ldy, int accumulate, __mmask16 m) {
+    const int nb = n / 32;
+    const size_t hdr = kind == 2 ? 96 : 32;
+    const uint8_t *qs = g + ROUND64((size_t)nb * hdr);
+    const size_t qstride = kind == 0 ? 512 : 256;
+    const int shift = kind == 0 ? 7 : kind == 1 ? 3 : 4;
+    __m512 out[MAX_TILE];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) out[t] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *qb = qs + qstride * (size_t)b;
+        if (T == 1) prefetch_ahead(qb, (int)(qstride / 64));
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + hdr * (size_t)b)));
+        __m512i w[8];
+        if (kind == 0) {
+            for (int k = 0; k < 4; k++) { /* element order of dot_block32: 4k.., then 16 + 4k.. */
+                w[k] = _mm512_loadu_si512(qb + 64 * k);
+                w[4 + k] = _mm512_loadu_si512(qb + 64 * (4 + k));
+            }
+        } else {
+            unpack_nibbles(qb, w);
+            if (kind == 2) {
+                const uint8_t *qh = g + 96 * (size_t)b + 32;
+                const __m512i sixteen = _mm512_set1_epi8(16);
+                for (int k = 0; k < 8; k++)
+                    w[k] = _mm512_mask_add_epi8(w[k], _cvtu64_mask64(ld64(qh + 8 * k)), w[k], sixteen);
+            }
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            const uint8_t *a = act + (size_t)t * as;
+            const float *dx = (const float *)(a + n);
+            const int32_t *nsum = (const int32_t *)(dx + nb);
+            __m512i acc = dot_block32(w, a + 32 * b, nsum[b], shift);
+            out[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(d, _mm512_set1_ps(dx[b])),
+                                     out[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) store_rows(y + (size_t)t * ldy, out[t], m, accumulate);
+}
+
+/* Q4_K: per super-block, sub-block j's 8 registers against each token; scale and min folded
+ * into a per-token float accumulator, then times the token's d. */
+TILE_INLINE void tile_q4_K(int n, const uint8_t *g, const uint8_t *act, size_t as, int T, float *y,
+                           size_t ldy, int accumulate, __mmask16 m) {
+    const int nsb = n / QK_K;
+    __m512 out[MAX_TILE];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) out[t] = _mm512_setzero_ps();
+    for (int s = 0; s < nsb; s++) {
+        const uint8_t *sb = g + (size_t)s * 2368;
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sb));
+        __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + 32)));
+        __m512 acc_f[MAX_TILE];
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) acc_f[t] = _mm512_setzero_ps();
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *cj = sb + 320 + 256 * j;
+            if (T == 1) prefetch_ahead(cj, 4);
+            __m512i w[8];
+            unpack_nibbles(cj, w);
+            __m512 sc = _mm512_mul_ps(
+                d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + 64 + 16 * j)))));
+            __m512 mn = _mm512_mul_ps(
+                dmin, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + 192 + 16 * j)))));
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) {
+                const uint8_t *a = act + (size_t)t * as;
+                const float *sum32 = (const float *)(a + n + 4 * (size_t)nsb + 4 * (size_t)(n / 16));
+                __m512i acc = _mm512_setzero_si512();
+                const uint8_t *xb = a + QK_K * (size_t)s + 32 * (size_t)j;
+                for (int k = 0; k < 4; k++) {
+                    acc = DPB(acc, w[k], xb + 4 * k);
+                    acc = DPB(acc, w[4 + k], xb + 16 + 4 * k);
+                }
+                acc_f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), sc, acc_f[t]);
+                acc_f[t] = _mm512_fnmadd_ps(mn, _mm512_set1_ps(sum32[8 * s + j]), acc_f[t]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            const float *dx = (const float *)(act + (size_t)t * as + n);
+            out[t] = _mm512_fmadd_ps(acc_f[t], _mm512_set1_ps(dx[s]), out[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) store_rows(y + (size_t)t * ldy, out[t], m, accumulate);
+}
+
+/* Q6_K: per 32-element unit, 8 registers of 6-bit quants (4 for each 16-element scale group);
+ * the -32 offset comes in through the accumulator's start value, -32 * sum(x) of the group. */
+TILE_INLINE void tile_q6_K(int n, const uint8_t *g, const uint8_t *act, size_t as, int T, float *y,
+                           size_t ldy, int accumulate, __mmask16 m) {
+    const int nsb = n / QK_K;
+    const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
+    __m512 out[MAX_TILE];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) out[t] = _mm512_setzero_ps();
+    for (int s = 0; s < nsb; s++) {
+        const uint8_t *sb = g + (size_t)s * 3392;
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sb));
+        __m512 acc_f[MAX_TILE];
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) acc_f[t] = _mm512_setzero_ps();
+        for (int u = 0; u < 8; u++) {
+            const uint8_t *unit = sb + 320 + 384 * u;
+            if (T == 1) prefetch_ahead(unit, 6);
+            __m512i w[8];
+            __m512i h0 = _mm512_loadu_si512(unit + 256), h1 = _mm512_loadu_si512(unit + 320);
+            for (int k = 0; k < 4; k++) {
+                __m512i v = _mm512_loadu_si512(unit + 64 * k);
+                __m512i hl = k == 0 ? _mm512_slli_epi16(h0, 4) : k == 1 ? _mm512_slli_epi16(h0, 2)
+                           : k == 2 ? h0 : _mm512_srli_epi16(h0, 2);
+                __m512i hh = k == 0 ? _mm512_slli_epi16(h1, 4) : k == 1 ? _mm512_slli_epi16(h1, 2)
+                           : k == 2 ? h1 : _mm512_srli_epi16(h1, 2);
+                /* (v & 15) | (hl & 0x30), and the same for the high nibbles */
+                w[k] = _mm512_ternarylogic_epi32(_mm512_and_si512(v, m4), hl, m30, 0xF8);
+                w[4 + k] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), hh,
+                                                     m30, 0xF8);
+            }
+            __m512 sca = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                              _mm_loadu_si128((const __m128i *)(sb + 64 + 32 * u)))));
+            __m512 scb = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                              _mm_loadu_si128((const __m128i *)(sb + 64 + 32 * u + 16)))));
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) {
+                const uint8_t *a = act + (size_t)t * as;
+                const int32_t *nsum16 = (const int32_t *)(a + n + 4 * (size_t)nsb);
+                const uint8_t *xb = a + QK_K * (size_t)s + 32 * (size_t)u;
+                __m512i acca = _mm512_slli_epi32(_mm512_set1_epi32(nsum16[16 * s + 2 * u]), 5);
+                __m512i accb = _mm512_slli_epi32(_mm512_set1_epi32(nsum16[16 * s + 2 * u + 1]), 5);
+                for (int k = 0; k < 4; k++) {
+                    acca = DPB(acca, w[k], xb + 4 * k);
+                    accb = DPB(accb, w[4 + k], xb + 16 + 4 * k);
+                }
+                acc_f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acca), sca, acc_f[t]);
+                acc_f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(accb), scb, acc_f[t]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            const float *dx = (const float *)(act + (size_t)t * as + n);
+            out[t] = _mm512_fmadd_ps(acc_f[t], _mm512_set1_ps(dx[s]), out[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) store_rows(y + (size_t)t * ldy, out[t], m, accumulate);
+}
+
+#define TILE_Q8_0(...) tile_b32(0, __VA_ARGS__)
+#define TILE_Q4_0(...) tile_b32(1, __VA_ARGS__)
+#define TILE_Q5_0(...) tile_b32(2, __VA_ARGS__)
+
+/* The gemm entry of a packed type: tiles of up to MAX_TILE tokens, each with a constant size so
+ * the tile's loops unroll and its accumulators live in registers. */
+#define DEFINE_PACKED_GEMM(name, TILE)                                                             \
+    TARGET_VNNI static void name(int n, int nt, const void *group, int n_rows, const void *act,    \
+                                 size_t as, float *y, size_t ldy, int accumulate) {               \
+        __mmask16 m = n_rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n_rows) - 1);          \
+        const uint8_t *g = group, *a = act;                                                        \
+        for (int t0 = 0; t0 < nt; t0 += MAX_TILE) {                                                \
+            const uint8_t *at = a + (size_t)t0 * as;                                               \
+            float *yt = y + (size_t)t0 * ldy;                                                      \
+            switch (nt - t0 >= MAX_TILE ? MAX_TILE : nt - t0) {                                    \
+            case 8: TILE(n, g, at, as, 8, yt, ldy, accumulate, m); break;                         \
+            case 7: TILE(n, g, at, as, 7, yt, ldy, accumulate, m); break;                         \
+            case 6: TILE(n, g, at, as, 6, yt, ldy, accumulate, m); break;                         \
+            case 5: TILE(n, g, at, as, 5, yt, ldy, accumulate, m); break;                         \
+            case 4: TILE(n, g, at, as, 4, yt, ldy, accumulate, m); break;                         \
+            case 3: TILE(n, g, at, as, 3, yt, ldy, accumulate, m); break;                         \
+            case 2: TILE(n, g, at, as, 2, yt, ldy, accumulate, m); break;                         \
+            default: TILE(n, g, at, as, 1, yt, ldy, accumulate, m); break;                        \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+DEFINE_PACKED_GEMM(gemm_q8_0_vnni, TILE_Q8_0)
+DEFINE_PACKED_GEMM(gemm_q4_0_vnni, TILE_Q4_0)
+DEFINE_PACKED_GEMM(gemm_q5_0_vnni, TILE_Q5_0)
+DEFINE_PACKED_GEMM(gemm_q4_K_vnni, tile_q4_K)
+DEFINE_PACKED_GEMM(gemm_q6_K_vnni, tile_q6_K)
+
+int quant_have_vnni(void) {
+    __builtin_cpu_init();
+    return quant_have_avx2() && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512vnni");
+}
+
+static const mh_pack_ops pack_ops_q8_0 = {MH_ACT_Q8, group_bytes_q8_0, pack_q8_0, gemm_q8_0_vnni};
+static const mh_pack_ops pack_ops_q4_0 = {MH_ACT_Q8, group_bytes_q4_0, pack_q4_0, gemm_q4_0_vnni};
+static const mh_pack_ops pack_ops_q5_0 = {MH_ACT_Q8, group_bytes_q5_0, pack_q5_0, gemm_q5_0_vnni};
+static const mh_pack_ops pack_ops_q4_K = {MH_ACT_Q8K, group_bytes_q4_K, pack_q4_K, gemm_q4_K_vnni};
+static const mh_pack_ops pack_ops_q6_K = {MH_ACT_Q8K, group_bytes_q6_K, pack_q6_K, gemm_q6_K_vnni};
+
+const mh_pack_ops *quant_pack_ops(int type) {
+    static int vnni = -1;
+    if (vnni < 0) vnni = quant_have_vnni() && !getenv("MODELHUB_NO_PACK");
+    if (!vnni) return NULL;
+    switch (type) {
+    case GGML_TYPE_Q8_0: return &pack_ops_q8_0;
+    case GGML_TYPE_Q4_0: return &pack_ops_q4_0;
+    case GGML_TYPE_Q5_0: return &pack_ops_q5_0;
+    case GGML_TYPE_Q4_K: return &pack_ops_q4_K;
+    case GGML_TYPE_Q6_K: return &pack_ops_q6_K;
+    default: return NULL;
+    }
+}
+
+void quant_act_row(int act, const float *x, void *dst, int n) {
+    if (act == MH_ACT_Q8) act_q8_ref(x, dst, n);
+    else act_q8k_ref(x, dst, n);
+}
+#else
+int quant_have_vnni(void) { return 0; }
+const mh_pack_ops *quant_pack_ops(int type) { (void)type; return NULL; }
+void quant_act_row(int act, const float *x, void *dst, int n) {
+    if (act == MH_ACT_Q8) act_q8_ref(x, dst, n);
+    else act_q8k_ref(x, dst, n);
+}
 #endif

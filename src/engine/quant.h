@@ -29,8 +29,8 @@
  * Which activation type each weight type's dot product takes (as llama.cpp):
  *   Q4_0, Q5_0, Q8_0 -> Q8_0;  Q4_1, Q5_1 -> Q8_1;  Q4_K, Q5_K, Q6_K -> Q8_K;  BF16 -> F32.
  *
- * Every dot kernel has a portable `_ref` and an AVX2+FMA+F16C twin (`_avx2`); some have an
- * AVX512-VNNI/AVX-VNNI version (`_vnni`). kernels.c picks one per CPU; tests compare them.
+ * Every dot kernel has a portable `_ref` and an AVX2+FMA+F16C twin (`_avx2`); the hot types also
+ * have packed AVX512-VNNI kernels (below). kernels.c picks per CPU; tests compare them all.
  * Row lengths must be multiples of the block size. All functions are thread-safe.
  */
 #ifndef MH_QUANT_H
@@ -150,8 +150,7 @@ void dequantize_row_bf16_avx2(const void *src, float *dst, int n);
 /* ==== Dot products: *out = dot(weight row w, activation row x), n elements ==== */
 #define MH_DOT(name)                                                                               \
     void dot_##name##_ref(int n, float *out, const void *w, const void *x);                        \
-    void dot_##name##_avx2(int n, float *out, const void *w, const void *x);                       \
-    void dot_##name##_vnni(int n, float *out, const void *w, const void *x);
+    void dot_##name##_avx2(int n, float *out, const void *w, const void *x);
 MH_DOT(q4_0_q8_0)
 MH_DOT(q4_1_q8_1)
 MH_DOT(q5_0_q8_0)
@@ -163,29 +162,59 @@ MH_DOT(q6_K_q8_K)
 MH_DOT(bf16_f32)
 #undef MH_DOT
 
-/* ==== Tiles: several weight rows times several activation rows ====
- * For r < nr, t < nt: y[t * ldy + r] = dot(row r of w, row t of x) (+= when accumulate), rows of
- * w `ldw` bytes apart, of x `ldx` bytes apart. The weight blocks are unpacked once per tile and
- * reused for every activation row, which is what makes batched prefill matrix-matrix work. */
-typedef void (*mh_gemm_fn)(int n, int nr, int nt, const void *w, size_t ldw, const void *x,
-                           size_t ldx, float *y, size_t ldy, int accumulate);
-#define MH_GEMM(name)                                                                              \
-    void gemm_##name##_avx2(int n, int nr, int nt, const void *w, size_t ldw, const void *x,       \
-                            size_t ldx, float *y, size_t ldy, int accumulate);                     \
-    void gemm_##name##_vnni(int n, int nr, int nt, const void *w, size_t ldw, const void *x,       \
-                            size_t ldx, float *y, size_t ldy, int accumulate);
-MH_GEMM(q4_0_q8_0)
-MH_GEMM(q4_1_q8_1)
-MH_GEMM(q5_0_q8_0)
-MH_GEMM(q5_1_q8_1)
-MH_GEMM(q8_0_q8_0)
-MH_GEMM(q4_K_q8_K)
-MH_GEMM(q5_K_q8_K)
-MH_GEMM(q6_K_q8_K)
-#undef MH_GEMM
+/* ==== Packed weights (AVX512-VNNI) ====
+ * For the hot types (Q8_0, Q5_0, Q4_0, Q4_K, Q6_K) the weights are repacked once at load into
+ * groups of MH_PACK_ROWS rows interleaved four elements at a time: one 512-bit VNNI
+ * instruction then multiplies 4 elements of 16 rows by the same 4 activation bytes, the 16
+ * lanes are the 16 rows' partial sums (no horizontal reduction), and the unpacked block of a
+ * group stays in registers for several tokens (matrix-matrix work for prefill).
+ *
+ * Group layouts (per block, in element order; quants stored unsigned):
+ *   Q8_0  32 elements: half d[16] · 8 chunks of 64 bytes, chunk k = rows 0..15 x elements
+ *         4k..4k+3, each byte q + 128.                                         544 = 16 x 34
+ *   Q4_0  half d[16] · 4 chunks of 64 bytes of nibbles: byte 4r + i of chunk k holds element
+ *         4k + i of row r (low nibble) and element 16 + 4k + i (high nibble).  288 = 16 x 18
+ *   Q5_0  half d[16] · u32 qh[8] (bit 4r + i of word k = fifth bit of element 4k + i of row r,
+ *         word 4 + k the same for elements 16 + 4k + i) · 4 nibble chunks as Q4_0. 352 = 16 x 22
+ *   Q4_K  256 elements: half d[16], dmin[16] · u8 scales[8][16], mins[8][16] (sub-block, row) ·
+ *         32 nibble chunks: chunk 4j + k holds sub-block j's elements 4k + i (low) and
+ *         16 + 4k + i (high).                                                   2368 = 16 x 148
+ *   Q6_K  half d[16] · i8 scales[16][16] (group, row) · per 32-element unit: 4 low-nibble
+ *         chunks laid out as Q4_K's, then 2 chunks of high bit pairs: byte 4r + i of chunk h
+ *         holds at shift 2k the top two bits of the element whose low bits are in nibble h
+ *         (0 low, 1 high) of byte 4r + i of low chunk k.                          3360 = 16 x 210
+ * Activations for packed kernels (one row of n elements, MH_ACT_*):
+ *   MH_ACT_Q8   int8 q[n] · float d[n/32] · int32 nsum[n/32] (minus the sum of each block's q),
+ *               q and d exactly as quantize_row_q8_0.
+ *   MH_ACT_Q8K  int8 q[n] · float d[n/256] · int32 nsum16[n/16] · float sum32[n/32], q and d
+ *               exactly as quantize_row_q8_K.
+ */
+#define MH_PACK_ROWS 16
+enum { MH_ACT_Q8 = 1, MH_ACT_Q8K = 2 };
+
+typedef struct mh_pack_ops {
+    int act;                          /* MH_ACT_* the kernel reads */
+    size_t (*group_bytes)(int n);     /* bytes of one group of 16 rows of n elements */
+    /* Pack rows [0, n_rows) (n_rows <= 16; the rest of the group is zero) of n elements, rows
+     * row_bytes apart in the GGUF type, into one group. Portable code. */
+    void (*pack)(const void *rows, size_t row_bytes, int n_rows, int n, void *group);
+    /* y[t * ldy + r] (+)= dot(row r, token t) for r < n_rows (of the group's 16), t < nt; the
+     * activation rows `act_stride` bytes apart in format `act`. */
+    void (*gemm)(int n, int nt, const void *group, int n_rows, const void *act, size_t act_stride,
+                 float *y, size_t ldy, int accumulate);
+} mh_pack_ops;
+
+/* The packed kernels of `type` on this CPU, or NULL (then use type_traits.vec_dot). */
+const mh_pack_ops *quant_pack_ops(int type);
+/* Bytes of one activation row of n elements in format `act` (a multiple of 64). */
+size_t quant_act_bytes(int act, int n);
+/* Quantize one activation row into format `act`. */
+void quant_act_row(int act, const float *x, void *dst, int n);
+/* Reference dot product of row r of a packed group with one activation row (tests). */
+float quant_pack_dot_ref(int type, int n, const void *group, int r, const void *act);
 
 /* CPU checks for the dispatch in kernels.c. */
 int quant_have_avx2(void);
-int quant_have_vnni(void); /* AVX512F+BW+VL+VNNI, or AVX-VNNI */
+int quant_have_vnni(void); /* AVX512F+BW+VL+VNNI */
 
 #endif
