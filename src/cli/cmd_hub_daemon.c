@@ -56,10 +56,15 @@ int cmd_hub_start(int argc, char **argv) {
         {"--foreground", "-f", ARG_FLAG, &foreground, 0, 0, NULL,
          "stay in the foreground, logging to stderr"},
     };
-    arg_command cmd = {"hub start", "[--config FILE] [--foreground]",
+    arg_command cmd = {"hub start",
+                       "[--config FILE] [--foreground]",
                        "Start the hub daemon: the models marked `default` start with it; the\n"
                        "others start on their first request.",
-                       specs, (int)MH_ARRAY_LEN(specs), NULL, 0, 0};
+                       specs,
+                       (int)MH_ARRAY_LEN(specs),
+                       NULL,
+                       0,
+                       0};
     int rc = args_parse(&cmd, argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
     char path[4096];
@@ -155,9 +160,14 @@ int cmd_hub_stop(int argc, char **argv) {
         {"--timeout", NULL, ARG_DOUBLE, &timeout, 0, 3600, "S",
          "seconds to wait for it to exit (60)"},
     };
-    arg_command cmd = {"hub stop", "[--config FILE]",
-                       "Stop the hub: every worker is stopped, then the daemon exits.", specs,
-                       (int)MH_ARRAY_LEN(specs), NULL, 0, 0};
+    arg_command cmd = {"hub stop",
+                       "[--config FILE]",
+                       "Stop the hub: every worker is stopped, then the daemon exits.",
+                       specs,
+                       (int)MH_ARRAY_LEN(specs),
+                       NULL,
+                       0,
+                       0};
     int rc = args_parse(&cmd, argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
     hub_target t;

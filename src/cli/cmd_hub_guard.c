@@ -29,7 +29,9 @@ static void on_signal(int sig) {
     stop_requested = 1;
 }
 
-static int status_code(int st) { return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st); }
+static int status_code(int st) {
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
 
 /* Terminate the group and wait for the child; returns its exit code. */
 static int stop_group(pid_t child) {

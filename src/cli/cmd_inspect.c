@@ -11,14 +11,54 @@ static void print_scalar(uint32_t type, const uint8_t *p) {
     case GGUF_VT_UINT8: printf("%u", *p); break;
     case GGUF_VT_INT8: printf("%d", (int8_t)*p); break;
     case GGUF_VT_BOOL: printf("%s", *p ? "true" : "false"); break;
-    case GGUF_VT_UINT16: { uint16_t v; memcpy(&v, p, 2); printf("%u", v); break; }
-    case GGUF_VT_INT16: { int16_t v; memcpy(&v, p, 2); printf("%d", v); break; }
-    case GGUF_VT_UINT32: { uint32_t v; memcpy(&v, p, 4); printf("%u", v); break; }
-    case GGUF_VT_INT32: { int32_t v; memcpy(&v, p, 4); printf("%d", v); break; }
-    case GGUF_VT_UINT64: { uint64_t v; memcpy(&v, p, 8); printf("%llu", (unsigned long long)v); break; }
-    case GGUF_VT_INT64: { int64_t v; memcpy(&v, p, 8); printf("%lld", (long long)v); break; }
-    case GGUF_VT_FLOAT32: { float v; memcpy(&v, p, 4); printf("%g", v); break; }
-    case GGUF_VT_FLOAT64: { double v; memcpy(&v, p, 8); printf("%g", v); break; }
+    case GGUF_VT_UINT16: {
+        uint16_t v;
+        memcpy(&v, p, 2);
+        printf("%u", v);
+        break;
+    }
+    case GGUF_VT_INT16: {
+        int16_t v;
+        memcpy(&v, p, 2);
+        printf("%d", v);
+        break;
+    }
+    case GGUF_VT_UINT32: {
+        uint32_t v;
+        memcpy(&v, p, 4);
+        printf("%u", v);
+        break;
+    }
+    case GGUF_VT_INT32: {
+        int32_t v;
+        memcpy(&v, p, 4);
+        printf("%d", v);
+        break;
+    }
+    case GGUF_VT_UINT64: {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        printf("%llu", (unsigned long long)v);
+        break;
+    }
+    case GGUF_VT_INT64: {
+        int64_t v;
+        memcpy(&v, p, 8);
+        printf("%lld", (long long)v);
+        break;
+    }
+    case GGUF_VT_FLOAT32: {
+        float v;
+        memcpy(&v, p, 4);
+        printf("%g", v);
+        break;
+    }
+    case GGUF_VT_FLOAT64: {
+        double v;
+        memcpy(&v, p, 8);
+        printf("%g", v);
+        break;
+    }
     default: printf("?"); break;
     }
 }
@@ -28,10 +68,14 @@ static void print_string(const char *s, uint64_t len, uint64_t max) {
     putchar('"');
     for (uint64_t i = 0; i < len && i < max; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c == '\n') printf("\\n");
-        else if (c < 0x20 || c == 0x7f) printf("\\x%02x", c);
-        else putchar(c);
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c == '\n')
+            printf("\\n");
+        else if (c < 0x20 || c == 0x7f)
+            printf("\\x%02x", c);
+        else
+            putchar(c);
     }
     if (len > max) printf("...");
     putchar('"');
@@ -93,8 +137,14 @@ int cmd_inspect(int argc, char **argv) {
         {"--full", NULL, ARG_FLAG, &full, 0, 0, NULL, "print whole strings and arrays"},
     };
     const char *pos[1];
-    arg_command cmd = {"inspect", "FILE [--full]", "Print a GGUF file's metadata and tensor table.",
-                       specs, 1, pos, 1, 0};
+    arg_command cmd = {"inspect",
+                       "FILE [--full]",
+                       "Print a GGUF file's metadata and tensor table.",
+                       specs,
+                       1,
+                       pos,
+                       1,
+                       0};
     int rc = args_parse(&cmd, argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
     if (cmd.n_positional != 1) return args_error(&cmd, "expected one GGUF file");

@@ -58,10 +58,15 @@ int cmd_run(int argc, char **argv) {
         {"--ids", NULL, ARG_FLAG, &ids, 0, 0, NULL,
          "print token ids (prompt_ids: / generated_ids: lines) instead of text"},
     };
-    arg_command cmd = {"run", "-m FILE [-p PROMPT | -f FILE] [options]",
+    arg_command cmd = {"run",
+                       "-m FILE [-p PROMPT | -f FILE] [options]",
                        "Generate the continuation of a prompt and stream it to stdout.\n"
                        "Sampling: repetition penalty, then top-k, top-p, min-p, temperature.",
-                       specs, (int)MH_ARRAY_LEN(specs), NULL, 0, 0};
+                       specs,
+                       (int)MH_ARRAY_LEN(specs),
+                       NULL,
+                       0,
+                       0};
     int rc = args_parse(&cmd, argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
     if (!model_path) return args_error(&cmd, "missing --model FILE");

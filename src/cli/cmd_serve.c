@@ -41,10 +41,15 @@ int cmd_serve(int argc, char **argv) {
         {"--no-prompt-cache", NULL, ARG_FLAG, &no_prompt_cache, 0, 0, NULL,
          "evaluate every prompt in full (by default a slot reuses the prefix it already holds)"},
     };
-    arg_command cmd = {"serve", "-m FILE [options]",
+    arg_command cmd = {"serve",
+                       "-m FILE [options]",
                        "Serve one model over an OpenAI-compatible HTTP API.\n"
                        "The hub's control token, when any, comes from $MODELHUB_CONTROL_TOKEN.",
-                       specs, (int)MH_ARRAY_LEN(specs), NULL, 0, 0};
+                       specs,
+                       (int)MH_ARRAY_LEN(specs),
+                       NULL,
+                       0,
+                       0};
     int rc = args_parse(&cmd, argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
     if (!model_path) return args_error(&cmd, "missing --model FILE");

@@ -92,7 +92,8 @@ int cmd_synth(int argc, char **argv) {
     if (rc) return rc == 1 ? 0 : rc;
     if (!out) return args_error(&cmd, "an output file is required (-o FILE)");
 
-    int type = strcasecmp(type_name, "q4_k_m") == 0 ? SYNTH_TYPE_Q4_K_M : ggml_type_from_name(type_name);
+    int type =
+        strcasecmp(type_name, "q4_k_m") == 0 ? SYNTH_TYPE_Q4_K_M : ggml_type_from_name(type_name);
     if (type < 0)
         return args_error(&cmd, "unknown --type '%s' (see modelhub synth --help)", type_name);
     p.path = out;
@@ -129,10 +130,11 @@ int cmd_synth(int argc, char **argv) {
         return 1;
     }
     int kv = p.n_head_kv ? p.n_head_kv : p.n_head;
-    fprintf(stderr,
-            "modelhub synth: wrote %s (%s, dim %d, %d layers, %d/%d heads, ff %d, %s%s) in %.2f s\n",
-            out, p.arch, p.n_embd, p.n_layer, p.n_head, kv, synth_n_ff(&p),
-            type == SYNTH_TYPE_Q4_K_M ? "q4_k_m" : ggml_type_name((uint32_t)type),
-            tied ? ", tied" : "", mh_now_mono() - t0);
+    fprintf(
+        stderr,
+        "modelhub synth: wrote %s (%s, dim %d, %d layers, %d/%d heads, ff %d, %s%s) in %.2f s\n",
+        out, p.arch, p.n_embd, p.n_layer, p.n_head, kv, synth_n_ff(&p),
+        type == SYNTH_TYPE_Q4_K_M ? "q4_k_m" : ggml_type_name((uint32_t)type), tied ? ", tied" : "",
+        mh_now_mono() - t0);
     return 0;
 }

@@ -11,8 +11,10 @@
 
 void hub_default_state_dir(char *out, size_t outlen) {
     const char *xdg = getenv("XDG_STATE_HOME");
-    if (xdg && *xdg) snprintf(out, outlen, "%s/modelhub", xdg);
-    else snprintf(out, outlen, "%s/.local/state/modelhub", getenv("HOME") ? getenv("HOME") : ".");
+    if (xdg && *xdg)
+        snprintf(out, outlen, "%s/modelhub", xdg);
+    else
+        snprintf(out, outlen, "%s/.local/state/modelhub", getenv("HOME") ? getenv("HOME") : ".");
 }
 
 static int read_runtime(hub_target *t) {
@@ -60,8 +62,9 @@ int hub_target_resolve(const char *config_opt, hub_target *t, char *err, size_t 
     if (env_key && *env_key) snprintf(t->admin_key, sizeof t->admin_key, "%s", env_key);
     if (read_runtime(t) < 0) {
         if (!cfg) {
-            snprintf(err, errlen, "no running hub found (no runtime file in %s) and no config "
-                                  "(looked at %s)",
+            snprintf(err, errlen,
+                     "no running hub found (no runtime file in %s) and no config "
+                     "(looked at %s)",
                      t->state_dir, found);
             return -1;
         }

@@ -12,8 +12,8 @@
 #include <sys/types.h>
 
 typedef struct hub_target {
-    char base_url[256];    /* http://HOST:PORT */
-    char admin_key[256];   /* "" when none */
+    char base_url[256];     /* http://HOST:PORT */
+    char admin_key[256];    /* "" when none */
     char config_path[4096]; /* "" when no config was found */
     char state_dir[4096];
     pid_t pid;             /* from the runtime file, 0 when unknown */

@@ -177,8 +177,9 @@ static int skip_scalar(cursor *c, uint32_t type, const char *key) {
     if (type == GGUF_VT_STRING) return skip_string(c, key);
     if (type >= GGUF_VT_COUNT || type == GGUF_VT_ARRAY)
         return fail(c, "key '%s' has unknown value type %u", key, type);
-    return need(c, value_type_sizes[type], "metadata value") < 0 ? -1
-                                                                 : (c->pos += value_type_sizes[type], 0);
+    return need(c, value_type_sizes[type], "metadata value") < 0
+               ? -1
+               : (c->pos += value_type_sizes[type], 0);
 }
 
 static int parse_kv(cursor *c, gguf_kv *kv, int index) {
@@ -247,8 +248,8 @@ static int parse_tensor(cursor *c, gguf_tensor *t, int index) {
         return fail(c, "tensor '%s' has unknown type %u", t->name, t->type);
     size_t bs = ggml_blck_size(t->type);
     if (t->ne[0] % bs != 0)
-        return fail(c, "tensor '%s' of type %s has row length %llu, not a multiple of %zu",
-                    t->name, ggml_type_name(t->type), (unsigned long long)t->ne[0], bs);
+        return fail(c, "tensor '%s' of type %s has row length %llu, not a multiple of %zu", t->name,
+                    ggml_type_name(t->type), (unsigned long long)t->ne[0], bs);
     t->nbytes = n_elems / bs * ggml_type_size(t->type);
     if (read_u64(c, &t->offset, "tensor offset") < 0) return -1;
     return 0;
@@ -275,8 +276,8 @@ static int check_duplicate_keys(const gguf *f, cursor *c) {
     int rc = 0;
     for (int i = 1; i < f->n_kv && rc == 0; i++)
         if (cmp_str(&keys[i - 1], &keys[i]) == 0)
-            rc = fail(c, "duplicate metadata key '%.*s'", (int)MH_MIN(keys[i].len, 80),
-                      keys[i].ptr);
+            rc =
+                fail(c, "duplicate metadata key '%.*s'", (int)MH_MIN(keys[i].len, 80), keys[i].ptr);
     free(keys);
     return rc;
 }
@@ -298,7 +299,8 @@ static int check_duplicate_tensors(const gguf *f, cursor *c) {
 static int parse(gguf *f, char *err, size_t errlen) {
     cursor c = {.p = f->base, .pos = 0, .size = f->size, .err = err, .errlen = errlen};
     uint32_t magic;
-    if (f->size < 4) return fail(&c, "file too small (%llu bytes) to be GGUF", (unsigned long long)f->size);
+    if (f->size < 4)
+        return fail(&c, "file too small (%llu bytes) to be GGUF", (unsigned long long)f->size);
     memcpy(&magic, f->base, 4);
     if (memcmp(f->base, "GGUF", 4) != 0) return fail(&c, "not a GGUF file (bad magic)");
     c.pos = 4;
@@ -421,14 +423,30 @@ void gguf_close(gguf *f) {
     free(f);
 }
 
-uint32_t gguf_version(const gguf *f) { return f->version; }
-uint32_t gguf_alignment(const gguf *f) { return f->alignment; }
-uint64_t gguf_file_size(const gguf *f) { return f->size; }
-uint64_t gguf_data_offset(const gguf *f) { return f->data_offset; }
-const uint8_t *gguf_base(const gguf *f) { return f->base; }
-int gguf_n_kv(const gguf *f) { return f->n_kv; }
-const gguf_kv *gguf_kv_at(const gguf *f, int i) { return i >= 0 && i < f->n_kv ? &f->kvs[i] : NULL; }
-int gguf_n_tensors(const gguf *f) { return f->n_tensors; }
+uint32_t gguf_version(const gguf *f) {
+    return f->version;
+}
+uint32_t gguf_alignment(const gguf *f) {
+    return f->alignment;
+}
+uint64_t gguf_file_size(const gguf *f) {
+    return f->size;
+}
+uint64_t gguf_data_offset(const gguf *f) {
+    return f->data_offset;
+}
+const uint8_t *gguf_base(const gguf *f) {
+    return f->base;
+}
+int gguf_n_kv(const gguf *f) {
+    return f->n_kv;
+}
+const gguf_kv *gguf_kv_at(const gguf *f, int i) {
+    return i >= 0 && i < f->n_kv ? &f->kvs[i] : NULL;
+}
+int gguf_n_tensors(const gguf *f) {
+    return f->n_tensors;
+}
 
 const gguf_tensor *gguf_tensor_at(const gguf *f, int i) {
     return i >= 0 && i < f->n_tensors ? &f->tensors[i] : NULL;
@@ -453,10 +471,30 @@ static int scalar_int(uint32_t type, const uint8_t *p, int64_t *out) {
     case GGUF_VT_UINT8: *out = *p; return 0;
     case GGUF_VT_INT8: *out = (int8_t)*p; return 0;
     case GGUF_VT_BOOL: *out = *p != 0; return 0;
-    case GGUF_VT_UINT16: { uint16_t v; memcpy(&v, p, 2); *out = v; return 0; }
-    case GGUF_VT_INT16: { int16_t v; memcpy(&v, p, 2); *out = v; return 0; }
-    case GGUF_VT_UINT32: { uint32_t v; memcpy(&v, p, 4); *out = v; return 0; }
-    case GGUF_VT_INT32: { int32_t v; memcpy(&v, p, 4); *out = v; return 0; }
+    case GGUF_VT_UINT16: {
+        uint16_t v;
+        memcpy(&v, p, 2);
+        *out = v;
+        return 0;
+    }
+    case GGUF_VT_INT16: {
+        int16_t v;
+        memcpy(&v, p, 2);
+        *out = v;
+        return 0;
+    }
+    case GGUF_VT_UINT32: {
+        uint32_t v;
+        memcpy(&v, p, 4);
+        *out = v;
+        return 0;
+    }
+    case GGUF_VT_INT32: {
+        int32_t v;
+        memcpy(&v, p, 4);
+        *out = v;
+        return 0;
+    }
     case GGUF_VT_UINT64: {
         uint64_t v;
         memcpy(&v, p, 8);
@@ -464,7 +502,12 @@ static int scalar_int(uint32_t type, const uint8_t *p, int64_t *out) {
         *out = (int64_t)v;
         return 0;
     }
-    case GGUF_VT_INT64: { int64_t v; memcpy(&v, p, 8); *out = v; return 0; }
+    case GGUF_VT_INT64: {
+        int64_t v;
+        memcpy(&v, p, 8);
+        *out = v;
+        return 0;
+    }
     default: return -1;
     }
 }
@@ -581,8 +624,12 @@ static void bytes_put(bytes *b, const void *p, size_t n) {
     b->len += n;
 }
 
-static void bytes_u32(bytes *b, uint32_t v) { bytes_put(b, &v, 4); }
-static void bytes_u64(bytes *b, uint64_t v) { bytes_put(b, &v, 8); }
+static void bytes_u32(bytes *b, uint32_t v) {
+    bytes_put(b, &v, 4);
+}
+static void bytes_u64(bytes *b, uint64_t v) {
+    bytes_put(b, &v, 8);
+}
 static void bytes_str(bytes *b, const char *s, size_t n) {
     bytes_u64(b, n);
     bytes_put(b, s, n);
@@ -603,7 +650,9 @@ struct gguf_writer {
     int n_tensors, cap_tensors;
 };
 
-gguf_writer *gguf_writer_new(void) { return mh_xcalloc(1, sizeof(gguf_writer)); }
+gguf_writer *gguf_writer_new(void) {
+    return mh_xcalloc(1, sizeof(gguf_writer));
+}
 
 void gguf_writer_free(gguf_writer *w) {
     if (!w) return;

@@ -29,18 +29,18 @@
 typedef mm_weight weight;
 
 typedef struct layer {
-    const float *attn_norm; /* [n_embd] */
-    weight wq;              /* [n_embd, n_head * head_dim] */
-    weight wk;              /* [n_embd, n_head_kv * head_dim] */
-    weight wv;              /* [n_embd, n_head_kv * head_dim] */
-    weight wo;              /* [n_head * head_dim, n_embd] */
+    const float *attn_norm;    /* [n_embd] */
+    weight wq;                 /* [n_embd, n_head * head_dim] */
+    weight wk;                 /* [n_embd, n_head_kv * head_dim] */
+    weight wv;                 /* [n_embd, n_head_kv * head_dim] */
+    weight wo;                 /* [n_head * head_dim, n_embd] */
     const float *bq, *bk, *bv; /* [q_dim], [kv_dim], [kv_dim] projection biases (qwen2), or NULL */
-    const float *q_norm;    /* [head_dim] per-head RMSNorm of q before rope (qwen3), or NULL */
-    const float *k_norm;    /* [head_dim] the same for k */
-    const float *ffn_norm;  /* [n_embd] */
-    weight w_gate;          /* [n_embd, n_ff] */
-    weight w_up;            /* [n_embd, n_ff] */
-    weight w_down;          /* [n_ff, n_embd] */
+    const float *q_norm;       /* [head_dim] per-head RMSNorm of q before rope (qwen3), or NULL */
+    const float *k_norm;       /* [head_dim] the same for k */
+    const float *ffn_norm;     /* [n_embd] */
+    weight w_gate;             /* [n_embd, n_ff] */
+    weight w_up;               /* [n_embd, n_ff] */
+    weight w_down;             /* [n_ff, n_embd] */
 } layer;
 
 struct model {
@@ -101,10 +101,10 @@ static int read_hparams(model *m, const char *path, char *err, size_t errlen) {
     snprintf(hp->arch, sizeof hp->arch, "%.*s", (int)MH_MIN(s.len, 31), s.ptr);
     static const char *const supported[] = {"llama", "qwen2", "qwen3"};
     int known = 0;
-    for (size_t i = 0; i < MH_ARRAY_LEN(supported); i++) known |= strcmp(hp->arch, supported[i]) == 0;
+    for (size_t i = 0; i < MH_ARRAY_LEN(supported); i++)
+        known |= strcmp(hp->arch, supported[i]) == 0;
     if (!known)
-        return errf(err, errlen,
-                    "unsupported architecture '%s' (supported: llama, qwen2, qwen3)",
+        return errf(err, errlen, "unsupported architecture '%s' (supported: llama, qwen2, qwen3)",
                     hp->arch);
     if (gguf_get_str(f, "general.name", &s) == 0)
         snprintf(hp->name, sizeof hp->name, "%.*s", (int)MH_MIN(s.len, 127), s.ptr);
@@ -149,7 +149,8 @@ static int read_hparams(model *m, const char *path, char *err, size_t errlen) {
         hp->rope_freq_scale = 1.0f / factor;
     } else if (gguf_get_str(f, key, &st) == 0 && !(st.len == 4 && memcmp(st.ptr, "none", 4) == 0) &&
                !(st.len == 6 && memcmp(st.ptr, "llama3", 6) == 0)) {
-        return errf(err, errlen, "unsupported rope scaling '%.*s' (supported: none, linear, llama3)",
+        return errf(err, errlen,
+                    "unsupported rope scaling '%.*s' (supported: none, linear, llama3)",
                     (int)MH_MIN(st.len, 32), st.ptr);
     }
     if (hp->n_layer > 4096) return errf(err, errlen, "block_count %d is too large", hp->n_layer);
@@ -196,8 +197,8 @@ static int get_weight(model *m, weight *w, const char *name, int n_in, int n_out
 }
 
 /* A 1-D weight as f32: points into the mapping when stored as f32, else converted once. */
-static int get_vector(model *m, const float **out, const char *name, int n, int required,
-                      char *err, size_t errlen) {
+static int get_vector(model *m, const float **out, const char *name, int n, int required, char *err,
+                      size_t errlen) {
     const gguf_tensor *t = gguf_find_tensor(m->file, name);
     *out = NULL;
     if (!t) return required ? errf(err, errlen, "missing tensor '%s'", name) : 0;
@@ -223,7 +224,9 @@ static int get_vector(model *m, const float **out, const char *name, int n, int 
     return 0;
 }
 
-static uint64_t weight_bytes(const weight *w) { return (uint64_t)w->row_bytes * (uint64_t)w->n_out; }
+static uint64_t weight_bytes(const weight *w) {
+    return (uint64_t)w->row_bytes * (uint64_t)w->n_out;
+}
 
 static int load_weights(model *m, char *err, size_t errlen) {
     const model_hparams *hp = &m->hp;
@@ -233,8 +236,8 @@ static int load_weights(model *m, char *err, size_t errlen) {
     if (te->ne[1] == 0 || te->ne[1] > (1u << 24))
         return errf(err, errlen, "tensor 'token_embd.weight' has an implausible vocabulary size");
     m->hp.n_vocab = (int)te->ne[1];
-    if (get_weight(m, &m->tok_embd, "token_embd.weight", hp->n_embd, hp->n_vocab, 1, err,
-                   errlen) < 0 ||
+    if (get_weight(m, &m->tok_embd, "token_embd.weight", hp->n_embd, hp->n_vocab, 1, err, errlen) <
+            0 ||
         get_vector(m, &m->output_norm, "output_norm.weight", hp->n_embd, 1, err, errlen) < 0 ||
         get_weight(m, &m->output, "output.weight", hp->n_embd, hp->n_vocab, 0, err, errlen) < 0)
         return -1;
@@ -312,12 +315,24 @@ void model_free(model *m) {
     free(m);
 }
 
-const model_hparams *model_get_hparams(const model *m) { return &m->hp; }
-const tokenizer *model_get_tokenizer(const model *m) { return m->tok; }
-const gguf *model_get_gguf(const model *m) { return m->file; }
-uint64_t model_bytes_per_token(const model *m) { return m->bytes_per_token; }
-uint64_t model_weight_bytes(const model *m) { return m->weight_bytes; }
-uint64_t model_n_params(const model *m) { return m->n_params; }
+const model_hparams *model_get_hparams(const model *m) {
+    return &m->hp;
+}
+const tokenizer *model_get_tokenizer(const model *m) {
+    return m->tok;
+}
+const gguf *model_get_gguf(const model *m) {
+    return m->file;
+}
+uint64_t model_bytes_per_token(const model *m) {
+    return m->bytes_per_token;
+}
+uint64_t model_weight_bytes(const model *m) {
+    return m->weight_bytes;
+}
+uint64_t model_n_params(const model *m) {
+    return m->n_params;
+}
 
 /* ==== Context ==== */
 
@@ -403,20 +418,32 @@ model_ctx *model_ctx_new(model *m, int n_ctx, threadpool *tp, char *err, size_t 
 
 void model_ctx_free(model_ctx *c) {
     if (!c) return;
-    float *all[] = {c->k_cache, c->v_cache, c->x,       c->xn,     c->q,       c->attn_out,
-                    c->hb,      c->hb2,     c->att,     c->rope_cs, c->inv_freq, c->logits,
-                    c->embd_sum};
+    float *all[] = {c->k_cache, c->v_cache, c->x,       c->xn,       c->q,      c->attn_out, c->hb,
+                    c->hb2,     c->att,     c->rope_cs, c->inv_freq, c->logits, c->embd_sum};
     for (size_t i = 0; i < MH_ARRAY_LEN(all); i++) free(all[i]);
     mm_scratch_free(c->mm);
     free(c);
 }
 
-int model_ctx_n_ctx(const model_ctx *c) { return c->n_ctx; }
-int model_ctx_n_past(const model_ctx *c) { return c->n_past; }
-uint64_t model_ctx_bytes(const model_ctx *c) { return c->bytes; }
-int model_ctx_batch_max(const model_ctx *c) { (void)c; return BATCH_MAX; }
-const float *model_ctx_logits(const model_ctx *c) { return c->logits; }
-void model_ctx_set_abort(model_ctx *c, const volatile int *flag) { c->abort_flag = flag; }
+int model_ctx_n_ctx(const model_ctx *c) {
+    return c->n_ctx;
+}
+int model_ctx_n_past(const model_ctx *c) {
+    return c->n_past;
+}
+uint64_t model_ctx_bytes(const model_ctx *c) {
+    return c->bytes;
+}
+int model_ctx_batch_max(const model_ctx *c) {
+    (void)c;
+    return BATCH_MAX;
+}
+const float *model_ctx_logits(const model_ctx *c) {
+    return c->logits;
+}
+void model_ctx_set_abort(model_ctx *c, const volatile int *flag) {
+    c->abort_flag = flag;
+}
 
 void model_ctx_rewind(model_ctx *c, int n) {
     if (n < 0) n = 0;
@@ -505,7 +532,9 @@ static void attn_worker(void *arg, int ith, int nth) {
 
 /* ==== Forward ==== */
 
-static inline float silu(float x) { return x / (1.0f + expf(-x)); }
+static inline float silu(float x) {
+    return x / (1.0f + expf(-x));
+}
 
 /* Run one batch of B <= BATCH_MAX tokens at positions n_past... Leaves the final residual
  * stream of each token in c->x. */

@@ -22,15 +22,15 @@ typedef struct model_hparams {
     char arch[32];  /* general.architecture */
     char name[128]; /* general.name, or the file's base name */
     int n_vocab;
-    int n_embd;     /* model width */
+    int n_embd; /* model width */
     int n_layer;
     int n_head;
     int n_head_kv;
-    int head_dim;   /* n_embd / n_head unless the file says otherwise */
+    int head_dim; /* n_embd / n_head unless the file says otherwise */
     int n_ff;
     int n_ctx_train;
-    int n_rot;      /* rope dimension count (<= head_dim) */
-    int rope_mode;  /* enum rope_mode */
+    int n_rot;     /* rope dimension count (<= head_dim) */
+    int rope_mode; /* enum rope_mode */
     float rope_freq_base;
     float rope_freq_scale; /* 1 / linear rope scaling factor (1 = none) */
     float rms_eps;

@@ -108,9 +108,12 @@ static void select_top(candidate *c, int n, int k) {
                     j--;
                 }
             }
-            if (k - 1 <= j) hi = j;
-            else if (k - 1 >= i) lo = i;
-            else break;
+            if (k - 1 <= j)
+                hi = j;
+            else if (k - 1 >= i)
+                lo = i;
+            else
+                break;
         }
     }
     qsort(c, (size_t)(k < n ? k : n), sizeof *c, cmp_candidate);

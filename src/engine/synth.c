@@ -518,12 +518,12 @@ int synth_write(const synth_params *p, char *err, size_t errlen) {
      * unknown tokens: their logits then rarely win, so greedy gibberish is made of words rather
      * than stray bytes, and EOS does not end a demo after two tokens. */
     add_random_tensor(w, &buf, p, "token_embd.weight", matrix_type(p, "token_embd.weight", -1, dim),
-                      2, dim, n_vocab, 0.0f,
-                      p->tied ? s_dim * tied_embd_scale : s_dim, p->tied ? row_scale : NULL);
+                      2, dim, n_vocab, 0.0f, p->tied ? s_dim * tied_embd_scale : s_dim,
+                      p->tied ? row_scale : NULL);
     NORM("output_norm.weight");
     if (p->rope_freqs) /* Llama 3.1 style: low frequencies slowed down by factors up to 8 */
-        add_random_tensor(w, &buf, p, "rope_freqs.weight", GGML_TYPE_F32, 1, head_dim / 2, 1,
-                          3.0f, 0.5f, NULL);
+        add_random_tensor(w, &buf, p, "rope_freqs.weight", GGML_TYPE_F32, 1, head_dim / 2, 1, 3.0f,
+                          0.5f, NULL);
     if (!p->tied)
         add_random_tensor(w, &buf, p, "output.weight", matrix_type(p, "output.weight", -1, dim), 2,
                           dim, n_vocab, 0.0f, s_dim, row_scale);

@@ -37,11 +37,11 @@ typedef struct synth_params {
     uint64_t seed;
     float rope_freq_base;
     float rms_eps;
-    const char *arch;   /* "llama" (default), "qwen2" (q/k/v biases, NeoX rope) or "qwen3"
-                           (per-head q/k RMSNorm, NeoX rope) */
-    int head_dim;       /* 0 = n_embd / n_head; else written as ARCH.attention.key_length */
-    int sliding_window; /* 0 = none; else ARCH.attention.sliding_window */
-    int rope_freqs;     /* 1: write rope_freqs.weight (Llama 3.1-style per-pair divisors) */
+    const char *arch;          /* "llama" (default), "qwen2" (q/k/v biases, NeoX rope) or "qwen3"
+                                  (per-head q/k RMSNorm, NeoX rope) */
+    int head_dim;              /* 0 = n_embd / n_head; else written as ARCH.attention.key_length */
+    int sliding_window;        /* 0 = none; else ARCH.attention.sliding_window */
+    int rope_freqs;            /* 1: write rope_freqs.weight (Llama 3.1-style per-pair divisors) */
     const char *vocab_from;    /* GGUF whose tokenizer.* keys are copied; NULL = built-in vocab */
     const char *chat_template; /* tokenizer.chat_template text (not a path); NULL = none */
 } synth_params;

@@ -20,7 +20,7 @@ typedef struct worker {
 
 struct threadpool {
     int n_threads;
-    worker *workers; /* n_threads - 1 */
+    worker *workers;          /* n_threads - 1 */
     pthread_mutex_t run_lock; /* serialises threadpool_run callers */
 
     threadpool_fn fn;
@@ -117,7 +117,9 @@ void threadpool_free(threadpool *tp) {
     free(tp);
 }
 
-int threadpool_size(const threadpool *tp) { return tp->n_threads; }
+int threadpool_size(const threadpool *tp) {
+    return tp->n_threads;
+}
 
 void threadpool_run(threadpool *tp, threadpool_fn fn, void *arg) {
     if (tp->n_threads == 1) {
@@ -135,7 +137,6 @@ void threadpool_run(threadpool *tp, threadpool_fn fn, void *arg) {
         pthread_mutex_unlock(&tp->sleep_lock);
     }
     fn(arg, 0, tp->n_threads);
-    while (atomic_load_explicit(&tp->n_done, memory_order_acquire) < tp->n_threads - 1)
-        cpu_relax();
+    while (atomic_load_explicit(&tp->n_done, memory_order_acquire) < tp->n_threads - 1) cpu_relax();
     pthread_mutex_unlock(&tp->run_lock);
 }

@@ -52,7 +52,9 @@ struct hub_backend {
 
 /* ==== Config copy ==== */
 
-static char *dup_opt(const char *s) { return s ? mh_xstrdup(s) : NULL; }
+static char *dup_opt(const char *s) {
+    return s ? mh_xstrdup(s) : NULL;
+}
 
 static char **dup_list(char *const *v, int n) {
     char **out = mh_xcalloc((size_t)n + 1, sizeof *out);
@@ -169,7 +171,6 @@ static request_ctx *request_ctx_new(hub_backend *b) {
     return rc;
 }
 
-
 static void drop_process(hub_backend *b);
 
 static void release_cb(evutil_socket_t fd, short what, void *arg) {
@@ -181,12 +182,11 @@ static void release_cb(evutil_socket_t fd, short what, void *arg) {
 static void drop_process(hub_backend *b) {
     b->gen++;
     if (b->poll_ev) event_del(b->poll_ev);
-    b->poll_req = NULL; /* cancelled with its client below */
+    b->poll_req = NULL;                         /* cancelled with its client below */
     if (b->client) http_client_free(b->client); /* safe inside its callbacks */
     b->client = NULL;
     if (b->proc)
-        event_base_once(b->env->base, -1, EV_TIMEOUT, release_cb, b->proc,
-                        &(struct timeval){0, 0});
+        event_base_once(b->env->base, -1, EV_TIMEOUT, release_cb, b->proc, &(struct timeval){0, 0});
     b->proc = NULL;
     b->port = 0;
 }
@@ -194,8 +194,10 @@ static void drop_process(hub_backend *b) {
 static void on_proc_exit(void *arg, int code) {
     hub_backend *b = arg;
     char why[96], tail[400], msg[600];
-    if (code >= 0) snprintf(why, sizeof why, "exited with status %d", code);
-    else snprintf(why, sizeof why, "was killed by signal %d", -code);
+    if (code >= 0)
+        snprintf(why, sizeof why, "exited with status %d", code);
+    else
+        snprintf(why, sizeof why, "was killed by signal %d", -code);
     last_lines(b, tail, sizeof tail);
     log_info("%s: process %d %s", b->cfg.name, b->proc ? (int)hub_proc_pid(b->proc) : 0, why);
     int external = b->cfg.backend != HUB_BACKEND_WORKER;
@@ -257,9 +259,9 @@ static void on_health(http_client_req *cr, const http_client_result *res, void *
     b->poll_req = NULL;
     if (b->op != OP_START && b->op != OP_LOAD) return;
     /* a modelhub worker answers 200; any answer below 500 means an external server listens */
-    int ready = res->error == 0 && (b->cfg.backend == HUB_BACKEND_WORKER
-                                        ? res->status == 200
-                                        : res->status >= 200 && res->status < 500);
+    int ready = res->error == 0 &&
+                (b->cfg.backend == HUB_BACKEND_WORKER ? res->status == 200
+                                                      : res->status >= 200 && res->status < 500);
     if (!ready) return;
     event_del(b->poll_ev);
     log_info("%s: ready on port %d (pid %d)", b->cfg.name, b->port, (int)hub_proc_pid(b->proc));
@@ -293,7 +295,8 @@ static void random_token(char out[33]) {
     ssize_t n = fd >= 0 ? read(fd, raw, sizeof raw) : -1;
     if (fd >= 0) close(fd);
     if (n != (ssize_t)sizeof raw)
-        for (size_t i = 0; i < sizeof raw; i++) raw[i] = (unsigned char)(rand() ^ (int)mh_now_mono());
+        for (size_t i = 0; i < sizeof raw; i++)
+            raw[i] = (unsigned char)(rand() ^ (int)mh_now_mono());
     for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", raw[i]);
 }
 
@@ -312,10 +315,29 @@ static int spawn_process(hub_backend *b, char *err, size_t errlen) {
     const char *argv[32];
     int n = 0;
     if (b->cfg.backend == HUB_BACKEND_WORKER) {
-        const char *a[] = {b->env->self_exe, "serve", "--worker", "--jit", "-m", b->cfg.model_path,
-                           "--host", "127.0.0.1", "--port", port, "--alias", b->cfg.name,
-                           "--ctx", ctx, "--threads", threads, "--parallel", parallel,
-                           "--queue-size", qsize, "--queue-timeout", qtimeout, "--log-level",
+        const char *a[] = {b->env->self_exe,
+                           "serve",
+                           "--worker",
+                           "--jit",
+                           "-m",
+                           b->cfg.model_path,
+                           "--host",
+                           "127.0.0.1",
+                           "--port",
+                           port,
+                           "--alias",
+                           b->cfg.name,
+                           "--ctx",
+                           ctx,
+                           "--threads",
+                           threads,
+                           "--parallel",
+                           parallel,
+                           "--queue-size",
+                           qsize,
+                           "--queue-timeout",
+                           qtimeout,
+                           "--log-level",
                            b->cfg.log_level ? b->cfg.log_level : "info"};
         for (size_t i = 0; i < MH_ARRAY_LEN(a); i++) argv[n++] = a[i];
     } else {
@@ -332,9 +354,11 @@ static int spawn_process(hub_backend *b, char *err, size_t errlen) {
     for (int i = 0; i < b->cfg.n_env; i++) env[k++] = b->cfg.env[i];
     env[k++] = b->cfg.backend == HUB_BACKEND_WORKER ? token_env : port_env;
     env[k] = NULL;
-    if (b->env->log_dir) snprintf(log_path, sizeof log_path, "%s/%s.log", b->env->log_dir, b->cfg.name);
-    hub_proc_opts o = {argv, env, b->env->log_dir ? log_path : NULL, b->env->log_max_bytes,
-                       on_proc_exit, on_line, b};
+    if (b->env->log_dir)
+        snprintf(log_path, sizeof log_path, "%s/%s.log", b->env->log_dir, b->cfg.name);
+    hub_proc_opts o = {
+        argv,    env, b->env->log_dir ? log_path : NULL, b->env->log_max_bytes, on_proc_exit,
+        on_line, b};
     int rc = hub_proc_spawn(b->env->base, &o, &b->proc, err, errlen);
     free(env);
     free(cmd);
@@ -404,7 +428,10 @@ static void on_control_done(http_client_req *cr, const http_client_result *res, 
     const char *m = json_string_value(json_object_get(json_object_get(body, "error"), "message"));
     snprintf(msg, sizeof msg, "%s: %s failed: %s", b->cfg.name,
              b->op == OP_LOAD ? "load" : "unload",
-             m ? m : detail ? detail : res->body ? res->body : "unknown error");
+             m           ? m
+             : detail    ? detail
+             : res->body ? res->body
+                         : "unknown error");
     json_decref(body);
     finish(b, -1, msg);
 }
@@ -413,7 +440,10 @@ static int control_request(hub_backend *b, enum op op, const char *path, lc_done
                            void *arg) {
     if (b->op != OP_NONE || !b->client) return -1;
     http_header h[] = {{"X-Control-Token", b->token}};
-    http_client_request_opts o = {.method = "POST", .path = path, .headers = h, .nheaders = 1,
+    http_client_request_opts o = {.method = "POST",
+                                  .path = path,
+                                  .headers = h,
+                                  .nheaders = 1,
                                   .timeout_ms = CONTROL_TIMEOUT_MS};
     http_client_callbacks cb = {.on_done = on_control_done};
     b->op = op;
@@ -465,8 +495,13 @@ static void proc_probe(void *impl, lc_probe *out) {
 }
 
 static const lc_backend_ops worker_ops = {
-    .kind = "worker", .owns_process = 1, .load_is_start = 0,
-    .start = worker_start, .stop = worker_stop, .load = worker_load, .unload = worker_unload,
+    .kind = "worker",
+    .owns_process = 1,
+    .load_is_start = 0,
+    .start = worker_start,
+    .stop = worker_stop,
+    .load = worker_load,
+    .unload = worker_unload,
     .probe = proc_probe,
 };
 
@@ -480,9 +515,14 @@ static int external_stop(void *impl, lc_done_fn done, void *arg) {
 }
 
 static const lc_backend_ops external_ops = {
-    .kind = "external", .owns_process = 1, .load_is_start = 1,
-    .start = external_start, .stop = external_stop, .load = external_start,
-    .unload = external_stop, .probe = proc_probe,
+    .kind = "external",
+    .owns_process = 1,
+    .load_is_start = 1,
+    .start = external_start,
+    .stop = external_stop,
+    .load = external_start,
+    .unload = external_stop,
+    .probe = proc_probe,
 };
 
 /* ==== Upstream ops ==== */
@@ -534,8 +574,12 @@ static void upstream_probe(void *impl, lc_probe *out) {
 }
 
 static const lc_backend_ops upstream_ops = {
-    .kind = "upstream", .owns_process = 0, .load_is_start = 0,
-    .load = upstream_load, .unload = upstream_unload, .probe = upstream_probe,
+    .kind = "upstream",
+    .owns_process = 0,
+    .load_is_start = 0,
+    .load = upstream_load,
+    .unload = upstream_unload,
+    .probe = upstream_probe,
 };
 
 /* http://host[:port][/prefix] */
@@ -600,9 +644,15 @@ void hub_backend_free(hub_backend *b) {
     free(b);
 }
 
-const lc_backend_ops *hub_backend_ops(const hub_backend *b) { return b->ops; }
-void hub_backend_set_model(hub_backend *b, lc_model *m) { b->lcm = m; }
-const hub_model_config *hub_backend_config(const hub_backend *b) { return &b->cfg; }
+const lc_backend_ops *hub_backend_ops(const hub_backend *b) {
+    return b->ops;
+}
+void hub_backend_set_model(hub_backend *b, lc_model *m) {
+    b->lcm = m;
+}
+const hub_model_config *hub_backend_config(const hub_backend *b) {
+    return &b->cfg;
+}
 
 void hub_backend_update_config(hub_backend *b, const hub_model_config *cfg) {
     hub_model_config copy;
@@ -611,6 +661,12 @@ void hub_backend_update_config(hub_backend *b, const hub_model_config *cfg) {
     b->cfg = copy;
 }
 
-http_client *hub_backend_client(hub_backend *b) { return b->client; }
-const char *hub_backend_path_prefix(const hub_backend *b) { return b->up_prefix ? b->up_prefix : ""; }
-int hub_backend_port(const hub_backend *b) { return b->port; }
+http_client *hub_backend_client(hub_backend *b) {
+    return b->client;
+}
+const char *hub_backend_path_prefix(const hub_backend *b) {
+    return b->up_prefix ? b->up_prefix : "";
+}
+int hub_backend_port(const hub_backend *b) {
+    return b->port;
+}

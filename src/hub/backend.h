@@ -25,11 +25,11 @@ typedef struct hub_backend hub_backend;
 /* What every backend shares with the hub. Owned by the hub; must outlive the backends. */
 typedef struct hub_backend_env {
     struct event_base *base;
-    const char *self_exe;    /* this binary, to run `serve` and `hub exec-guard` */
-    const char *log_dir;     /* worker logs go to log_dir/NAME.log; NULL = not written */
+    const char *self_exe; /* this binary, to run `serve` and `hub exec-guard` */
+    const char *log_dir;  /* worker logs go to log_dir/NAME.log; NULL = not written */
     long long log_max_bytes;
-    double start_timeout;    /* seconds until healthy */
-    double stop_grace;       /* seconds between SIGTERM and SIGKILL */
+    double start_timeout; /* seconds until healthy */
+    double stop_grace;    /* seconds between SIGTERM and SIGKILL */
     /* a free port for a worker that has none configured; 0 when none can be found */
     int (*alloc_port)(void *arg, const hub_backend *b);
     /* one new output line of a backend's process */

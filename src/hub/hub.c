@@ -85,13 +85,16 @@ static int mkdir_p(const char *path);
 
 /* ==== Models ==== */
 
-static hub_backend *backend_of(const lc_model *m) { return lc_model_impl(m); }
+static hub_backend *backend_of(const lc_model *m) {
+    return lc_model_impl(m);
+}
 
 static lc_model_config lc_config_of(const hub_model_config *mc) {
     return (lc_model_config){.name = mc->name,
                              .aliases = (const char *const *)mc->aliases,
                              .model_path = mc->model_path ? mc->model_path
-                                                          : mc->upstream ? mc->upstream : mc->cmd,
+                                           : mc->upstream ? mc->upstream
+                                                          : mc->cmd,
                              .group = mc->group,
                              .is_default = mc->is_default,
                              .idle_unload_s = mc->idle_unload_s};
@@ -132,7 +135,8 @@ static int alloc_port(void *arg, const hub_backend *self) {
         if (taken) continue;
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0) return 0;
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)port),
                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         int ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
         close(fd);
@@ -189,8 +193,10 @@ struct proxy {
 
 static void proxy_free(proxy *p) {
     hub *h = p->h;
-    if (p->prev) p->prev->next = p->next;
-    else h->proxies = p->next;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        h->proxies = p->next;
     if (p->next) p->next->prev = p->prev;
     for (int i = 0; i < p->n_hdrs; i++) {
         free(p->hdr_names[i]);
@@ -205,8 +211,10 @@ static void proxy_free(proxy *p) {
 /* The request is over: answer if nobody did, release the model, free. */
 static void proxy_finish(proxy *p) {
     if (p->req) {
-        if (http_stream_started(p->req)) http_stream_end(p->req);
-        else http_reply_errorf(p->req, 499, NULL, NULL, NULL, "client closed the request");
+        if (http_stream_started(p->req))
+            http_stream_end(p->req);
+        else
+            http_reply_errorf(p->req, 499, NULL, NULL, NULL, "client closed the request");
         p->req = NULL;
     }
     if (p->acquired) lc_release(p->m, p->tokens);
@@ -221,9 +229,9 @@ static void proxy_note(proxy *p) {
 }
 
 static int hop_by_hop(const char *name) {
-    static const char *const skip[] = {"connection", "keep-alive", "transfer-encoding",
-                                       "content-length", "te", "trailer", "upgrade",
-                                       "proxy-connection", "date", "server"};
+    static const char *const skip[] = {
+        "connection", "keep-alive", "transfer-encoding", "content-length", "te",
+        "trailer",    "upgrade",    "proxy-connection",  "date",           "server"};
     for (size_t i = 0; i < MH_ARRAY_LEN(skip); i++)
         if (strcasecmp(name, skip[i]) == 0) return 1;
     return 0;
@@ -247,7 +255,8 @@ static void count_event(const sse_event *ev, void *arg) {
     if (!j) return;
     json_t *usage = json_object_get(j, "usage");
     json_t *ct = json_object_get(usage, "completion_tokens");
-    if (json_is_integer(ct)) p->tokens = (uint64_t)json_integer_value(ct);
+    if (json_is_integer(ct))
+        p->tokens = (uint64_t)json_integer_value(ct);
     else if (json_array_size(json_object_get(j, "choices")) > 0 && !json_is_object(usage))
         p->tokens++;
     json_decref(j);
@@ -261,7 +270,8 @@ static void on_upstream_head(http_client_req *cr, int status, void *arg) {
     http_client_req_each_header(cr, keep_header, p);
     p->streaming = strncasecmp(p->content_type, "text/event-stream", 17) == 0;
     if (!p->streaming || !p->req || http_req_gone(p->req)) return;
-    for (int i = 0; i < p->n_hdrs; i++) http_req_set_header(p->req, p->hdr_names[i], p->hdr_values[i]);
+    for (int i = 0; i < p->n_hdrs; i++)
+        http_req_set_header(p->req, p->hdr_names[i], p->hdr_values[i]);
     http_stream_start(p->req, status, p->content_type);
     p->sse = sse_parser_new(0);
 }
@@ -327,7 +337,8 @@ static void on_upstream_done(http_client_req *cr, const http_client_result *res,
     json_t *ct = json_object_get(json_object_get(body, "usage"), "completion_tokens");
     if (json_is_integer(ct)) p->tokens = (uint64_t)json_integer_value(ct);
     json_decref(body);
-    for (int i = 0; i < p->n_hdrs; i++) http_req_set_header(p->req, p->hdr_names[i], p->hdr_values[i]);
+    for (int i = 0; i < p->n_hdrs; i++)
+        http_req_set_header(p->req, p->hdr_names[i], p->hdr_values[i]);
     proxy_note(p);
     http_reply(p->req, p->status, p->content_type, p->buffered.data, p->buffered.len);
     p->req = NULL;
@@ -343,9 +354,13 @@ static void proxy_forward(proxy *p) {
     const char *accept = http_req_header(p->req, "Accept");
     hdrs[nh++] = (http_header){"Content-Type", ct ? ct : "application/json"};
     if (accept) hdrs[nh++] = (http_header){"Accept", accept};
-    http_client_request_opts o = {.method = http_req_method(p->req), .path = p->path,
-                                  .headers = hdrs, .nheaders = nh, .body = p->body,
-                                  .body_len = p->body_len, .timeout_ms = PROXY_SILENCE_MS};
+    http_client_request_opts o = {.method = http_req_method(p->req),
+                                  .path = p->path,
+                                  .headers = hdrs,
+                                  .nheaders = nh,
+                                  .body = p->body,
+                                  .body_len = p->body_len,
+                                  .timeout_ms = PROXY_SILENCE_MS};
     http_client_callbacks cb = {on_upstream_head, on_upstream_chunk, on_upstream_done};
     if (!c || http_client_request(c, &o, &cb, p, &p->creq) < 0) {
         http_error e;
@@ -365,9 +380,9 @@ static void on_proxy_acquired(void *arg, int status, const char *message) {
         http_error e;
         int code = lc_status_http(status);
         http_error_set(&e, code, NULL, NULL,
-                       status == LC_ERR_TIMEOUT  ? "model_load_timeout"
-                       : status == LC_ERR_BUSY   ? "group_busy"
-                                                 : "model_unavailable",
+                       status == LC_ERR_TIMEOUT ? "model_load_timeout"
+                       : status == LC_ERR_BUSY  ? "group_busy"
+                                                : "model_unavailable",
                        "model '%s' is not available: %s", lc_model_name(p->m), message);
         if (code == 503) e.retry_after_s = status == LC_ERR_QUARANTINED ? 30 : 2;
         if (p->req) {
@@ -418,8 +433,8 @@ static void route_proxy(http_req *r, void *arg) {
     }
     lc_model *m = lc_find(h->reg, name, 0);
     if (!m) {
-        http_reply_errorf(r, 404, NULL, "model", "model_not_found",
-                          "the model '%s' does not exist", name);
+        http_reply_errorf(r, 404, NULL, "model", "model_not_found", "the model '%s' does not exist",
+                          name);
         json_decref(j);
         return;
     }
@@ -440,13 +455,15 @@ static void route_proxy(http_req *r, void *arg) {
     http_req_on_close(r, on_proxy_client_gone, p);
     const hub_model_config *mc = hub_backend_config(backend_of(m));
     int rc = lc_acquire(m, mc->queue_timeout, on_proxy_acquired, p, &p->waiter);
-    if (rc == LC_READY) on_proxy_acquired(p, 0, NULL);
+    if (rc == LC_READY)
+        on_proxy_acquired(p, 0, NULL);
     else if (rc < 0)
-        on_proxy_acquired(p, rc, rc == LC_ERR_SHUTDOWN ? "the hub is shutting down"
-                                 : rc == LC_ERR_QUARANTINED
-                                     ? "it crashed repeatedly and is quarantined until a manual "
-                                       "start"
-                                     : "refused");
+        on_proxy_acquired(p, rc,
+                          rc == LC_ERR_SHUTDOWN ? "the hub is shutting down"
+                          : rc == LC_ERR_QUARANTINED
+                              ? "it crashed repeatedly and is quarantined until a manual "
+                                "start"
+                              : "refused");
 }
 
 /* ==== OpenAI model list and health ==== */
@@ -457,10 +474,10 @@ static void route_models(http_req *r, void *arg) {
     json_t *data = json_array();
     for (int i = 0; i < lc_count(h->reg); i++) {
         lc_model *m = lc_at(h->reg, i);
-        json_array_append_new(data, json_pack("{s:s, s:s, s:i, s:s, s:o}", "id", lc_model_name(m),
-                                              "object", "model", "created",
-                                              (int)h->started_wall, "owned_by", "modelhub",
-                                              "metadata", lc_model_entry(m)));
+        json_array_append_new(data,
+                              json_pack("{s:s, s:s, s:i, s:s, s:o}", "id", lc_model_name(m),
+                                        "object", "model", "created", (int)h->started_wall,
+                                        "owned_by", "modelhub", "metadata", lc_model_entry(m)));
     }
     http_reply_json_take(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
@@ -468,9 +485,9 @@ static void route_models(http_req *r, void *arg) {
 static void route_health(http_req *r, void *arg) {
     hub *h = arg;
     json_t *s = lc_snapshot(h->reg);
-    json_t *body = json_pack("{s:s, s:O, s:O}", "status", h->stopping ? "shutting_down" : "ok",
-                             "counts", json_object_get(s, "counts"), "uptime_s",
-                             json_object_get(s, "uptime_s"));
+    json_t *body =
+        json_pack("{s:s, s:O, s:O}", "status", h->stopping ? "shutting_down" : "ok", "counts",
+                  json_object_get(s, "counts"), "uptime_s", json_object_get(s, "uptime_s"));
     json_decref(s);
     http_reply_json_take(r, 200, body);
 }
@@ -503,8 +520,8 @@ static void control_answer(hub *h, http_req *r, lc_model *m, const char *action,
     (void)h;
     if (status < 0) {
         http_error e;
-        http_error_set(&e, lc_status_http(status), NULL, NULL, NULL, "%s %s: %s",
-                       action, lc_model_name(m), message ? message : "failed");
+        http_error_set(&e, lc_status_http(status), NULL, NULL, NULL, "%s %s: %s", action,
+                       lc_model_name(m), message ? message : "failed");
         http_reply_error(r, &e);
         return;
     }
@@ -551,8 +568,9 @@ static void route_model_action(http_req *r, void *arg) {
                               status_text(status));
             return;
         }
-        http_reply_json_take(r, 200, json_pack("{s:s, s:s, s:b, s:o}", "action", "load", "model",
-                                               name, "dry_run", 1, "would_evict", evict));
+        http_reply_json_take(r, 200,
+                             json_pack("{s:s, s:s, s:b, s:o}", "action", "load", "model", name,
+                                       "dry_run", 1, "would_evict", evict));
         return;
     }
     control_call *cc = mh_xcalloc(1, sizeof *cc);
@@ -561,10 +579,14 @@ static void route_model_action(http_req *r, void *arg) {
     cc->m = m;
     snprintf(cc->action, sizeof cc->action, "%s", action);
     int rc;
-    if (strcmp(action, "start") == 0) rc = lc_start(m, on_control_done, cc);
-    else if (strcmp(action, "stop") == 0) rc = lc_stop(m, LC_REASON_MANUAL, on_control_done, cc);
-    else if (strcmp(action, "load") == 0) rc = lc_load(m, on_control_done, cc);
-    else if (strcmp(action, "unload") == 0) rc = lc_unload(m, LC_REASON_MANUAL, on_control_done, cc);
+    if (strcmp(action, "start") == 0)
+        rc = lc_start(m, on_control_done, cc);
+    else if (strcmp(action, "stop") == 0)
+        rc = lc_stop(m, LC_REASON_MANUAL, on_control_done, cc);
+    else if (strcmp(action, "load") == 0)
+        rc = lc_load(m, on_control_done, cc);
+    else if (strcmp(action, "unload") == 0)
+        rc = lc_unload(m, LC_REASON_MANUAL, on_control_done, cc);
     else {
         free(cc);
         http_reply_errorf(r, 404, NULL, NULL, NULL,
@@ -582,8 +604,10 @@ static void watcher_gone(http_req *r, void *arg) {
     (void)r;
     watcher *w = arg;
     hub *h = w->h;
-    if (w->prev) w->prev->next = w->next;
-    else h->watchers = w->next;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        h->watchers = w->next;
     if (w->next) w->next->prev = w->prev;
     http_stream_end(w->req);
     free(w);
@@ -665,8 +689,8 @@ static void route_logs(http_req *r, void *arg) {
     const char *follow = http_req_query(r, "follow");
     json_t *lines = hub_backend_tail(backend_of(m), (int)tail);
     if (!follow || strcmp(follow, "0") == 0 || strcmp(follow, "false") == 0) {
-        http_reply_json_take(r, 200, json_pack("{s:s, s:o}", "model", lc_model_name(m), "lines",
-                                               lines));
+        http_reply_json_take(r, 200,
+                             json_pack("{s:s, s:o}", "model", lc_model_name(m), "lines", lines));
         return;
     }
     if (http_stream_start_sse(r) < 0) {
@@ -735,8 +759,10 @@ static void restart_step(hub *h, pending_restart *pr) {
     lc_model_update(m, &lcfg);
     hub_backend_free(old);
     log_info("%s: restarted with its new configuration", lc_model_name(m));
-    if (pr->was_loaded) lc_load(m, NULL, NULL);
-    else if (pr->was_running) lc_start(m, NULL, NULL);
+    if (pr->was_loaded)
+        lc_load(m, NULL, NULL);
+    else if (pr->was_running)
+        lc_start(m, NULL, NULL);
     /* unlink and free */
     for (pending_restart **pp = &h->restarts; *pp; pp = &(*pp)->next)
         if (*pp == pr) {
@@ -755,8 +781,10 @@ static void remove_now(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     removal *rm = arg;
     hub_backend *b = backend_of(rm->m);
-    if (lc_model_remove(rm->m) == 0) hub_backend_free(b);
-    else log_warn("%s: still busy, not removed", lc_model_name(rm->m));
+    if (lc_model_remove(rm->m) == 0)
+        hub_backend_free(b);
+    else
+        log_warn("%s: still busy, not removed", lc_model_name(rm->m));
     free(rm);
 }
 
@@ -867,8 +895,8 @@ static void route_reload(http_req *r, void *arg) {
     log_info("reloaded %s", h->config_path);
     http_reply_json_take(r, 200,
                          json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "started", started, "stopped",
-                                   stopped, "restarted", restarted, "updated", updated,
-                                   "unchanged", unchanged, "added", added));
+                                   stopped, "restarted", restarted, "updated", updated, "unchanged",
+                                   unchanged, "added", added));
 }
 
 /* ==== Shutdown ==== */
@@ -934,13 +962,14 @@ static void route_metrics(http_req *r, void *arg) {
     for (size_t i = 0; i < http_server_stats_count(h->http); i++) {
         http_route_stats st;
         http_server_stats_get(h->http, i, &st);
-        mh_buf_printf(&b,
-                      "modelhub_http_requests_total{method=\"%s\",route=\"%s\",class=\"2xx\"} %llu\n"
-                      "modelhub_http_requests_total{method=\"%s\",route=\"%s\",class=\"4xx\"} %llu\n"
-                      "modelhub_http_requests_total{method=\"%s\",route=\"%s\",class=\"5xx\"} %llu\n",
-                      st.method, st.pattern, (unsigned long long)st.status_2xx, st.method,
-                      st.pattern, (unsigned long long)st.status_4xx, st.method, st.pattern,
-                      (unsigned long long)st.status_5xx);
+        mh_buf_printf(
+            &b,
+            "modelhub_http_requests_total{method=\"%s\",route=\"%s\",class=\"2xx\"} %llu\n"
+            "modelhub_http_requests_total{method=\"%s\",route=\"%s\",class=\"4xx\"} %llu\n"
+            "modelhub_http_requests_total{method=\"%s\",route=\"%s\",class=\"5xx\"} %llu\n",
+            st.method, st.pattern, (unsigned long long)st.status_2xx, st.method, st.pattern,
+            (unsigned long long)st.status_4xx, st.method, st.pattern,
+            (unsigned long long)st.status_5xx);
     }
     http_reply(r, 200, "text/plain; version=0.0.4", b.data, b.len);
     mh_buf_free(&b);
@@ -1062,11 +1091,10 @@ static void write_runtime_file(hub *h) {
         log_warn("cannot create state dir %s: %s", h->cfg->state_dir, strerror(errno));
         return;
     }
-    snprintf(h->runtime_path, sizeof h->runtime_path, "%s/%s", h->cfg->state_dir,
-             HUB_RUNTIME_FILE);
+    snprintf(h->runtime_path, sizeof h->runtime_path, "%s/%s", h->cfg->state_dir, HUB_RUNTIME_FILE);
     json_t *j = json_pack("{s:i, s:s, s:i, s:s, s:f}", "pid", (int)getpid(), "host", h->cfg->host,
-                          "port", http_server_port(h->http), "config", h->config_path,
-                          "started_at", h->started_wall);
+                          "port", http_server_port(h->http), "config", h->config_path, "started_at",
+                          h->started_wall);
     char tmp[PATH_MAX + 8];
     snprintf(tmp, sizeof tmp, "%s.tmp", h->runtime_path);
     if (json_dump_file(j, tmp, JSON_COMPACT) == 0) rename(tmp, h->runtime_path);
@@ -1091,8 +1119,10 @@ int hub_run(const char *config_path, int ready_fd) {
     if (level >= 0) log_level_current = level;
     log_set_tag("hub");
     ssize_t n = readlink("/proc/self/exe", h->self_exe, sizeof h->self_exe - 1);
-    if (n <= 0) snprintf(h->self_exe, sizeof h->self_exe, "modelhub");
-    else h->self_exe[n] = 0;
+    if (n <= 0)
+        snprintf(h->self_exe, sizeof h->self_exe, "modelhub");
+    else
+        h->self_exe[n] = 0;
     if (mkdir_p(cfg->log_path) < 0)
         log_warn("cannot create log folder %s: %s", cfg->log_path, strerror(errno));
     snprintf(h->log_dir, sizeof h->log_dir, "%s", cfg->log_path);
@@ -1103,8 +1133,11 @@ int hub_run(const char *config_path, int ready_fd) {
         fprintf(stderr, "modelhub hub: %s\n", err);
         goto done;
     }
-    http_server_config hc = {.host = cfg->host, .port = cfg->port, .routes = routes,
-                             .nroutes = MH_ARRAY_LEN(routes), .arg = h};
+    http_server_config hc = {.host = cfg->host,
+                             .port = cfg->port,
+                             .routes = routes,
+                             .nroutes = MH_ARRAY_LEN(routes),
+                             .arg = h};
     h->http = http_server_new(h->base, &hc, err, sizeof err);
     if (!h->http) {
         fprintf(stderr, "modelhub hub: cannot listen on %s:%d: %s\n", cfg->host, cfg->port, err);

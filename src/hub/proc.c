@@ -37,7 +37,9 @@ struct hub_proc {
     int running;
 };
 
-static int pidfd_open_(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+static int pidfd_open_(pid_t pid) {
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
 
 /* ==== Output ==== */
 
@@ -118,8 +120,7 @@ static void drain_output(hub_proc *p) {
 static int reap(hub_proc *p, int options) {
     siginfo_t info;
     memset(&info, 0, sizeof info);
-    if (waitid(P_PIDFD, (id_t)p->pidfd, &info, WEXITED | options) < 0 || info.si_pid == 0)
-        return 0;
+    if (waitid(P_PIDFD, (id_t)p->pidfd, &info, WEXITED | options) < 0 || info.si_pid == 0) return 0;
     p->running = 0;
     return info.si_code == CLD_EXITED ? info.si_status : -info.si_status;
 }
@@ -208,8 +209,8 @@ int hub_proc_spawn(struct event_base *base, const hub_proc_opts *o, hub_proc **o
     posix_spawnattr_setsigmask(&attr, &empty);
     posix_spawnattr_setsigdefault(&attr, &defaults);
     posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr,
-                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                                        POSIX_SPAWN_SETPGROUP);
     char **env = build_env(o->env);
     pid_t pid;
     int rc = posix_spawnp(&pid, o->argv[0], &fa, &attr, (char *const *)o->argv, env);
@@ -252,8 +253,12 @@ int hub_proc_spawn(struct event_base *base, const hub_proc_opts *o, hub_proc **o
     return 0;
 }
 
-pid_t hub_proc_pid(const hub_proc *p) { return p->pid; }
-int hub_proc_running(const hub_proc *p) { return p->running; }
+pid_t hub_proc_pid(const hub_proc *p) {
+    return p->pid;
+}
+int hub_proc_running(const hub_proc *p) {
+    return p->running;
+}
 
 void hub_proc_stop(hub_proc *p, double grace_s) {
     if (!p->running) return;

@@ -53,7 +53,7 @@ struct lc_model {
     lc_mem_state mem;
     int exit_code, has_exit_code;
     char *error;
-    double started_at, loaded_at;                 /* wall, 0 = none */
+    double started_at, loaded_at;                  /* wall, 0 = none */
     double last_activity_wall, last_activity_mono; /* end of the last response (or load) */
     int in_flight;
     int restarts;
@@ -70,7 +70,7 @@ struct lc_model {
     lc_reason stop_reason;
     int unload_requested;
     lc_reason unload_reason;
-    int awaiting_slot; /* evicted a group member and waits for its slot */
+    int awaiting_slot;            /* evicted a group member and waits for its slot */
     lc_reason pending_mem_reason; /* reason of the unload in progress */
 
     unsigned op_gen;
@@ -149,8 +149,9 @@ static const char *status_message(int status) {
     case LC_ERR_TIMEOUT: return "timed out waiting for the model to become ready";
     case LC_ERR_BUSY: return "the model's group is full and every loaded member is busy";
     case LC_ERR_FAILED: return "the model failed to start or load";
-    case LC_ERR_QUARANTINED: return "the model crashed repeatedly and is quarantined until a "
-                                    "manual start";
+    case LC_ERR_QUARANTINED:
+        return "the model crashed repeatedly and is quarantined until a "
+               "manual start";
     case LC_ERR_CONFLICT: return "the model has requests in flight";
     case LC_ERR_SHUTDOWN: return "shutting down";
     case LC_ERR_REMOVED: return "the model was removed from the configuration";
@@ -161,10 +162,18 @@ static const char *status_message(int status) {
 
 /* ==== Clock ==== */
 
-static double real_mono(void *arg) { return (void)arg, mh_now_mono(); }
-static double real_wall(void *arg) { return (void)arg, mh_now_wall(); }
-static double now_mono(const lc_registry *r) { return r->clock.mono(r->clock.arg); }
-static double now_wall(const lc_registry *r) { return r->clock.wall(r->clock.arg); }
+static double real_mono(void *arg) {
+    return (void)arg, mh_now_mono();
+}
+static double real_wall(void *arg) {
+    return (void)arg, mh_now_wall();
+}
+static double now_mono(const lc_registry *r) {
+    return r->clock.mono(r->clock.arg);
+}
+static double now_wall(const lc_registry *r) {
+    return r->clock.wall(r->clock.arg);
+}
 
 /* ==== Events and state changes ==== */
 
@@ -221,18 +230,24 @@ static lc_waiter *waiter_add(lc_model *m, enum waiter_kind kind, double timeout_
     w->cb = cb;
     w->arg = arg;
     w->prev = m->waiters_tail;
-    if (m->waiters_tail) m->waiters_tail->next = w;
-    else m->waiters = w;
+    if (m->waiters_tail)
+        m->waiters_tail->next = w;
+    else
+        m->waiters = w;
     m->waiters_tail = w;
     return w;
 }
 
 static void waiter_unlink(lc_waiter *w) {
     lc_model *m = w->m;
-    if (w->prev) w->prev->next = w->next;
-    else m->waiters = w->next;
-    if (w->next) w->next->prev = w->prev;
-    else m->waiters_tail = w->prev;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        m->waiters = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        m->waiters_tail = w->prev;
 }
 
 static void waiter_finish(lc_waiter *w, int status, const char *msg) {
@@ -270,7 +285,7 @@ static int has_waiters(const lc_model *m, unsigned kinds) {
     return 0;
 }
 
-#define K(kind) (1u << (kind))
+#define K(kind)       (1u << (kind))
 #define WANTS_RUNNING (K(WAIT_ACQUIRE) | K(WAIT_START) | K(WAIT_LOAD))
 #define WANTS_LOADED  (K(WAIT_ACQUIRE) | K(WAIT_LOAD))
 
@@ -542,7 +557,7 @@ static void drive(lc_model *m) {
                 continue;
             }
             if (now_mono(r) < m->restart_not_before && !has_waiters(m, K(WAIT_START)))
-                break; /* backing off after a crash: lc_cron drives again */
+                break;                   /* backing off after a crash: lc_cron drives again */
             if (m->ops->load_is_start) { /* starting is loading: group rules apply */
                 if (!claim_slot(m)) break;
                 start_load(m);
@@ -582,8 +597,10 @@ static void drive_group(lc_registry *r, const char *group_name) {
 
 lc_registry *lc_registry_new(const lc_clock *clock) {
     lc_registry *r = mh_xcalloc(1, sizeof *r);
-    if (clock) r->clock = *clock;
-    else r->clock = (lc_clock){real_mono, real_wall, NULL};
+    if (clock)
+        r->clock = *clock;
+    else
+        r->clock = (lc_clock){real_mono, real_wall, NULL};
     r->host = mh_xstrdup("127.0.0.1");
     r->started_wall = now_wall(r);
     r->max_crashes = 3;
@@ -649,7 +666,9 @@ void lc_group_remove(lc_registry *r, const char *name) {
     *g = r->groups[--r->n_groups];
 }
 
-static char *dup_or_null(const char *s) { return s && *s ? mh_xstrdup(s) : NULL; }
+static char *dup_or_null(const char *s) {
+    return s && *s ? mh_xstrdup(s) : NULL;
+}
 
 static void apply_config(lc_model *m, const lc_model_config *cfg) {
     for (char **a = m->aliases; a && *a; a++) free(*a);
@@ -751,8 +770,12 @@ lc_model *lc_find(const lc_registry *r, const char *name, int by_file) {
     return NULL;
 }
 
-int lc_count(const lc_registry *r) { return r->n_models; }
-lc_model *lc_at(const lc_registry *r, int i) { return i >= 0 && i < r->n_models ? r->models[i] : NULL; }
+int lc_count(const lc_registry *r) {
+    return r->n_models;
+}
+lc_model *lc_at(const lc_registry *r, int i) {
+    return i >= 0 && i < r->n_models ? r->models[i] : NULL;
+}
 
 int lc_subscribe(lc_registry *r, lc_event_fn fn, void *arg) {
     if (r->n_observers == MAX_OBSERVERS) return -1;
@@ -853,8 +876,7 @@ int lc_start(lc_model *m, lc_done_fn cb, void *arg) {
 int lc_stop(lc_model *m, lc_reason reason, lc_done_fn cb, void *arg) {
     if (!m->ops->owns_process) return LC_ERR_UNSUPPORTED;
     int active = m->proc == LC_PROC_RUNNING || m->proc == LC_PROC_STARTING ||
-                 m->proc == LC_PROC_STOPPING || m->mem == LC_MEM_LOADED ||
-                 m->mem == LC_MEM_LOADING;
+                 m->proc == LC_PROC_STOPPING || m->mem == LC_MEM_LOADED || m->mem == LC_MEM_LOADING;
     if (!active && !m->op) {
         if (m->proc == LC_PROC_FAILED) {
             set_proc(m, LC_PROC_STOPPED);
@@ -900,8 +922,7 @@ json_t *lc_load_dry_run(lc_model *m, int *status) {
         /* a member already on its way out frees a slot too */
         for (int i = 0; i < m->r->n_models; i++) {
             lc_model *o = m->r->models[i];
-            if (o != m && o->group && strcmp(o->group, g->name) == 0 &&
-                o->mem == LC_MEM_UNLOADING)
+            if (o != m && o->group && strcmp(o->group, g->name) == 0 && o->mem == LC_MEM_UNLOADING)
                 return evict;
         }
         json_decref(evict);
@@ -918,8 +939,8 @@ int lc_unload(lc_model *m, lc_reason reason, lc_done_fn cb, void *arg) {
         return LC_READY;
     }
     if (m->in_flight > 0) return LC_ERR_CONFLICT;
-    if (m->mem == LC_MEM_LOADING) finish_waiters(m, WANTS_LOADED, LC_ERR_FAILED,
-                                                 "the model was unloaded while loading");
+    if (m->mem == LC_MEM_LOADING)
+        finish_waiters(m, WANTS_LOADED, LC_ERR_FAILED, "the model was unloaded while loading");
     m->unload_requested = 1;
     m->unload_reason = reason;
     waiter_add(m, WAIT_UNLOAD, 0, cb, arg);
@@ -964,11 +985,13 @@ void lc_notify_exit(lc_model *m, int exit_code) {
     if (!counted_start_failure) {
         m->exit_code = exit_code;
         m->has_exit_code = 1;
-        m->op_gen++; /* completions of operations in progress are now stale */
+        m->op_gen++;             /* completions of operations in progress are now stale */
         if (m->op) m->op = NULL; /* its context is freed when its completion arrives */
         char msg[96];
-        if (exit_code < 0) snprintf(msg, sizeof msg, "the process was killed by signal %d", -exit_code);
-        else snprintf(msg, sizeof msg, "the process exited with status %d", exit_code);
+        if (exit_code < 0)
+            snprintf(msg, sizeof msg, "the process was killed by signal %d", -exit_code);
+        else
+            snprintf(msg, sizeof msg, "the process exited with status %d", exit_code);
         set_error(m, msg);
         if (m->mem != LC_MEM_UNLOADED) set_mem(m, LC_MEM_UNLOADED, LC_REASON_CRASH);
         set_proc(m, LC_PROC_FAILED);
@@ -1017,12 +1040,24 @@ void lc_notify_unloaded(lc_model *m, lc_reason reason) {
 
 /* ==== Reading ==== */
 
-const char *lc_model_name(const lc_model *m) { return m->name; }
-lc_proc_state lc_model_proc(const lc_model *m) { return m->proc; }
-lc_mem_state lc_model_mem(const lc_model *m) { return m->mem; }
-int lc_model_in_flight(const lc_model *m) { return m->in_flight; }
-void *lc_model_impl(const lc_model *m) { return m->impl; }
-const lc_backend_ops *lc_model_ops(const lc_model *m) { return m->ops; }
+const char *lc_model_name(const lc_model *m) {
+    return m->name;
+}
+lc_proc_state lc_model_proc(const lc_model *m) {
+    return m->proc;
+}
+lc_mem_state lc_model_mem(const lc_model *m) {
+    return m->mem;
+}
+int lc_model_in_flight(const lc_model *m) {
+    return m->in_flight;
+}
+void *lc_model_impl(const lc_model *m) {
+    return m->impl;
+}
+const lc_backend_ops *lc_model_ops(const lc_model *m) {
+    return m->ops;
+}
 
 double lc_model_unload_at(const lc_model *m) {
     if (m->mem != LC_MEM_LOADED || m->in_flight > 0 || m->idle_unload_s <= 0) return 0;
@@ -1033,7 +1068,9 @@ static json_t *time_or_null(double t) {
     return t > 0 ? json_real(round(t * 1000.0) / 1000.0) : json_null();
 }
 
-static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
+static json_t *str_or_null(const char *s) {
+    return s ? json_string(s) : json_null();
+}
 
 static int count_waiters(const lc_model *m, unsigned kinds) {
     int n = 0;
@@ -1057,7 +1094,8 @@ json_t *lc_model_entry(const lc_model *m) {
     json_object_set_new(e, "pid", probe.pid > 0 ? json_integer(probe.pid) : json_null());
     json_object_set_new(e, "port", probe.port > 0 ? json_integer(probe.port) : json_null());
     json_object_set_new(e, "started_at", time_or_null(m->started_at));
-    json_object_set_new(e, "exit_code", m->has_exit_code ? json_integer(m->exit_code) : json_null());
+    json_object_set_new(e, "exit_code",
+                        m->has_exit_code ? json_integer(m->exit_code) : json_null());
     json_object_set_new(e, "restarts", json_integer(m->restarts));
     json_object_set_new(e, "quarantined", json_boolean(m->quarantined));
     json_object_set_new(e, "memory_state", json_string(lc_mem_state_name(m->mem)));

@@ -97,12 +97,12 @@ typedef struct lc_backend_ops {
 
 /* Per-model settings the lifecycle needs (the rest of a model's config stays with its owner). */
 typedef struct lc_model_config {
-    const char *name;        /* copied */
+    const char *name;           /* copied */
     const char *const *aliases; /* NULL-terminated, copied; may be NULL */
-    const char *model_path;  /* copied; shown in the snapshot */
-    const char *group;       /* copied; NULL or "" = none */
-    int is_default;          /* started with the owner */
-    double idle_unload_s;    /* 0 = never */
+    const char *model_path;     /* copied; shown in the snapshot */
+    const char *group;          /* copied; NULL or "" = none */
+    int is_default;             /* started with the owner */
+    double idle_unload_s;       /* 0 = never */
 } lc_model_config;
 
 typedef struct lc_registry lc_registry;

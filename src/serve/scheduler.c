@@ -78,12 +78,14 @@ void sched_job_release(sched_job *job) {
     if (job) job_unref(job);
 }
 
-void sched_cancel(sched_job *job) { __atomic_store_n(&job->cancel, 1, __ATOMIC_RELEASE); }
+void sched_cancel(sched_job *job) {
+    __atomic_store_n(&job->cancel, 1, __ATOMIC_RELEASE);
+}
 
 /* DONE for a job that never reached a slot. */
 static void emit_done_unstarted(sched_job *j, int finish, const char *error) {
-    sched_event ev = {.type = SCHED_EV_DONE, .finish = finish, .n_prompt = j->n_prompt,
-                      .error = error};
+    sched_event ev = {
+        .type = SCHED_EV_DONE, .finish = finish, .n_prompt = j->n_prompt, .error = error};
     j->on_event(j->arg, &ev);
 }
 
@@ -149,8 +151,12 @@ static void slot_finish(sched *s, slot *sl, int finish, const char *error) {
             flush_pending(sl, 1);
         }
     }
-    sched_event ev = {.type = SCHED_EV_DONE, .finish = finish, .n_prompt = j->n_prompt,
-                      .n_cached = sl->n_cached, .n_gen = sl->n_gen, .error = error};
+    sched_event ev = {.type = SCHED_EV_DONE,
+                      .finish = finish,
+                      .n_prompt = j->n_prompt,
+                      .n_cached = sl->n_cached,
+                      .n_gen = sl->n_gen,
+                      .error = error};
     double now = mh_now_mono();
     ev.t_prompt_s = (sl->t_prompt_end > 0 ? sl->t_prompt_end : now) - sl->t_start;
     ev.t_gen_s = sl->t_prompt_end > 0 ? now - sl->t_prompt_end : 0;
@@ -282,7 +288,8 @@ static slot *best_free_slot(sched *s, const sched_job *j) {
     for (int i = 0; i < s->n_slots; i++) {
         slot *sl = &s->slots[i];
         if (sl->job) continue;
-        int len = j->embedding ? 0 : common_prefix(sl->tokens, sl->n_tokens, j->prompt, j->n_prompt);
+        int len =
+            j->embedding ? 0 : common_prefix(sl->tokens, sl->n_tokens, j->prompt, j->n_prompt);
         if (len > best_len) {
             best = sl;
             best_len = len;
@@ -298,9 +305,9 @@ static void *engine_main(void *arg) {
         /* expire jobs that waited too long; hand the rest to free slots in FIFO order */
         double now = mh_now_mono();
         sched_job *expired = NULL;
-        while (s->queue_head && (s->stopping || (s->cfg.queue_timeout > 0 &&
-                                                 now - s->queue_head->submitted >=
-                                                     s->cfg.queue_timeout))) {
+        while (s->queue_head &&
+               (s->stopping || (s->cfg.queue_timeout > 0 &&
+                                now - s->queue_head->submitted >= s->cfg.queue_timeout))) {
             sched_job *j = s->queue_head;
             s->queue_head = j->next;
             s->n_queued--;
@@ -447,8 +454,10 @@ int sched_submit(sched *s, const sched_job_params *p, sched_job **out) {
         job_unref(j);
         return SCHED_ERR_QUEUE_FULL;
     }
-    if (s->queue_tail) s->queue_tail->next = j;
-    else s->queue_head = j;
+    if (s->queue_tail)
+        s->queue_tail->next = j;
+    else
+        s->queue_head = j;
     s->queue_tail = j;
     s->n_queued++;
     pthread_cond_signal(&s->wake);
@@ -457,7 +466,13 @@ int sched_submit(sched *s, const sched_job_params *p, sched_job **out) {
     return 0;
 }
 
-int sched_queued(const sched *s) { return atomic_load(&s->n_queued); }
+int sched_queued(const sched *s) {
+    return atomic_load(&s->n_queued);
+}
 
-int sched_active(const sched *s) { return atomic_load(&s->n_active); }
-uint64_t sched_bytes(const sched *s) { return s->bytes; }
+int sched_active(const sched *s) {
+    return atomic_load(&s->n_active);
+}
+uint64_t sched_bytes(const sched *s) {
+    return s->bytes;
+}

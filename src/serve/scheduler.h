@@ -35,12 +35,12 @@ typedef struct sched_event {
     enum sched_event_type type;
     const char *text; /* TEXT: not NUL-terminated */
     size_t len;
-    int finish;        /* DONE: enum sched_finish */
-    int n_prompt;      /* DONE: prompt tokens */
-    int n_cached;      /* DONE: prompt tokens reused from the slot's cache */
-    int n_gen;         /* DONE: generated tokens */
-    double t_prompt_s; /* DONE: prefill time */
-    double t_gen_s;    /* DONE: generation time */
+    int finish;             /* DONE: enum sched_finish */
+    int n_prompt;           /* DONE: prompt tokens */
+    int n_cached;           /* DONE: prompt tokens reused from the slot's cache */
+    int n_gen;              /* DONE: generated tokens */
+    double t_prompt_s;      /* DONE: prefill time */
+    double t_gen_s;         /* DONE: generation time */
     const float *embedding; /* DONE of an embedding job: n_embd floats */
     int n_embd;
     const char *error; /* DONE with SCHED_FINISH_ERROR */
@@ -52,11 +52,11 @@ typedef struct sched_job_params {
     const int32_t *prompt; /* copied */
     int n_prompt;
     sampler_params sampling;
-    int max_tokens;             /* <= 0: until the context is full */
-    const char *const *stop;    /* stop strings, copied; matched across tokens, never emitted */
+    int max_tokens;          /* <= 0: until the context is full */
+    const char *const *stop; /* stop strings, copied; matched across tokens, never emitted */
     int n_stop;
-    int embedding;              /* compute an embedding instead of generating */
-    sched_event_fn on_event;    /* engine thread */
+    int embedding;           /* compute an embedding instead of generating */
+    sched_event_fn on_event; /* engine thread */
     void *arg;
 } sched_job_params;
 

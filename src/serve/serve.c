@@ -34,10 +34,10 @@
 #include "util/common.h"
 #include "util/log.h"
 
-#define CRON_INTERVAL_US   100000 /* 10 Hz */
-#define KEEPALIVE_S        10.0
-#define MAX_STOP_STRINGS   16
-#define MAX_EMBED_INPUTS   2048
+#define CRON_INTERVAL_US 100000 /* 10 Hz */
+#define KEEPALIVE_S      10.0
+#define MAX_STOP_STRINGS 16
+#define MAX_EMBED_INPUTS 2048
 
 typedef struct serve serve;
 typedef struct call call;
@@ -49,12 +49,12 @@ enum msg_kind { MSG_LOAD_DONE, MSG_UNLOAD_DONE, MSG_EVENT };
 typedef struct msg {
     http_async_item link;
     enum msg_kind kind;
-    call *c;              /* MSG_EVENT */
-    sched_event ev;       /* MSG_EVENT: text/embedding/error point into the tail below */
-    int status;           /* MSG_LOAD_DONE / MSG_UNLOAD_DONE */
+    call *c;        /* MSG_EVENT */
+    sched_event ev; /* MSG_EVENT: text/embedding/error point into the tail below */
+    int status;     /* MSG_LOAD_DONE / MSG_UNLOAD_DONE */
     char error[1024];
     size_t extra_len;
-    char extra[];         /* text or embedding bytes */
+    char extra[]; /* text or embedding bytes */
 } msg;
 
 struct serve {
@@ -101,7 +101,7 @@ struct call {
     int max_tokens;
     char *stop[MAX_STOP_STRINGS];
     int n_stop;
-    char *prompt_text; /* formatted prompt (chat) or the prompt (completion) */
+    char *prompt_text;    /* formatted prompt (chat) or the prompt (completion) */
     const json_t *inputs; /* embeddings: array of strings, borrowed from body */
     int base64;
 
@@ -121,7 +121,9 @@ static serve *the_serve; /* for signal handlers registered through libevent only
 
 /* ==== Local backend ==== */
 
-static void post(serve *s, msg *mm) { http_async_push(s->async, &mm->link); }
+static void post(serve *s, msg *mm) {
+    http_async_push(s->async, &mm->link);
+}
 
 static void *loader_main(void *arg) {
     serve *s = arg;
@@ -255,8 +257,10 @@ static void on_unload_done(serve *s) {
 
 static void call_free(call *c) {
     serve *s = c->s;
-    if (c->prev) c->prev->next = c->next;
-    else s->calls = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->calls = c->next;
     if (c->next) c->next->prev = c->prev;
     for (int i = 0; i < c->n_stop; i++) free(c->stop[i]);
     free(c->prompt_text);
@@ -296,8 +300,10 @@ static void call_finish(call *c) {
     if (c->acquired) lc_release(c->s->lcm, (uint64_t)c->n_gen);
     c->acquired = 0;
     if (c->req) { /* the client went away: terminal call only frees */
-        if (c->started) http_stream_end(c->req);
-        else http_reply_errorf(c->req, 499, NULL, NULL, NULL, "client closed the request");
+        if (c->started)
+            http_stream_end(c->req);
+        else
+            http_reply_errorf(c->req, 499, NULL, NULL, NULL, "client closed the request");
         c->req = NULL;
     }
     call_free(c);
@@ -347,8 +353,8 @@ static json_t *chunk_json(const call *c, const char *text, size_t len, int with_
                            "finish_reason", finish ? json_string(finish) : json_null());
     }
     return json_pack("{s:s, s:s, s:i, s:s, s:[o]}", "id", c->id, "object",
-                     c->kind == CALL_CHAT ? "chat.completion.chunk" : "text_completion",
-                     "created", (int)c->created, "model", c->s->name, "choices", choice);
+                     c->kind == CALL_CHAT ? "chat.completion.chunk" : "text_completion", "created",
+                     (int)c->created, "model", c->s->name, "choices", choice);
 }
 
 static void stream_chunk(call *c, json_t *chunk) {
@@ -381,11 +387,10 @@ static void call_complete(call *c, int finish) {
         if (!c->started) call_started(c);
         stream_chunk(c, chunk_json(c, NULL, 0, 0, finish_name(finish)));
         if (c->include_usage) {
-            json_t *u = json_pack("{s:s, s:s, s:i, s:s, s:[], s:o}", "id", c->id, "object",
-                                  c->kind == CALL_CHAT ? "chat.completion.chunk"
-                                                       : "text_completion",
-                                  "created", (int)c->created, "model", c->s->name, "choices",
-                                  "usage", usage_json(c));
+            json_t *u = json_pack(
+                "{s:s, s:s, s:i, s:s, s:[], s:o}", "id", c->id, "object",
+                c->kind == CALL_CHAT ? "chat.completion.chunk" : "text_completion", "created",
+                (int)c->created, "model", c->s->name, "choices", "usage", usage_json(c));
             stream_chunk(c, u);
         }
         http_stream_event(c->req, "[DONE]");
@@ -396,16 +401,16 @@ static void call_complete(call *c, int finish) {
     json_t *content = json_stringn(c->text.data ? c->text.data : "", c->text.len);
     json_t *choice;
     if (c->kind == CALL_CHAT)
-        choice = json_pack("{s:i, s:{s:s, s:o}, s:n, s:s}", "index", 0, "message", "role",
-                           "assistant", "content", content, "logprobs", "finish_reason",
-                           finish_name(finish));
+        choice =
+            json_pack("{s:i, s:{s:s, s:o}, s:n, s:s}", "index", 0, "message", "role", "assistant",
+                      "content", content, "logprobs", "finish_reason", finish_name(finish));
     else
         choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "text", content, "logprobs",
                            "finish_reason", finish_name(finish));
-    json_t *body = json_pack("{s:s, s:s, s:i, s:s, s:[o], s:o}", "id", c->id, "object",
-                             c->kind == CALL_CHAT ? "chat.completion" : "text_completion",
-                             "created", (int)c->created, "model", c->s->name, "choices", choice,
-                             "usage", usage_json(c));
+    json_t *body =
+        json_pack("{s:s, s:s, s:i, s:s, s:[o], s:o}", "id", c->id, "object",
+                  c->kind == CALL_CHAT ? "chat.completion" : "text_completion", "created",
+                  (int)c->created, "model", c->s->name, "choices", choice, "usage", usage_json(c));
     http_reply_json_take(c->req, 200, body);
     c->req = NULL;
 }
@@ -420,8 +425,8 @@ static void base64_encode(const unsigned char *in, size_t n, mh_buf *out) {
         unsigned v = (unsigned)in[i] << 16;
         if (i + 1 < n) v |= (unsigned)in[i + 1] << 8;
         if (i + 2 < n) v |= in[i + 2];
-        char q[4] = {tbl[(v >> 18) & 63], tbl[(v >> 12) & 63],
-                     i + 1 < n ? tbl[(v >> 6) & 63] : '=', i + 2 < n ? tbl[v & 63] : '='};
+        char q[4] = {tbl[(v >> 18) & 63], tbl[(v >> 12) & 63], i + 1 < n ? tbl[(v >> 6) & 63] : '=',
+                     i + 2 < n ? tbl[v & 63] : '='};
         mh_buf_append(out, q, 4);
     }
 }
@@ -437,16 +442,16 @@ static void embed_store(call *c, const float *v, int n) {
         vec = json_array();
         for (int i = 0; i < n; i++) json_array_append_new(vec, json_real(v[i]));
     }
-    json_array_append_new(c->emb_data, json_pack("{s:s, s:i, s:o}", "object", "embedding",
-                                                  "index", c->next_input - 1, "embedding", vec));
+    json_array_append_new(c->emb_data, json_pack("{s:s, s:i, s:o}", "object", "embedding", "index",
+                                                 c->next_input - 1, "embedding", vec));
 }
 
 static void embed_reply(call *c) {
     if (!c->req || http_req_gone(c->req)) return;
     call_note(c);
-    json_t *body = json_pack("{s:s, s:O, s:s, s:{s:i, s:i}}", "object", "list", "data",
-                             c->emb_data, "model", c->s->name, "usage", "prompt_tokens",
-                             c->n_prompt, "total_tokens", c->n_prompt);
+    json_t *body =
+        json_pack("{s:s, s:O, s:s, s:{s:i, s:i}}", "object", "list", "data", c->emb_data, "model",
+                  c->s->name, "usage", "prompt_tokens", c->n_prompt, "total_tokens", c->n_prompt);
     http_reply_json_take(c->req, 200, body);
     c->req = NULL;
 }
@@ -540,15 +545,21 @@ static int tokenize_prompt(call *c, const char *text, int32_t **out, int *n_out,
 static int submit(call *c, const int32_t *ids, int n, int embedding, http_error *e) {
     serve *s = c->s;
     int n_ctx = s->cfg.n_ctx ? s->cfg.n_ctx : MH_MIN(model_get_hparams(s->m)->n_ctx_train, 4096);
-    const char *param = c->kind == CALL_CHAT ? "messages" : c->kind == CALL_EMBEDDING ? "input"
-                                                                                      : "prompt";
+    const char *param = c->kind == CALL_CHAT        ? "messages"
+                        : c->kind == CALL_EMBEDDING ? "input"
+                                                    : "prompt";
     if (embedding ? n > n_ctx : n >= n_ctx)
         return http_error_set(e, 400, NULL, param, "context_length_exceeded",
                               "the prompt has %d tokens but the context holds %d", n, n_ctx);
-    sched_job_params p = {.prompt = ids, .n_prompt = n, .sampling = c->sp,
-                          .max_tokens = c->max_tokens, .stop = (const char *const *)c->stop,
-                          .n_stop = c->n_stop, .embedding = embedding,
-                          .on_event = on_engine_event, .arg = c};
+    sched_job_params p = {.prompt = ids,
+                          .n_prompt = n,
+                          .sampling = c->sp,
+                          .max_tokens = c->max_tokens,
+                          .stop = (const char *const *)c->stop,
+                          .n_stop = c->n_stop,
+                          .embedding = embedding,
+                          .on_event = on_engine_event,
+                          .arg = c};
     int rc = sched_submit(s->sch, &p, &c->job);
     if (rc == SCHED_ERR_QUEUE_FULL)
         return http_error_set(e, 429, NULL, NULL, "queue_full",
@@ -698,7 +709,8 @@ static int parse_sampling(call *c, const json_t *body, http_error *e) {
         return http_error_set(e, 400, NULL, "n", NULL, "only n = 1 is supported (got %lld)", n);
     int logprobs = 0;
     if (http_json_get_bool(body, "logprobs", 0, 0, &logprobs, e) < 0) return -1;
-    if (logprobs) return http_error_set(e, 400, NULL, "logprobs", NULL, "logprobs are not supported");
+    if (logprobs)
+        return http_error_set(e, 400, NULL, "logprobs", NULL, "logprobs are not supported");
     c->sp.temperature = (float)temp;
     c->sp.top_p = (float)top_p;
     c->sp.min_p = (float)min_p;
@@ -715,7 +727,8 @@ static int parse_sampling(call *c, const json_t *body, http_error *e) {
     const json_t *stop = json_object_get(body, "stop");
     if (stop && !json_is_null(stop)) {
         if (json_is_string(stop)) {
-            if (json_string_length(stop) > 0) c->stop[c->n_stop++] = mh_xstrdup(json_string_value(stop));
+            if (json_string_length(stop) > 0)
+                c->stop[c->n_stop++] = mh_xstrdup(json_string_value(stop));
         } else if (json_is_array(stop)) {
             if (json_array_size(stop) > MAX_STOP_STRINGS - 4)
                 return http_error_set(e, 400, NULL, "stop", NULL, "at most %d stop strings",
@@ -791,19 +804,24 @@ static void begin_call(serve *s, http_req *r, int kind) {
     if (rc == 0 && kind == CALL_COMPLETION) {
         const json_t *p = json_object_get(body, "prompt");
         int echo = 0;
-        if (!p || json_is_null(p)) rc = http_error_set(&e, 400, NULL, "prompt", NULL,
-                                                       "missing required parameter 'prompt'");
+        if (!p || json_is_null(p))
+            rc = http_error_set(&e, 400, NULL, "prompt", NULL,
+                                "missing required parameter 'prompt'");
         else if (!json_is_string(p))
             rc = http_error_set(&e, 400, NULL, "prompt", NULL,
                                 "'prompt' must be a string (arrays are not supported)");
-        else if (http_json_get_bool(body, "echo", 0, 0, &echo, &e) < 0) rc = -1;
-        else if (echo) rc = http_error_set(&e, 400, NULL, "echo", NULL, "echo is not supported");
-        else c->prompt_text = mh_xstrdup(json_string_value(p));
+        else if (http_json_get_bool(body, "echo", 0, 0, &echo, &e) < 0)
+            rc = -1;
+        else if (echo)
+            rc = http_error_set(&e, 400, NULL, "echo", NULL, "echo is not supported");
+        else
+            c->prompt_text = mh_xstrdup(json_string_value(p));
     }
     if (rc == 0 && kind == CALL_EMBEDDING) {
         const json_t *in = json_object_get(body, "input");
         const char *fmt = NULL;
-        if (http_json_get_string(body, "encoding_format", 0, 16, "float", &fmt, &e) < 0) rc = -1;
+        if (http_json_get_string(body, "encoding_format", 0, 16, "float", &fmt, &e) < 0)
+            rc = -1;
         else if (strcmp(fmt, "float") && strcmp(fmt, "base64"))
             rc = http_error_set(&e, 400, NULL, "encoding_format", NULL,
                                 "'encoding_format' must be 'float' or 'base64'");
@@ -840,23 +858,30 @@ static void begin_call(serve *s, http_req *r, int kind) {
     }
     http_req_on_close(r, on_client_gone, c);
     rc = lc_acquire(s->lcm, s->cfg.queue_timeout, on_acquired, c, &c->waiter);
-    if (rc == LC_READY) on_acquired(c, 0, NULL);
+    if (rc == LC_READY)
+        on_acquired(c, 0, NULL);
     else if (rc < 0)
         on_acquired(c, rc, rc == LC_ERR_SHUTDOWN ? "the server is shutting down" : "unavailable");
 }
 
-static void route_chat(http_req *r, void *arg) { begin_call(arg, r, CALL_CHAT); }
-static void route_completions(http_req *r, void *arg) { begin_call(arg, r, CALL_COMPLETION); }
-static void route_embeddings(http_req *r, void *arg) { begin_call(arg, r, CALL_EMBEDDING); }
+static void route_chat(http_req *r, void *arg) {
+    begin_call(arg, r, CALL_CHAT);
+}
+static void route_completions(http_req *r, void *arg) {
+    begin_call(arg, r, CALL_COMPLETION);
+}
+static void route_embeddings(http_req *r, void *arg) {
+    begin_call(arg, r, CALL_EMBEDDING);
+}
 
 /* ==== Models, health, control ==== */
 
 static void route_models(http_req *r, void *arg) {
     serve *s = arg;
     json_t *entry = lc_model_entry(s->lcm);
-    json_t *model = json_pack("{s:s, s:s, s:i, s:s, s:o}", "id", s->name, "object", "model",
-                              "created", (int)mh_now_wall(), "owned_by", "modelhub", "metadata",
-                              entry);
+    json_t *model =
+        json_pack("{s:s, s:s, s:i, s:s, s:o}", "id", s->name, "object", "model", "created",
+                  (int)mh_now_wall(), "owned_by", "modelhub", "metadata", entry);
     http_reply_json_take(r, 200, json_pack("{s:s, s:[o]}", "object", "list", "data", model));
 }
 
@@ -900,8 +925,10 @@ static void control_reply(serve *s, http_req *r, int status, const char *message
 
 static void on_control_done(void *arg, int status, const char *message) {
     control_call *cc = arg;
-    if (status == 0) control_reply(cc->s, cc->req, LC_READY, NULL);
-    else control_reply(cc->s, cc->req, status < 0 ? status : LC_ERR_FAILED, message);
+    if (status == 0)
+        control_reply(cc->s, cc->req, LC_READY, NULL);
+    else
+        control_reply(cc->s, cc->req, status < 0 ? status : LC_ERR_FAILED, message);
     free(cc);
 }
 
@@ -917,8 +944,12 @@ static void control_op(serve *s, http_req *r, int load) {
     control_reply(s, r, rc, rc == LC_ERR_CONFLICT ? "the model has requests in flight" : NULL);
 }
 
-static void route_control_load(http_req *r, void *arg) { control_op(arg, r, 1); }
-static void route_control_unload(http_req *r, void *arg) { control_op(arg, r, 0); }
+static void route_control_load(http_req *r, void *arg) {
+    control_op(arg, r, 1);
+}
+static void route_control_unload(http_req *r, void *arg) {
+    control_op(arg, r, 0);
+}
 
 static void route_control_status(http_req *r, void *arg) {
     serve *s = arg;
@@ -1033,8 +1064,12 @@ int serve_run(const serve_config *cfg_in) {
         goto done;
     }
     s->async = http_async_new(s->base, on_async, s);
-    http_server_config hc = {.host = cfg->host, .port = cfg->port, .api_key = cfg->api_key,
-                             .routes = routes, .nroutes = MH_ARRAY_LEN(routes), .arg = s};
+    http_server_config hc = {.host = cfg->host,
+                             .port = cfg->port,
+                             .api_key = cfg->api_key,
+                             .routes = routes,
+                             .nroutes = MH_ARRAY_LEN(routes),
+                             .arg = s};
     s->http = http_server_new(s->base, &hc, err, sizeof err);
     if (!s->http) {
         fprintf(stderr, "modelhub serve: %s\n", err);
@@ -1066,8 +1101,8 @@ int serve_run(const serve_config *cfg_in) {
 
     printf("listening on %s:%d\n", cfg->host, http_server_port(s->http));
     fflush(stdout);
-    log_info("serving %s as '%s' on http://%s:%d (%s, %d slot%s, idle unload %s)",
-             cfg->model_path, s->name, cfg->host, http_server_port(s->http),
+    log_info("serving %s as '%s' on http://%s:%d (%s, %d slot%s, idle unload %s)", cfg->model_path,
+             s->name, cfg->host, http_server_port(s->http),
              cfg->jit ? "load on first request" : "loading now", cfg->parallel,
              cfg->parallel == 1 ? "" : "s", cfg->idle_unload > 0 ? "on" : "off");
     if (!cfg->jit) lc_load(s->lcm, NULL, NULL);

@@ -10,22 +10,22 @@
 
 typedef struct serve_config {
     const char *model_path;
-    const char *host;     /* default 127.0.0.1 */
-    int port;             /* 0 = ephemeral (printed on stdout as "listening on HOST:PORT") */
-    const char *alias;    /* the model's name in the API; default: the file's base name */
-    int n_ctx;            /* per slot; 0 = the model's, capped at 4096 */
-    int threads;          /* 0 = all cores */
-    int parallel;         /* slots */
+    const char *host;  /* default 127.0.0.1 */
+    int port;          /* 0 = ephemeral (printed on stdout as "listening on HOST:PORT") */
+    const char *alias; /* the model's name in the API; default: the file's base name */
+    int n_ctx;         /* per slot; 0 = the model's, capped at 4096 */
+    int threads;       /* 0 = all cores */
+    int parallel;      /* slots */
     int queue_size;
-    double queue_timeout; /* seconds; waits for a load or a slot longer than this get 503 */
-    int jit;              /* load on the first request instead of at start */
-    double idle_unload;   /* seconds after the last response; 0 = never */
-    const char *api_key;  /* protects the /v1 routes when set */
+    double queue_timeout;      /* seconds; waits for a load or a slot longer than this get 503 */
+    int jit;                   /* load on the first request instead of at start */
+    double idle_unload;        /* seconds after the last response; 0 = never */
+    const char *api_key;       /* protects the /v1 routes when set */
     const char *control_token; /* required in X-Control-Token by the /control routes */
     const char *log_file;
     int log_level;
-    int worker;           /* run as a hub worker: exit when the parent dies or stdin closes */
-    int no_prompt_cache;  /* never reuse a slot's cached prefix (for measurements) */
+    int worker;          /* run as a hub worker: exit when the parent dies or stdin closes */
+    int no_prompt_cache; /* never reuse a slot's cached prefix (for measurements) */
 } serve_config;
 
 /* Run until SIGTERM/SIGINT (or the parent's death in worker mode). Returns the exit status. */

@@ -60,8 +60,10 @@ void log_write(int level, const char *fmt, ...) {
     localtime_r(&tv.tv_sec, &tm);
     int n = (int)strftime(line, sizeof line, "%Y-%m-%d %H:%M:%S", &tm);
     n += snprintf(line + n, sizeof line - (size_t)n, ".%03d %-5s %s%s", (int)(tv.tv_usec / 1000),
-                  level_names[level < 0 ? 0 : level > 3 ? 3 : level], log_tag,
-                  log_tag[0] ? ": " : "");
+                  level_names[level < 0   ? 0
+                              : level > 3 ? 3
+                                          : level],
+                  log_tag, log_tag[0] ? ": " : "");
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
