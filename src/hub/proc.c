@@ -120,7 +120,9 @@ static void drain_output(hub_proc *p) {
 static int reap(hub_proc *p, int options) {
     siginfo_t info;
     memset(&info, 0, sizeof info);
-    if (waitid(P_PIDFD, (id_t)p->pidfd, &info, WEXITED | options) < 0 || info.si_pid == 0) return 0;
+    int rc = p->pidfd >= 0 ? waitid(P_PIDFD, (id_t)p->pidfd, &info, WEXITED | options)
+                           : waitid(P_PID, (id_t)p->pid, &info, WEXITED | options);
+    if (rc < 0 || info.si_pid == 0) return 0;
     p->running = 0;
     return info.si_code == CLD_EXITED ? info.si_status : -info.si_status;
 }
@@ -233,7 +235,7 @@ int hub_proc_spawn(struct event_base *base, const hub_proc_opts *o, hub_proc **o
     p->out_fd = out_pipe[0];
     p->stdin_fd = in_pipe[1];
     p->pidfd = pidfd_open_(pid);
-    if (p->pidfd < 0) {
+    if (p->pidfd < 0 && errno != ENOSYS) {
         snprintf(err, errlen, "pidfd_open: %s", strerror(errno));
         kill(-pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -245,9 +247,15 @@ int hub_proc_spawn(struct event_base *base, const hub_proc_opts *o, hub_proc **o
         return -1;
     }
     fcntl(p->out_fd, F_SETFL, O_NONBLOCK);
-    p->exit_ev = event_new(base, p->pidfd, EV_READ | EV_PERSIST, on_exit_ready, p);
     p->out_ev = event_new(base, p->out_fd, EV_READ | EV_PERSIST, on_output, p);
-    event_add(p->exit_ev, NULL);
+    if (p->pidfd >= 0) {
+        p->exit_ev = event_new(base, p->pidfd, EV_READ | EV_PERSIST, on_exit_ready, p);
+        event_add(p->exit_ev, NULL);
+    } else {
+        /* no pidfd (a kernel before 5.3, or valgrind): look for the exit every 50 ms */
+        p->exit_ev = event_new(base, -1, EV_PERSIST, on_exit_ready, p);
+        event_add(p->exit_ev, &(struct timeval){0, 50000});
+    }
     event_add(p->out_ev, NULL);
     *out = p;
     return 0;

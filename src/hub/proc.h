@@ -6,7 +6,8 @@
  * a pipe whose write end only the hub holds: when the hub dies for any reason the child reads
  * EOF (modelhub workers exit on it; they also set a parent-death signal).
  *
- * Exit is noticed through a pidfd watched by the loop (no SIGCHLD handler): on_exit runs once,
+ * Exit is noticed through a pidfd watched by the loop (no SIGCHLD handler; where pidfds are
+ * missing — kernels before 5.3, valgrind — a 50 ms timer polls waitid instead): on_exit runs once,
  * from the loop, with the exit status (>= 0) or -signal.
  *
  * Threads: loop thread only.
