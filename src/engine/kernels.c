@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/gguf.h"
@@ -174,6 +175,97 @@ TARGET_AVX2 void f32_to_f16_row_f16c(const float *src, void *dst, int n) {
     for (; i < n; i++) d[i] = fp32_to_fp16(src[i]);
 }
 
+/* exp(x) for x <= 0 (softmax arguments): 2^k * p(r) with |r| <= ln2 / 2 and a degree-6
+ * polynomial, relative error about 2e-7; below -87 it returns 0 like expf. */
+TARGET_AVX2 static inline __m256 exp_neg256(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.0f);
+    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_max_ps(x, lo);
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+TARGET_AVX2 void attn_head_avx2(const float *q, const float *k, const float *v, size_t stride,
+                                int n, int hd, float scale, float *att, float *out) {
+    if (hd % 8 || hd > 256) {
+        attn_head_ref(q, k, v, stride, n, hd, scale, att, out);
+        return;
+    }
+    int nc = hd / 8;
+    /* scores, four positions per step */
+    float max = -INFINITY;
+    int p = 0;
+    for (; p + 4 <= n; p += 4) {
+        const float *k0 = k + (size_t)p * stride;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int c = 0; c < nc; c++) {
+            __m256 qc = _mm256_loadu_ps(q + 8 * c);
+            a0 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + 8 * c), a0);
+            a1 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + stride + 8 * c), a1);
+            a2 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + 2 * stride + 8 * c), a2);
+            a3 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + 3 * stride + 8 * c), a3);
+        }
+        /* transpose-add the four sums into one vector of four */
+        __m256 s01 = _mm256_hadd_ps(a0, a1), s23 = _mm256_hadd_ps(a2, a3);
+        __m256 s = _mm256_hadd_ps(s01, s23);
+        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        s4 = _mm_mul_ps(s4, _mm_set1_ps(scale));
+        _mm_storeu_ps(att + p, s4);
+        for (int i = 0; i < 4; i++) max = fmaxf(max, att[p + i]);
+    }
+    for (; p < n; p++) {
+        const float *kp = k + (size_t)p * stride;
+        __m256 a = _mm256_setzero_ps();
+        for (int c = 0; c < nc; c++) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + 8 * c), _mm256_loadu_ps(kp + 8 * c), a);
+        att[p] = hsum256(a) * scale;
+        max = fmaxf(max, att[p]);
+    }
+    /* softmax */
+    __m256 vmax = _mm256_set1_ps(max), vsum = _mm256_setzero_ps();
+    float sum = 0;
+    for (p = 0; p + 8 <= n; p += 8) {
+        __m256 e = exp_neg256(_mm256_sub_ps(_mm256_loadu_ps(att + p), vmax));
+        _mm256_storeu_ps(att + p, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    for (; p < n; p++) {
+        att[p] = expf(att[p] - max);
+        sum += att[p];
+    }
+    sum += hsum256(vsum);
+    float inv = 1.0f / sum;
+    /* out = sum_p att[p] v_p, 32 outputs at a time in registers */
+    for (int c0 = 0; c0 < nc; c0 += 4) {
+        int cn = nc - c0 < 4 ? nc - c0 : 4;
+        __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
+        const float *vp = v + 8 * c0;
+        for (p = 0; p < n; p++, vp += stride) {
+            __m256 a = _mm256_broadcast_ss(att + p);
+            o0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vp), o0);
+            if (cn > 1) o1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vp + 8), o1);
+            if (cn > 2) o2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vp + 16), o2);
+            if (cn > 3) o3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vp + 24), o3);
+        }
+        __m256 vi = _mm256_set1_ps(inv);
+        _mm256_storeu_ps(out + 8 * c0, _mm256_mul_ps(o0, vi));
+        if (cn > 1) _mm256_storeu_ps(out + 8 * c0 + 8, _mm256_mul_ps(o1, vi));
+        if (cn > 2) _mm256_storeu_ps(out + 8 * c0 + 16, _mm256_mul_ps(o2, vi));
+        if (cn > 3) _mm256_storeu_ps(out + 8 * c0 + 24, _mm256_mul_ps(o3, vi));
+    }
+    for (p = 0; p < n; p++) att[p] *= inv;
+}
+
 int kernels_have_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
@@ -185,11 +277,17 @@ void dot_f16_avx2(int n, float *out, const void *w, const void *x) { dot_f16_ref
 void f16_to_f32_row_f16c(const void *src, float *dst, int n) { f16_to_f32_row_ref(src, dst, n); }
 void f32_to_f16_row_f16c(const float *src, void *dst, int n) { f32_to_f16_row_ref(src, dst, n); }
 int kernels_have_avx2(void) { return 0; }
+void attn_head_avx2(const float *q, const float *k, const float *v, size_t stride, int n, int hd,
+                    float scale, float *att, float *out) {
+    attn_head_ref(q, k, v, stride, n, hd, scale, att, out);
+}
 #endif
 
 /* ==== Dispatch ==== */
 
 static type_traits traits[GGML_TYPE_COUNT];
+void (*attn_head)(const float *q, const float *k, const float *v, size_t stride, int n, int hd,
+                  float scale, float *att, float *out) = attn_head_ref;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *init_desc;
 static int init_ref = -1;
@@ -230,7 +328,10 @@ const char *kernels_init(int force_ref) {
         /* Q8_0 is both a weight type and the activation type of Q4_0/Q5_0/Q8_0: the activation
          * side is quantized with the SIMD quantizer (same results as the reference). */
         if (simd) traits[GGML_TYPE_Q8_0].from_f32 = quantize_row_q8_0_avx2;
-        init_desc = simd ? "avx2+fma+f16c" : "scalar";
+        attn_head = simd ? attn_head_avx2 : attn_head_ref;
+        quant_set_packed(simd && !getenv("MODELHUB_NO_PACK"));
+        init_desc = simd ? (quant_pack_ops(GGML_TYPE_Q8_0) ? "avx512-vnni+avx2+fma+f16c" : "avx2+fma+f16c")
+                         : "scalar";
         init_ref = force_ref;
     }
     pthread_mutex_unlock(&init_lock);
@@ -263,4 +364,19 @@ void softmax(float *x, int n) {
     }
     float inv = 1.0f / sum;
     for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+void attn_head_ref(const float *q, const float *k, const float *v, size_t stride, int n, int hd,
+                   float scale, float *att, float *out) {
+    for (int p = 0; p < n; p++) {
+        float s;
+        dot_f32_ref(hd, &s, k + (size_t)p * stride, q);
+        att[p] = s * scale;
+    }
+    softmax(att, n);
+    memset(out, 0, (size_t)hd * sizeof(float));
+    for (int p = 0; p < n; p++) {
+        const float *vp = v + (size_t)p * stride;
+        for (int i = 0; i < hd; i++) out[i] += att[p] * vp[i];
+    }
 }

@@ -48,4 +48,15 @@ void rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 /* In-place softmax over n elements. */
 void softmax(float *x, int n);
 
+/* One head of attention over n cached positions: att[p] = softmax_p(scale * q . k_p), then
+ * out = sum_p att[p] * v_p. Rows of k and v are `stride` floats apart, hd elements each; att
+ * has room for n floats (scratch, left holding the probabilities). Chosen by kernels_init:
+ * attn_head_avx2 (vectorised exp, several positions per step) or attn_head_ref. */
+extern void (*attn_head)(const float *q, const float *k, const float *v, size_t stride, int n,
+                         int hd, float scale, float *att, float *out);
+void attn_head_ref(const float *q, const float *k, const float *v, size_t stride, int n, int hd,
+                   float scale, float *att, float *out);
+void attn_head_avx2(const float *q, const float *k, const float *v, size_t stride, int n, int hd,
+                    float scale, float *att, float *out);
+
 #endif

@@ -505,7 +505,6 @@ static void attn_worker(void *arg, int ith, int nth) {
     float *att = c->att + (size_t)ith * c->n_ctx;
     const float *kc = c->k_cache + (size_t)t->layer * c->n_ctx * c->kv_dim;
     const float *vc = c->v_cache + (size_t)t->layer * c->n_ctx * c->kv_dim;
-    const type_traits *f32 = kernels_traits(GGML_TYPE_F32);
     int n_tasks = t->B * hp->n_head;
     for (int task = ith; task < n_tasks; task += nth) {
         int b = task / hp->n_head, h = task % hp->n_head;
@@ -513,20 +512,9 @@ static void attn_worker(void *arg, int ith, int nth) {
         int start = hp->sliding_window ? MH_MAX(0, pos - hp->sliding_window + 1) : 0;
         const float *q = c->q + (size_t)b * c->q_dim + (size_t)h * hd;
         int kvh = h / group;
-        for (int p = start; p <= pos; p++) {
-            float s;
-            f32->vec_dot(hd, &s, kc + (size_t)p * c->kv_dim + (size_t)kvh * hd, q);
-            att[p - start] = s * scale;
-        }
-        int n = pos - start + 1;
-        softmax(att, n);
-        float *out = c->attn_out + (size_t)b * c->q_dim + (size_t)h * hd;
-        memset(out, 0, (size_t)hd * sizeof(float));
-        for (int p = 0; p < n; p++) {
-            const float *v = vc + (size_t)(start + p) * c->kv_dim + (size_t)kvh * hd;
-            float a = att[p];
-            for (int i = 0; i < hd; i++) out[i] += a * v[i];
-        }
+        size_t first = (size_t)start * c->kv_dim + (size_t)kvh * hd;
+        attn_head(q, kc + first, vc + first, (size_t)c->kv_dim, pos - start + 1, hd, scale, att,
+                  c->attn_out + (size_t)b * c->q_dim + (size_t)h * hd);
     }
 }
 

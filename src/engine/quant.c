@@ -1243,6 +1243,11 @@ static void act_q8k_ref(const float *x, void *dst, int n) {
     }
 }
 
+void quant_act_row_ref(int act, const float *x, void *dst, int n) {
+    if (act == MH_ACT_Q8) act_q8_ref(x, dst, n);
+    else act_q8k_ref(x, dst, n);
+}
+
 /* ==== Packed reference dot products (for tests) ==== */
 
 static inline int nib_at(const uint8_t *chunks, int r, int e) {
@@ -1349,6 +1354,7 @@ TILE_INLINE void store_rows(float *dst, __m512 v, __mmask16 m, int accumulate) {
 }
 
 TILE_INLINE void prefetch_ahead(const uint8_t *p, int lines) {
+    #pragma GCC unroll 8
     for (int i = 0; i < lines; i++) _mm_prefetch((const char *)p + PF_AHEAD + 64 * i, _MM_HINT_T0);
 }
 
@@ -1356,6 +1362,7 @@ TILE_INLINE void prefetch_ahead(const uint8_t *p, int lines) {
  * elements 16 + 4k.. of each row. */
 TILE_INLINE void unpack_nibbles(const uint8_t *c, __m512i w[8]) {
     const __m512i m4 = _mm512_set1_epi8(15);
+    #pragma GCC unroll 8
     for (int k = 0; k < 4; k++) {
         __m512i v = _mm512_loadu_si512(c + 64 * k);
         w[k] = _mm512_and_si512(v, m4);
@@ -1366,6 +1373,7 @@ TILE_INLINE void unpack_nibbles(const uint8_t *c, __m512i w[8]) {
 /* 32-element block types: acc = -(offset) * sum(x) + sum over 8 registers of w * x. */
 TILE_INLINE __m512i dot_block32(const __m512i w[8], const uint8_t *xb, int32_t nsum, int shift) {
     __m512i acc = _mm512_slli_epi32(_mm512_set1_epi32(nsum), (unsigned)shift);
+    #pragma GCC unroll 8
     for (int k = 0; k < 4; k++) {
         acc = DPB(acc, w[k], xb + 4 * k);
         acc = DPB(acc, w[4 + k], xb + 16 + 4 * k);
@@ -1390,6 +1398,7 @@ TILE_INLINE void tile_b32(int kind, int n, const uint8_t *g, const uint8_t *act,
         __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + hdr * (size_t)b)));
         __m512i w[8];
         if (kind == 0) {
+            #pragma GCC unroll 8
             for (int k = 0; k < 4; k++) { /* element order of dot_block32: 4k.., then 16 + 4k.. */
                 w[k] = _mm512_loadu_si512(qb + 64 * k);
                 w[4 + k] = _mm512_loadu_si512(qb + 64 * (4 + k));
@@ -1399,6 +1408,7 @@ TILE_INLINE void tile_b32(int kind, int n, const uint8_t *g, const uint8_t *act,
             if (kind == 2) {
                 const uint8_t *qh = g + 96 * (size_t)b + 32;
                 const __m512i sixteen = _mm512_set1_epi8(16);
+                #pragma GCC unroll 8
                 for (int k = 0; k < 8; k++)
                     w[k] = _mm512_mask_add_epi8(w[k], _cvtu64_mask64(ld64(qh + 8 * k)), w[k], sixteen);
             }
@@ -1432,7 +1442,7 @@ TILE_INLINE void tile_q4_K(int n, const uint8_t *g, const uint8_t *act, size_t a
         __m512 acc_f[MAX_TILE];
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) acc_f[t] = _mm512_setzero_ps();
-        for (int j = 0; j < 8; j++) {
+                for (int j = 0; j < 8; j++) {
             const uint8_t *cj = sb + 320 + 256 * j;
             if (T == 1) prefetch_ahead(cj, 4);
             __m512i w[8];
@@ -1447,6 +1457,7 @@ TILE_INLINE void tile_q4_K(int n, const uint8_t *g, const uint8_t *act, size_t a
                 const float *sum32 = (const float *)(a + n + 4 * (size_t)nsb + 4 * (size_t)(n / 16));
                 __m512i acc = _mm512_setzero_si512();
                 const uint8_t *xb = a + QK_K * (size_t)s + 32 * (size_t)j;
+                #pragma GCC unroll 8
                 for (int k = 0; k < 4; k++) {
                     acc = DPB(acc, w[k], xb + 4 * k);
                     acc = DPB(acc, w[4 + k], xb + 16 + 4 * k);
@@ -1480,11 +1491,12 @@ TILE_INLINE void tile_q6_K(int n, const uint8_t *g, const uint8_t *act, size_t a
         __m512 acc_f[MAX_TILE];
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) acc_f[t] = _mm512_setzero_ps();
-        for (int u = 0; u < 8; u++) {
+                for (int u = 0; u < 8; u++) {
             const uint8_t *unit = sb + 320 + 384 * u;
             if (T == 1) prefetch_ahead(unit, 6);
             __m512i w[8];
             __m512i h0 = _mm512_loadu_si512(unit + 256), h1 = _mm512_loadu_si512(unit + 320);
+            #pragma GCC unroll 8
             for (int k = 0; k < 4; k++) {
                 __m512i v = _mm512_loadu_si512(unit + 64 * k);
                 __m512i hl = k == 0 ? _mm512_slli_epi16(h0, 4) : k == 1 ? _mm512_slli_epi16(h0, 2)
@@ -1507,6 +1519,7 @@ TILE_INLINE void tile_q6_K(int n, const uint8_t *g, const uint8_t *act, size_t a
                 const uint8_t *xb = a + QK_K * (size_t)s + 32 * (size_t)u;
                 __m512i acca = _mm512_slli_epi32(_mm512_set1_epi32(nsum16[16 * s + 2 * u]), 5);
                 __m512i accb = _mm512_slli_epi32(_mm512_set1_epi32(nsum16[16 * s + 2 * u + 1]), 5);
+                #pragma GCC unroll 8
                 for (int k = 0; k < 4; k++) {
                     acca = DPB(acca, w[k], xb + 4 * k);
                     accb = DPB(accb, w[4 + k], xb + 16 + 4 * k);
@@ -1571,10 +1584,13 @@ static const mh_pack_ops pack_ops_q5_0 = {MH_ACT_Q8, group_bytes_q5_0, pack_q5_0
 static const mh_pack_ops pack_ops_q4_K = {MH_ACT_Q8K, group_bytes_q4_K, pack_q4_K, gemm_q4_K_vnni};
 static const mh_pack_ops pack_ops_q6_K = {MH_ACT_Q8K, group_bytes_q6_K, pack_q6_K, gemm_q6_K_vnni};
 
+static int pack_enabled = -1; /* -1: not decided yet */
+
+void quant_set_packed(int enabled) { pack_enabled = enabled && quant_have_vnni(); }
+
 const mh_pack_ops *quant_pack_ops(int type) {
-    static int vnni = -1;
-    if (vnni < 0) vnni = quant_have_vnni() && !getenv("MODELHUB_NO_PACK");
-    if (!vnni) return NULL;
+    if (pack_enabled < 0) quant_set_packed(!getenv("MODELHUB_NO_PACK"));
+    if (!pack_enabled) return NULL;
     switch (type) {
     case GGML_TYPE_Q8_0: return &pack_ops_q8_0;
     case GGML_TYPE_Q4_0: return &pack_ops_q4_0;
@@ -1585,15 +1601,45 @@ const mh_pack_ops *quant_pack_ops(int type) {
     }
 }
 
+/* The activation layouts with the AVX2 quantizers (same bytes as the reference ones). */
+TARGET_AVX2 static void act_q8_avx2(const float *x, void *dst, int n) {
+    int nb = n / 32;
+    int8_t *q = dst;
+    float *d = (float *)((uint8_t *)dst + n);
+    int32_t *nsum = (int32_t *)(d + nb);
+    for (int b = 0; b < nb; b++) {
+        float amax = absmax32(x + 32 * b);
+        float id = amax != 0 ? 127.0f / amax : 0.0f;
+        int sum;
+        _mm256_storeu_si256((__m256i *)(q + 32 * b), quant32(x + 32 * b, _mm256_set1_ps(id), &sum));
+        d[b] = H2F(F2H(amax / 127.0f));
+        nsum[b] = -sum;
+    }
+}
+
+static void act_q8k_avx2(const float *x, void *dst, int n) {
+    int nsb = n / QK_K;
+    int8_t *q = dst;
+    float *d = (float *)((uint8_t *)dst + n);
+    int32_t *nsum16 = (int32_t *)(d + nsb);
+    float *sum32 = (float *)(nsum16 + n / 16);
+    block_q8_K blk;
+    for (int s = 0; s < nsb; s++) {
+        quantize_row_q8_K_avx2(x + QK_K * s, &blk, QK_K);
+        memcpy(q + QK_K * s, blk.qs, QK_K);
+        d[s] = blk.d;
+        for (int g = 0; g < 16; g++) nsum16[16 * s + g] = -blk.bsums[g];
+        for (int j = 0; j < 8; j++) sum32[8 * s + j] = (float)(blk.bsums[2 * j] + blk.bsums[2 * j + 1]);
+    }
+}
+
 void quant_act_row(int act, const float *x, void *dst, int n) {
-    if (act == MH_ACT_Q8) act_q8_ref(x, dst, n);
-    else act_q8k_ref(x, dst, n);
+    if (act == MH_ACT_Q8) act_q8_avx2(x, dst, n); /* packed kernels imply AVX2 */
+    else act_q8k_avx2(x, dst, n);
 }
 #else
 int quant_have_vnni(void) { return 0; }
+void quant_set_packed(int enabled) { (void)enabled; }
 const mh_pack_ops *quant_pack_ops(int type) { (void)type; return NULL; }
-void quant_act_row(int act, const float *x, void *dst, int n) {
-    if (act == MH_ACT_Q8) act_q8_ref(x, dst, n);
-    else act_q8k_ref(x, dst, n);
-}
+void quant_act_row(int act, const float *x, void *dst, int n) { quant_act_row_ref(act, x, dst, n); }
 #endif

@@ -204,12 +204,16 @@ typedef struct mh_pack_ops {
                  float *y, size_t ldy, int accumulate);
 } mh_pack_ops;
 
-/* The packed kernels of `type` on this CPU, or NULL (then use type_traits.vec_dot). */
+/* The packed kernels of `type` on this CPU, or NULL (then use type_traits.vec_dot). Off when
+ * the CPU lacks AVX512-VNNI, after quant_set_packed(0) (kernels_init with force_ref), or with
+ * MODELHUB_NO_PACK set in the environment. Weights packed earlier stay packed. */
 const mh_pack_ops *quant_pack_ops(int type);
+void quant_set_packed(int enabled);
 /* Bytes of one activation row of n elements in format `act` (a multiple of 64). */
 size_t quant_act_bytes(int act, int n);
-/* Quantize one activation row into format `act`. */
+/* Quantize one activation row into format `act` (SIMD), and the portable reference. */
 void quant_act_row(int act, const float *x, void *dst, int n);
+void quant_act_row_ref(int act, const float *x, void *dst, int n);
 /* Reference dot product of row r of a packed group with one activation row (tests). */
 float quant_pack_dot_ref(int type, int n, const void *group, int r, const void *act);
 

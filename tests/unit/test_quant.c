@@ -263,6 +263,13 @@ static void test_activation_quantizers(void **state) {
         quantize_row_q8_K(x, a, N);
         quantize_row_q8_K_avx2(x, b, N);
         assert_memory_equal(a, b, ggml_row_size(GGML_TYPE_Q8_K, N));
+        for (int act = MH_ACT_Q8; act <= MH_ACT_Q8K; act++) {
+            quant_act_row_ref(act, x, a, N);
+            quant_act_row(act, x, b, N);
+            size_t used = act == MH_ACT_Q8 ? N + 8 * (N / 32) : N + 4 * (N / 256 + N / 16 + N / 32);
+            assert_true(used <= quant_act_bytes(act, N));
+            assert_memory_equal(a, b, used); /* the rest is padding */
+        }
     }
     /* BF16 rounds to nearest even and keeps NaN a NaN */
     assert_int_equal(fp32_to_bf16(1.0f), 0x3f80);
@@ -416,6 +423,29 @@ static void test_matmul(void **state) {
     threadpool_free(tp);
 }
 
+/* ==== Attention kernel (kernels.c) ==== */
+
+static void test_attn_head_simd_matches_ref(void **state) {
+    (void)state;
+    if (!kernels_have_avx2()) skip();
+    enum { MAXN = 300, STRIDE = 3 * 128 + 8 };
+    static float k[MAXN * STRIDE], v[MAXN * STRIDE], q[128];
+    float att_r[MAXN], att_s[MAXN], out_r[128], out_s[128];
+    int hds[] = {64, 128, 40, 80, 6};
+    int ns[] = {1, 3, 4, 9, 64, 300};
+    for (size_t h = 0; h < sizeof hds / sizeof *hds; h++)
+        for (size_t i = 0; i < sizeof ns / sizeof *ns; i++) {
+            int hd = hds[h], n = ns[i];
+            fill_random(k, MAXN * STRIDE, 1.0f);
+            fill_random(v, MAXN * STRIDE, 1.0f);
+            fill_random(q, 128, 2.0f);
+            attn_head_ref(q, k + 5, v + 5, STRIDE, n, hd, 0.125f, att_r, out_r);
+            attn_head_avx2(q, k + 5, v + 5, STRIDE, n, hd, 0.125f, att_s, out_s);
+            for (int p = 0; p < n; p++) assert_float_equal(att_r[p], att_s[p], 2e-6 + 2e-5 * att_r[p]);
+            for (int d = 0; d < hd; d++) assert_float_equal(out_r[d], out_s[d], 1e-5 * (1 + fabsf(out_r[d])));
+        }
+}
+
 int main(void) {
     kernels_init(0);
     const struct CMUnitTest tests[] = {
@@ -426,6 +456,7 @@ int main(void) {
         cmocka_unit_test(test_activation_quantizers),
         cmocka_unit_test(test_packed_matches_ref),
         cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_attn_head_simd_matches_ref),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
