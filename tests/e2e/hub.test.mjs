@@ -408,6 +408,30 @@ describe("external commands", () => {
   });
 });
 
+describe("waiting", () => {
+  test("a request that waits longer than queue_timeout for its model gets 503 and Retry-After", async () => {
+    const hub = await startHub(`models:
+  - name: late
+    cmd: "sleep 4; exec ${BIN} serve -m ${STORIES} --port \${PORT} --alias late"
+    queue_timeout: 1
+`);
+    try {
+      const t0 = Date.now();
+      const r = await postJson(`${hub.base}/v1/completions`, greedy("late"));
+      const waited = (Date.now() - t0) / 1000;
+      assert.equal(r.status, 503);
+      assert.equal(r.body.error.code, "model_load_timeout");
+      assert.ok(Number(r.headers.get("retry-after")) >= 1);
+      assert.ok(waited >= 0.9 && waited < 3.5, `waited ${waited}s`);
+      // the start goes on; a later request is served
+      await waitFor(async () => (await hub.model("late")).memory_state === "loaded", { timeoutMs: 20000 });
+      assert.equal((await postJson(`${hub.base}/v1/completions`, greedy("late"))).status, 200);
+    } finally {
+      await hub.stop();
+    }
+  });
+});
+
 describe("reload and security", () => {
   test("reload: added, removed and changed models get exactly those actions; a broken file changes nothing", async () => {
     const t = tempDir("mh-reload-");
