@@ -112,8 +112,7 @@ static lc_model *add_model(hub *h, const hub_model_config *mc) {
     return m;
 }
 
-static void start_default(hub *h, lc_model *m) {
-    (void)h;
+static void start_default(lc_model *m) {
     const hub_model_config *mc = hub_backend_config(backend_of(m));
     if (!mc->is_default) return;
     int rc = mc->jit_enabled ? lc_start(m, NULL, NULL) : lc_load(m, NULL, NULL);
@@ -253,11 +252,13 @@ static void count_event(const sse_event *ev, void *arg) {
     if (ev->data_len == 0 || sse_event_is_done(ev)) return;
     json_t *j = json_loadb(ev->data, ev->data_len, 0, NULL);
     if (!j) return;
-    json_t *usage = json_object_get(j, "usage");
-    json_t *ct = json_object_get(usage, "completion_tokens");
+    json_t *ct = json_object_get(json_object_get(j, "usage"), "completion_tokens");
+    json_t *choice = json_array_get(json_object_get(j, "choices"), 0);
+    const char *text = json_string_value(json_object_get(json_object_get(choice, "delta"), "content"));
+    if (!text) text = json_string_value(json_object_get(choice, "text"));
     if (json_is_integer(ct))
-        p->tokens = (uint64_t)json_integer_value(ct);
-    else if (json_array_size(json_object_get(j, "choices")) > 0 && !json_is_object(usage))
+        p->tokens = (uint64_t)json_integer_value(ct); /* the worker's own count wins */
+    else if (text && text[0])
         p->tokens++;
     json_decref(j);
 }
@@ -851,7 +852,7 @@ static void route_reload(http_req *r, void *arg) {
             m = add_model(h, mc);
             if (!m) continue;
             if (mc->is_default) {
-                start_default(h, m);
+                start_default(m);
                 json_array_append_new(started, json_string(mc->name));
             } else {
                 json_array_append_new(added, json_string(mc->name));
@@ -1169,7 +1170,7 @@ int hub_run(const char *config_path, int ready_fd) {
     event_add(h->sigint_ev, NULL);
     event_add(h->sighup_ev, NULL);
 
-    for (int i = 0; i < lc_count(h->reg); i++) start_default(h, lc_at(h->reg, i));
+    for (int i = 0; i < lc_count(h->reg); i++) start_default(lc_at(h->reg, i));
     write_runtime_file(h);
     int port = http_server_port(h->http);
     log_info("hub listening on http://%s:%d (%d models, %d groups); dashboard http://%s:%d/hub",
