@@ -397,7 +397,7 @@ describe("concurrency", () => {
     const ctl = new AbortController();
     let first;
     const long = postStream(`${s.base}/v1/completions`, {
-      prompt: "Once upon a time", max_tokens: 400, temperature: 0, stream: true,
+      prompt: "Once upon a time", max_tokens: 4000, temperature: 0, stream: true,
     }, { signal: ctl.signal, onEvent: (ev) => { first ??= ev; } }).catch((e) => e);
     await waitFor(() => first, { what: "first chunk of the long stream" });
     const queued = postJson(`${s.base}/v1/completions`, { prompt: "Once", max_tokens: 2 });
