@@ -50,47 +50,6 @@ struct hub_backend {
     int ring_head, ring_count;
 };
 
-/* ==== Config copy ==== */
-
-static char *dup_opt(const char *s) {
-    return s ? mh_xstrdup(s) : NULL;
-}
-
-static char **dup_list(char *const *v, int n) {
-    char **out = mh_xcalloc((size_t)n + 1, sizeof *out);
-    for (int i = 0; i < n; i++) out[i] = mh_xstrdup(v[i]);
-    return out;
-}
-
-static void free_list(char **v, int n) {
-    for (int i = 0; i < n && v; i++) free(v[i]);
-    free(v);
-}
-
-static void config_copy(hub_model_config *dst, const hub_model_config *src) {
-    *dst = *src;
-    dst->name = dup_opt(src->name);
-    dst->aliases = dup_list(src->aliases, src->n_aliases);
-    dst->model_path = dup_opt(src->model_path);
-    dst->group = dup_opt(src->group);
-    dst->log_level = dup_opt(src->log_level);
-    dst->cmd = dup_opt(src->cmd);
-    dst->env = dup_list(src->env, src->n_env);
-    dst->upstream = dup_opt(src->upstream);
-}
-
-static void config_clear(hub_model_config *c) {
-    free(c->name);
-    free_list(c->aliases, c->n_aliases);
-    free(c->model_path);
-    free(c->group);
-    free(c->log_level);
-    free(c->cmd);
-    free_list(c->env, c->n_env);
-    free(c->upstream);
-    memset(c, 0, sizeof *c);
-}
-
 /* ==== Completing lifecycle operations (always from the loop, never inside the op call) ==== */
 
 static void finish(hub_backend *b, int status, const char *message) {
@@ -613,7 +572,7 @@ static int parse_upstream(hub_backend *b) {
 hub_backend *hub_backend_new(const hub_backend_env *env, const hub_model_config *cfg) {
     hub_backend *b = mh_xcalloc(1, sizeof *b);
     b->env = env;
-    config_copy(&b->cfg, cfg);
+    hub_model_config_copy(&b->cfg, cfg);
     b->ring = mh_xcalloc(LOG_RING, sizeof *b->ring);
     switch (cfg->backend) {
     case HUB_BACKEND_WORKER: b->ops = &worker_ops; break;
@@ -640,7 +599,7 @@ void hub_backend_free(hub_backend *b) {
     free(b->ring);
     free(b->up_host);
     free(b->up_prefix);
-    config_clear(&b->cfg);
+    hub_model_config_clear(&b->cfg);
     free(b);
 }
 
@@ -656,8 +615,8 @@ const hub_model_config *hub_backend_config(const hub_backend *b) {
 
 void hub_backend_update_config(hub_backend *b, const hub_model_config *cfg) {
     hub_model_config copy;
-    config_copy(&copy, cfg);
-    config_clear(&b->cfg);
+    hub_model_config_copy(&copy, cfg);
+    hub_model_config_clear(&b->cfg);
     b->cfg = copy;
 }
 

@@ -1579,19 +1579,43 @@ static void free_strv(char **v, int n) {
     free(v);
 }
 
+static char *dup_or_null(const char *s) {
+    return s ? mh_xstrdup(s) : NULL;
+}
+
+static char **dup_strv(char *const *v, int n) {
+    char **out = mh_xcalloc((size_t)n + 1, sizeof *out);
+    for (int i = 0; i < n; i++) out[i] = mh_xstrdup(v[i]);
+    return out;
+}
+
+void hub_model_config_copy(hub_model_config *dst, const hub_model_config *src) {
+    *dst = *src;
+    dst->name = dup_or_null(src->name);
+    dst->aliases = dup_strv(src->aliases, src->n_aliases);
+    dst->model_path = dup_or_null(src->model_path);
+    dst->group = dup_or_null(src->group);
+    dst->log_level = dup_or_null(src->log_level);
+    dst->cmd = dup_or_null(src->cmd);
+    dst->env = dup_strv(src->env, src->n_env);
+    dst->upstream = dup_or_null(src->upstream);
+}
+
+void hub_model_config_clear(hub_model_config *m) {
+    free(m->name);
+    free_strv(m->aliases, m->n_aliases);
+    free(m->model_path);
+    free(m->group);
+    free(m->log_level);
+    free(m->cmd);
+    free_strv(m->env, m->n_env);
+    free(m->upstream);
+    memset(m, 0, sizeof *m);
+}
+
 void hub_config_free(hub_config *c) {
     if (!c) return;
-    for (int i = 0; i < c->n_models; i++) {
-        hub_model_config *m = &c->models[i];
-        free(m->name);
-        free_strv(m->aliases, m->n_aliases);
-        free(m->model_path);
-        free(m->group);
-        free(m->log_level);
-        free(m->cmd);
-        free_strv(m->env, m->n_env);
-        free(m->upstream);
-    }
+    for (int i = 0; i < c->n_models; i++) hub_model_config_clear(&c->models[i]);
     free(c->models);
     for (int i = 0; i < c->n_groups; i++) free(c->groups[i].name);
     free(c->groups);

@@ -137,6 +137,10 @@ int hub_config_parse(const char *text, size_t len, const char *path, hub_config 
 /* Free a config from hub_config_load/parse; NULL is fine. */
 void hub_config_free(hub_config *c);
 
+/* A deep copy of a model's config (free it with hub_model_config_clear), and the freeing of one. */
+void hub_model_config_copy(hub_model_config *dst, const hub_model_config *src);
+void hub_model_config_clear(hub_model_config *m);
+
 /* The model called `name_or_alias` (a name or one of the aliases), or NULL. */
 const hub_model_config *hub_config_find_model(const hub_config *c, const char *name_or_alias);
 

@@ -53,25 +53,13 @@ static void log_rotate(hub_proc *p) {
     p->log_size = 0;
 }
 
-static void write_all(int fd, const char *buf, size_t len) {
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-}
-
 static void emit_line(hub_proc *p) {
     if (p->log_fd >= 0) {
         if (p->o.log_max_bytes > 0 && p->log_size + (long long)p->line_len + 1 > p->o.log_max_bytes)
             log_rotate(p);
         if (p->log_fd >= 0) {
             p->line[p->line_len] = '\n';
-            write_all(p->log_fd, p->line, p->line_len + 1);
+            mh_write_all(p->log_fd, p->line, p->line_len + 1);
             p->log_size += (long long)p->line_len + 1;
         }
     }

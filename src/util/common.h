@@ -53,6 +53,10 @@ void mh_buf_append(mh_buf *b, const void *data, size_t len);
 void mh_buf_printf(mh_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void mh_buf_free(mh_buf *b);
 
+/* write(2) all of buf, retrying after EINTR and short writes; gives up silently on an error
+ * (for logs, where there is nobody to tell). */
+void mh_write_all(int fd, const void *buf, size_t len);
+
 /* Parse helpers for CLI numbers: 0 on success, -1 when `s` is not entirely a number in range. */
 int mh_parse_long(const char *s, long min, long max, long *out);
 int mh_parse_double(const char *s, double min, double max, double *out);

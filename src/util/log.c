@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/common.h"
+
 int log_level_current = LOG_INFO;
 
 static int log_fd = -1;
@@ -40,18 +42,6 @@ void log_set_tag(const char *tag) {
     snprintf(log_tag, sizeof log_tag, "%s", tag ? tag : "");
 }
 
-static void write_all(int fd, const char *buf, size_t len) {
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-}
-
 void log_write(int level, const char *fmt, ...) {
     char line[4096];
     struct timeval tv;
@@ -72,6 +62,6 @@ void log_write(int level, const char *fmt, ...) {
     n += m;
     if (n > (int)sizeof line - 2) n = (int)sizeof line - 2;
     line[n++] = '\n';
-    write_all(STDERR_FILENO, line, (size_t)n);
-    if (log_fd >= 0) write_all(log_fd, line, (size_t)n);
+    mh_write_all(STDERR_FILENO, line, (size_t)n);
+    if (log_fd >= 0) mh_write_all(log_fd, line, (size_t)n);
 }
