@@ -254,7 +254,8 @@ static void count_event(const sse_event *ev, void *arg) {
     if (!j) return;
     json_t *ct = json_object_get(json_object_get(j, "usage"), "completion_tokens");
     json_t *choice = json_array_get(json_object_get(j, "choices"), 0);
-    const char *text = json_string_value(json_object_get(json_object_get(choice, "delta"), "content"));
+    const char *text =
+        json_string_value(json_object_get(json_object_get(choice, "delta"), "content"));
     if (!text) text = json_string_value(json_object_get(choice, "text"));
     if (json_is_integer(ct))
         p->tokens = (uint64_t)json_integer_value(ct); /* the worker's own count wins */
