@@ -21,8 +21,10 @@
 struct mm_scratch {
     int n_threads, max_row, max_batch;
     float *row_f32;    /* (n_threads, max_row) a weight row widened to f32 */
+    uint8_t *pack_tmp; /* (n_threads, MH_PACK_SCRATCH(max_row)) packed kernels' scratch */
     uint8_t *xq;       /* (MAX_JOBS, max_batch, xq_row_cap) activations in the kernels' format */
     size_t xq_row_cap; /* bytes per converted activation row */
+    int xq_rows;       /* activation rows per job: max_batch rounded up to 16 */
     size_t bytes;
 };
 
@@ -63,21 +65,27 @@ mm_scratch *mm_scratch_new(int n_threads, int max_row, int max_batch) {
     s->max_batch = max_batch;
     /* every activation format takes at most 2 bytes per element plus a block header */
     s->xq_row_cap = ((size_t)max_row * 2 + 512 + 63) & ~(size_t)63;
+    /* packed kernels may read whole 16-row tiles of activations: round the rows up */
+    s->xq_rows = (max_batch + 15) / 16 * 16;
     size_t row_bytes = (size_t)n_threads * (size_t)max_row * sizeof(float);
-    size_t xq_bytes = (size_t)MAX_JOBS * (size_t)max_batch * s->xq_row_cap;
+    size_t tmp_bytes = (size_t)n_threads * ((MH_PACK_SCRATCH(max_row) + 63) & ~(size_t)63);
+    size_t xq_bytes = (size_t)MAX_JOBS * (size_t)s->xq_rows * s->xq_row_cap;
     s->row_f32 = mh_aligned_alloc(row_bytes);
+    s->pack_tmp = mh_aligned_alloc(tmp_bytes);
     s->xq = mh_aligned_alloc(xq_bytes);
-    if (!s->row_f32 || !s->xq) {
+    if (!s->row_f32 || !s->xq || !s->pack_tmp) {
         mm_scratch_free(s);
         return NULL;
     }
-    s->bytes = row_bytes + xq_bytes;
+    memset(s->xq, 0, xq_bytes); /* tile rows past a batch read zeros, never garbage */
+    s->bytes = row_bytes + tmp_bytes + xq_bytes;
     return s;
 }
 
 void mm_scratch_free(mm_scratch *s) {
     if (!s) return;
     free(s->row_f32);
+    free(s->pack_tmp);
     free(s->xq);
     free(s);
 }
@@ -125,14 +133,15 @@ static void mm_rows(const mm_task *t, int ji, int r0, int r1, int ith) {
 }
 
 /* Groups [g0, g1) of a packed weight against all B activation rows. */
-static void mm_groups(const mm_task *t, int ji, int g0, int g1) {
+static void mm_groups(const mm_task *t, int ji, int g0, int g1, int ith) {
     const mm_job *j = &t->jobs[ji];
     const mm_weight *w = j->w;
+    void *tmp = t->s->pack_tmp + (size_t)ith * ((MH_PACK_SCRATCH(t->s->max_row) + 63) & ~(size_t)63);
     for (int g = g0; g < g1; g++) {
         int r0 = g * MH_PACK_ROWS;
         w->pk->gemm(w->n_in, t->B, (const uint8_t *)w->packed + (size_t)g * w->group_bytes,
                     MH_MIN(MH_PACK_ROWS, w->n_out - r0), t->xq[ji], t->xq_row_bytes[ji],
-                    j->y + r0, (size_t)j->y_stride, j->accumulate);
+                    j->y + r0, (size_t)j->y_stride, j->accumulate, tmp);
     }
 }
 
@@ -143,7 +152,7 @@ static void mm_worker(void *arg, int ith, int nth) {
         int units = w->packed ? (w->n_out + MH_PACK_ROWS - 1) / MH_PACK_ROWS : w->n_out;
         int u0 = (int)((int64_t)units * ith / nth), u1 = (int)((int64_t)units * (ith + 1) / nth);
         if (w->packed)
-            mm_groups(t, i, u0, u1);
+            mm_groups(t, i, u0, u1, ith);
         else
             mm_rows(t, i, u0, u1, ith);
     }
@@ -173,7 +182,7 @@ void mm_run(threadpool *tp, mm_scratch *s, const mm_job *jobs, int n_jobs, int B
                 t.xq_row_bytes[i] = t.xq_row_bytes[k];
             }
         if (t.xq[i]) continue;
-        uint8_t *dst = s->xq + (size_t)i * (size_t)s->max_batch * s->xq_row_cap;
+        uint8_t *dst = s->xq + (size_t)i * (size_t)s->xq_rows * s->xq_row_cap;
         size_t rb;
         if (j->w->packed) {
             rb = quant_act_bytes(j->w->pk->act, n);

@@ -15,6 +15,10 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define ARCH_REQ_XCOMP_PERM 0x1023 /* arch_prctl: ask for an XSAVE feature (Linux >= 5.16) */
+#define XFEATURE_XTILEDATA  18     /* the AMX tile data */
 #define HAVE_X86 1
 #else
 #define HAVE_X86 0
@@ -1205,8 +1209,8 @@ static void pack_q6_K(const void *rows, size_t row_bytes, int n_rows, int n, voi
 /* ==== Activation rows for packed kernels ==== */
 
 size_t quant_act_bytes(int act, int n) {
-    if (act == MH_ACT_Q8) return ROUND64((size_t)n + 8 * (size_t)(n / 32));
-    return ROUND64((size_t)n + 4 * (size_t)(n / QK_K) + 4 * (size_t)(n / 16) + 4 * (size_t)(n / 32));
+    if (act == MH_ACT_Q8) return ROUND64((size_t)n + 12 * (size_t)(n / 32));
+    return ROUND64((size_t)n + 4 * (size_t)(n / QK_K) + 8 * (size_t)(n / 16) + 8 * (size_t)(n / 32));
 }
 
 /* Q8_0 semantics (same quants and d as quantize_row_q8_0) in the MH_ACT_Q8 layout. */
@@ -1215,6 +1219,7 @@ static void act_q8_ref(const float *x, void *dst, int n) {
     int8_t *q = dst;
     float *d = (float *)((uint8_t *)dst + n);
     int32_t *nsum = (int32_t *)(d + nb);
+    float *dsum = (float *)(nsum + nb);
     block_q8_0 blk;
     for (int b = 0; b < nb; b++) {
         quantize_row_q8_0(x + 32 * b, &blk, 32);
@@ -1223,6 +1228,7 @@ static void act_q8_ref(const float *x, void *dst, int n) {
         int s = 0;
         for (int j = 0; j < 32; j++) s += blk.qs[j];
         nsum[b] = -s;
+        dsum[b] = d[b] * (float)s;
     }
 }
 
@@ -1233,13 +1239,20 @@ static void act_q8k_ref(const float *x, void *dst, int n) {
     float *d = (float *)((uint8_t *)dst + n);
     int32_t *nsum16 = (int32_t *)(d + nsb);
     float *sum32 = (float *)(nsum16 + n / 16);
+    float *dsum32 = sum32 + n / 32, *dsum16 = dsum32 + n / 32;
     block_q8_K blk;
     for (int s = 0; s < nsb; s++) {
         quantize_row_q8_K(x + QK_K * s, &blk, QK_K);
         memcpy(q + QK_K * s, blk.qs, QK_K);
         d[s] = blk.d;
-        for (int g = 0; g < 16; g++) nsum16[16 * s + g] = -blk.bsums[g];
-        for (int j = 0; j < 8; j++) sum32[8 * s + j] = (float)(blk.bsums[2 * j] + blk.bsums[2 * j + 1]);
+        for (int g = 0; g < 16; g++) {
+            nsum16[16 * s + g] = -blk.bsums[g];
+            dsum16[16 * s + g] = blk.d * (float)blk.bsums[g];
+        }
+        for (int j = 0; j < 8; j++) {
+            sum32[8 * s + j] = (float)(blk.bsums[2 * j] + blk.bsums[2 * j + 1]);
+            dsum32[8 * s + j] = blk.d * sum32[8 * s + j];
+        }
     }
 }
 
@@ -1542,14 +1555,243 @@ TILE_INLINE void tile_q6_K(int n, const uint8_t *g, const uint8_t *act, size_t a
 #define TILE_Q4_0(...) tile_b32(1, __VA_ARGS__)
 #define TILE_Q5_0(...) tile_b32(2, __VA_ARGS__)
 
-/* The gemm entry of a packed type: tiles of up to MAX_TILE tokens, each with a constant size so
- * the tile's loops unroll and its accumulators live in registers. */
-#define DEFINE_PACKED_GEMM(name, TILE)                                                             \
+/* ==== Packed kernels: AMX-INT8 ====
+ * One 16-token tile at a time against one group: per 32-element unit u, A = the tokens' 32
+ * quants (16 rows, one per token), B = the unit's 8 rows of 64 bytes (the packed layout is
+ * already AMX's "VNNI" B layout: row k holds elements 4k..4k+3 of the 16 weight rows), C =
+ * 16 tokens x 16 rows of int32. C goes to memory and the unit's scales are applied in AVX512;
+ * two units are in flight so the tile unit and the vector units overlap. Nibble types are
+ * first unpacked, once per call, into `scratch`. */
+
+#define TARGET_AMX                                                                                 \
+    __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define AMX_MIN_TOKENS 8 /* fewer tokens than this in a tile: VNNI */
+
+typedef struct amx_tilecfg {
+    uint8_t palette, start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_tilecfg;
+
+static _Thread_local int amx_configured;
+
+/* Tiles: 0, 1 C (16 x 64 bytes); 2, 3 A (16 x 32); 4, 5 B (8 x 64). A constant in memory: the
+ * compiler does not see LDTILECFG read a local struct and may drop the stores to it. */
+static const amx_tilecfg amx_cfg = {
+    .palette = 1,
+    .colsb = {64, 64, 32, 32, 64, 64},
+    .rows = {16, 16, 16, 16, 8, 8},
+};
+
+TARGET_AMX static void amx_configure(void) {
+    _tile_loadconfig(&amx_cfg);
+    amx_configured = 1;
+}
+
+/* kinds: 0 Q8_0, 1 Q4_0, 2 Q5_0, 3 Q4_K, 4 Q6_K (two C tiles per unit, one per 16-group).
+ * Unpacked B tiles hold signed quants (the format's offset removed: TDPBSSD needs no
+ * correction), except Q4_K's 0..15 (TDPBSUD; its mins are applied in the epilogue). */
+TILE_INLINE void unpack_unit(int kind, const uint8_t *g, int n, int u, uint8_t *dst) {
+    __m512i w[8];
+    if (kind == 0) {
+        const uint8_t *q8 = g + ROUND64((size_t)(n / 32) * 32) + 512 * (size_t)u;
+        const __m512i flip = _mm512_set1_epi8((char)0x80);
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) w[k] = _mm512_xor_si512(_mm512_loadu_si512(q8 + 64 * k), flip);
+    } else if (kind == 1 || kind == 2) {
+        int nb = n / 32;
+        unpack_nibbles(g + ROUND64((size_t)nb * (kind == 2 ? 96 : 32)) + 256 * (size_t)u, w);
+        if (kind == 2) {
+            const uint8_t *qh = g + 96 * (size_t)u + 32;
+            const __m512i sixteen = _mm512_set1_epi8(16);
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++)
+                w[k] = _mm512_mask_add_epi8(w[k], _cvtu64_mask64(ld64(qh + 8 * k)), w[k], sixteen);
+        }
+        const __m512i off = _mm512_set1_epi8(kind == 2 ? 16 : 8);
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) w[k] = _mm512_sub_epi8(w[k], off);
+    } else if (kind == 3) {
+        unpack_nibbles(g + (size_t)(u / 8) * 2368 + 320 + 256 * (size_t)(u % 8), w);
+    } else {
+        const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
+        const __m512i off = _mm512_set1_epi8(32), z = _mm512_setzero_si512();
+        const uint8_t *unit = g + (size_t)(u / 8) * 3392 + 320 + 384 * (size_t)(u % 8);
+        __m512i h0 = _mm512_loadu_si512(unit + 256), h1 = _mm512_loadu_si512(unit + 320);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            __m512i v = _mm512_loadu_si512(unit + 64 * k);
+            __m512i hl = k == 0 ? _mm512_slli_epi16(h0, 4) : k == 1 ? _mm512_slli_epi16(h0, 2)
+                       : k == 2 ? h0 : _mm512_srli_epi16(h0, 2);
+            __m512i hh = k == 0 ? _mm512_slli_epi16(h1, 4) : k == 1 ? _mm512_slli_epi16(h1, 2)
+                       : k == 2 ? h1 : _mm512_srli_epi16(h1, 2);
+            w[k] = _mm512_sub_epi8(_mm512_ternarylogic_epi32(_mm512_and_si512(v, m4), hl, m30, 0xF8), off);
+            w[4 + k] = _mm512_sub_epi8(
+                _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), hh, m30, 0xF8), off);
+        }
+        /* two B tiles: the first 16 elements with the other rows zero, then the last 16 */
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            _mm512_store_si512(dst + 64 * k, w[k]);
+            _mm512_store_si512(dst + 64 * (4 + k), z);
+            _mm512_store_si512(dst + 512 + 64 * k, z);
+            _mm512_store_si512(dst + 512 + 64 * (4 + k), w[4 + k]);
+        }
+        return;
+    }
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) _mm512_store_si512(dst + 64 * k, w[k]);
+}
+
+TARGET_AMX static void amx_unpack_group(int kind, const uint8_t *g, int n, uint8_t *dst) {
+    size_t unit_bytes = kind == 4 ? 1024 : 512;
+    for (int u = 0; u < n / 32; u++) unpack_unit(kind, g, n, u, dst + unit_bytes * (size_t)u);
+}
+
+/* out[t] += C (16 tokens x 16 rows, int32) times sc (per row) times dx[t]; with `cor`, minus
+ * cor (per row) times ds[t] (Q4_K's mins). dx and ds: the tokens' factors, `as` bytes apart. */
+TILE_INLINE void amx_epilogue(__m512 out[16], const int32_t *c, __m512 sc, const uint8_t *dx,
+                              int with_cor, __m512 cor, const uint8_t *ds, size_t as) {
+#pragma GCC unroll 16
+    for (int t = 0; t < 16; t++) {
+        float fdx;
+        memcpy(&fdx, dx + (size_t)t * as, 4);
+        __m512 v = _mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * t));
+        out[t] = _mm512_fmadd_ps(v, _mm512_mul_ps(sc, _mm512_set1_ps(fdx)), out[t]);
+        if (with_cor) {
+            float fds;
+            memcpy(&fds, ds + (size_t)t * as, 4);
+            out[t] = _mm512_fnmadd_ps(cor, _mm512_set1_ps(fds), out[t]);
+        }
+    }
+}
+
+/* Row scales of unit u (Q6_K: *sc2 for its second 16-group; Q4_K: *cor, the mins) and the
+ * offsets of the tokens' factors within an activation row. */
+TILE_INLINE void amx_unit_scales(int kind, const uint8_t *g, int n, int u, __m512 *sc, __m512 *sc2,
+                                 __m512 *cor, size_t *off_dx, size_t *off_ds) {
+    if (kind <= 2) {
+        const uint8_t *dp = g + (kind == 2 ? 96 : 32) * (size_t)u;
+        *sc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)dp));
+        *off_dx = (size_t)n + 4 * (size_t)u;
+        return;
+    }
+    int s = u / 8, j = u % 8, nsb = n / QK_K;
+    *off_dx = (size_t)n + 4 * (size_t)s;
+    if (kind == 3) {
+        const uint8_t *sb = g + (size_t)s * 2368;
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sb));
+        __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + 32)));
+        *sc = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + 64 + 16 * j)))));
+        *cor = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + 192 + 16 * j)))));
+        /* dsum32 of sub-block u */
+        *off_ds = (size_t)n + 4 * (size_t)nsb + 4 * (size_t)(n / 16) + 4 * (size_t)(n / 32) + 4 * (size_t)u;
+        return;
+    }
+    const uint8_t *sb = g + (size_t)s * 3392;
+    __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sb));
+    *sc = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(sb + 64 + 32 * j)))));
+    *sc2 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(sb + 64 + 32 * j + 16)))));
+}
+
+/* Tile products of one unit into C tile C with A tile A and B tile B, stored to cb. The tile
+ * numbers are pasted into the instructions: literal digits only. */
+#define AMX_UNIT(C, A, B, kind, act, as, b, cb)                                                    \
+    do {                                                                                           \
+        _tile_loadd(A, act, (long)(as));                                                           \
+        _tile_loadd(B, b, 64);                                                                     \
+        _tile_zero(C);                                                                             \
+        if ((kind) == 3)                                                                           \
+            _tile_dpbsud(C, A, B);                                                                 \
+        else                                                                                       \
+            _tile_dpbssd(C, A, B);                                                                 \
+        _tile_stored(C, cb, 64);                                                                   \
+    } while (0)
+
+/* One tile of 16 tokens (rows past M computed and dropped) against one group's units, unpacked
+ * into `bsrc`. Two units in flight: the tile products of the next run while the scales of the
+ * current one are applied. */
+TILE_INLINE void amx_tile(int kind, int n, const uint8_t *g, const uint8_t *bsrc,
+                          const uint8_t *act, size_t as, int M, float *y, size_t ldy,
+                          int accumulate, __mmask16 m) {
+    const int nu = n / 32;
+    _Alignas(64) int32_t cbuf[2][256];
+    __m512 out[16];
+#pragma GCC unroll 16
+    for (int t = 0; t < 16; t++) out[t] = _mm512_setzero_ps();
+    if (kind == 4) { /* Q6_K: both C tiles for one unit's two 16-groups */
+        for (int u = 0; u < nu; u++) {
+            __m512 sc, sc2 = _mm512_setzero_ps(), cor = sc2;
+            size_t off_dx, off_ds = 0;
+            amx_unit_scales(kind, g, n, u, &sc, &sc2, &cor, &off_dx, &off_ds);
+            const uint8_t *b = bsrc + 1024 * (size_t)u;
+            _tile_loadd(2, act + 32 * (size_t)u, (long)as);
+            _tile_loadd(4, b, 64);
+            _tile_loadd(5, b + 512, 64);
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_dpbssd(0, 2, 4);
+            _tile_dpbssd(1, 2, 5);
+            _tile_stored(0, cbuf[0], 64);
+            _tile_stored(1, cbuf[1], 64);
+            amx_epilogue(out, cbuf[0], sc, act + off_dx, 0, cor, act, as);
+            amx_epilogue(out, cbuf[1], sc2, act + off_dx, 0, cor, act, as);
+        }
+    } else {
+        AMX_UNIT(0, 2, 4, kind, act, as, bsrc, cbuf[0]);
+        for (int u = 0; u < nu; u += 2) {
+            if (u + 1 < nu)
+                AMX_UNIT(1, 3, 5, kind, act + 32 * (size_t)(u + 1), as, bsrc + 512 * (size_t)(u + 1),
+                         cbuf[1]);
+            __m512 sc, sc2, cor = _mm512_setzero_ps();
+            size_t off_dx, off_ds = 0;
+            amx_unit_scales(kind, g, n, u, &sc, &sc2, &cor, &off_dx, &off_ds);
+            amx_epilogue(out, cbuf[0], sc, act + off_dx, kind == 3, cor, act + off_ds, as);
+            if (u + 1 >= nu) break;
+            if (u + 2 < nu)
+                AMX_UNIT(0, 2, 4, kind, act + 32 * (size_t)(u + 2), as, bsrc + 512 * (size_t)(u + 2),
+                         cbuf[0]);
+            amx_unit_scales(kind, g, n, u + 1, &sc, &sc2, &cor, &off_dx, &off_ds);
+            amx_epilogue(out, cbuf[1], sc, act + off_dx, kind == 3, cor, act + off_ds, as);
+        }
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < 16; t++)
+        if (t < M) store_rows(y + (size_t)t * ldy, out[t], m, accumulate);
+}
+
+#define AMX_TILE_FN(name, kind)                                                                    \
+    TARGET_AMX static void name(int n, const uint8_t *g, const uint8_t *bsrc, const uint8_t *act,  \
+                                size_t as, int M, float *y, size_t ldy, int accumulate,            \
+                                __mmask16 m) {                                                     \
+        if (!amx_configured) amx_configure();                                                      \
+        amx_tile(kind, n, g, bsrc, act, as, M, y, ldy, accumulate, m);                             \
+    }
+AMX_TILE_FN(amx_tile_q8_0, 0)
+AMX_TILE_FN(amx_tile_q4_0, 1)
+AMX_TILE_FN(amx_tile_q5_0, 2)
+AMX_TILE_FN(amx_tile_q4_K, 3)
+AMX_TILE_FN(amx_tile_q6_K, 4)
+
+static int amx_enabled = -1;
+
+/* The gemm entry of a packed type: with AMX, 16-token tiles while at least AMX_MIN_TOKENS are
+ * left; then VNNI tiles of up to MAX_TILE tokens, each with a constant size so the tile's
+ * loops unroll and its accumulators live in registers. */
+#define DEFINE_PACKED_GEMM(name, TILE, AMX_FN, KIND)                                               \
     TARGET_VNNI static void name(int n, int nt, const void *group, int n_rows, const void *act,    \
-                                 size_t as, float *y, size_t ldy, int accumulate) {               \
+                                 size_t as, float *y, size_t ldy, int accumulate, void *scratch) { \
         __mmask16 m = n_rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n_rows) - 1);          \
         const uint8_t *g = group, *a = act;                                                        \
-        for (int t0 = 0; t0 < nt; t0 += MAX_TILE) {                                                \
+        int t0 = 0;                                                                                \
+        if (amx_enabled > 0 && nt >= AMX_MIN_TOKENS) {                                             \
+            amx_unpack_group(KIND, g, n, scratch);                                                 \
+            for (; nt - t0 >= AMX_MIN_TOKENS; t0 += 16)                                            \
+                AMX_FN(n, g, scratch, a + (size_t)t0 * as, as, nt - t0 < 16 ? nt - t0 : 16,       \
+                       y + (size_t)t0 * ldy, ldy, accumulate, m);                                  \
+        }                                                                                          \
+        for (; t0 < nt; t0 += MAX_TILE) {                                                          \
             const uint8_t *at = a + (size_t)t0 * as;                                               \
             float *yt = y + (size_t)t0 * ldy;                                                      \
             switch (nt - t0 >= MAX_TILE ? MAX_TILE : nt - t0) {                                    \
@@ -1565,11 +1807,21 @@ TILE_INLINE void tile_q6_K(int n, const uint8_t *g, const uint8_t *act, size_t a
         }                                                                                          \
     }
 
-DEFINE_PACKED_GEMM(gemm_q8_0_vnni, TILE_Q8_0)
-DEFINE_PACKED_GEMM(gemm_q4_0_vnni, TILE_Q4_0)
-DEFINE_PACKED_GEMM(gemm_q5_0_vnni, TILE_Q5_0)
-DEFINE_PACKED_GEMM(gemm_q4_K_vnni, tile_q4_K)
-DEFINE_PACKED_GEMM(gemm_q6_K_vnni, tile_q6_K)
+DEFINE_PACKED_GEMM(gemm_q8_0_vnni, TILE_Q8_0, amx_tile_q8_0, 0)
+DEFINE_PACKED_GEMM(gemm_q4_0_vnni, TILE_Q4_0, amx_tile_q4_0, 1)
+DEFINE_PACKED_GEMM(gemm_q5_0_vnni, TILE_Q5_0, amx_tile_q5_0, 2)
+DEFINE_PACKED_GEMM(gemm_q4_K_vnni, tile_q4_K, amx_tile_q4_K, 3)
+DEFINE_PACKED_GEMM(gemm_q6_K_vnni, tile_q6_K, amx_tile_q6_K, 4)
+
+int quant_have_amx(void) {
+    static int have = -1;
+    if (have < 0) {
+        __builtin_cpu_init();
+        have = __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-int8") &&
+               quant_have_vnni() && syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+    }
+    return have;
+}
 
 int quant_have_vnni(void) {
     __builtin_cpu_init();
@@ -1586,7 +1838,10 @@ static const mh_pack_ops pack_ops_q6_K = {MH_ACT_Q8K, group_bytes_q6_K, pack_q6_
 
 static int pack_enabled = -1; /* -1: not decided yet */
 
-void quant_set_packed(int enabled) { pack_enabled = enabled && quant_have_vnni(); }
+void quant_set_packed(int enabled) {
+    pack_enabled = enabled && quant_have_vnni();
+    amx_enabled = pack_enabled && !getenv("MODELHUB_NO_AMX") && quant_have_amx();
+}
 
 const mh_pack_ops *quant_pack_ops(int type) {
     if (pack_enabled < 0) quant_set_packed(!getenv("MODELHUB_NO_PACK"));
@@ -1607,6 +1862,7 @@ TARGET_AVX2 static void act_q8_avx2(const float *x, void *dst, int n) {
     int8_t *q = dst;
     float *d = (float *)((uint8_t *)dst + n);
     int32_t *nsum = (int32_t *)(d + nb);
+    float *dsum = (float *)(nsum + nb);
     for (int b = 0; b < nb; b++) {
         float amax = absmax32(x + 32 * b);
         float id = amax != 0 ? 127.0f / amax : 0.0f;
@@ -1614,6 +1870,7 @@ TARGET_AVX2 static void act_q8_avx2(const float *x, void *dst, int n) {
         _mm256_storeu_si256((__m256i *)(q + 32 * b), quant32(x + 32 * b, _mm256_set1_ps(id), &sum));
         d[b] = H2F(F2H(amax / 127.0f));
         nsum[b] = -sum;
+        dsum[b] = d[b] * (float)sum;
     }
 }
 
@@ -1623,13 +1880,20 @@ static void act_q8k_avx2(const float *x, void *dst, int n) {
     float *d = (float *)((uint8_t *)dst + n);
     int32_t *nsum16 = (int32_t *)(d + nsb);
     float *sum32 = (float *)(nsum16 + n / 16);
+    float *dsum32 = sum32 + n / 32, *dsum16 = dsum32 + n / 32;
     block_q8_K blk;
     for (int s = 0; s < nsb; s++) {
         quantize_row_q8_K_avx2(x + QK_K * s, &blk, QK_K);
         memcpy(q + QK_K * s, blk.qs, QK_K);
         d[s] = blk.d;
-        for (int g = 0; g < 16; g++) nsum16[16 * s + g] = -blk.bsums[g];
-        for (int j = 0; j < 8; j++) sum32[8 * s + j] = (float)(blk.bsums[2 * j] + blk.bsums[2 * j + 1]);
+        for (int g = 0; g < 16; g++) {
+            nsum16[16 * s + g] = -blk.bsums[g];
+            dsum16[16 * s + g] = blk.d * (float)blk.bsums[g];
+        }
+        for (int j = 0; j < 8; j++) {
+            sum32[8 * s + j] = (float)(blk.bsums[2 * j] + blk.bsums[2 * j + 1]);
+            dsum32[8 * s + j] = blk.d * sum32[8 * s + j];
+        }
     }
 }
 
@@ -1639,6 +1903,7 @@ void quant_act_row(int act, const float *x, void *dst, int n) {
 }
 #else
 int quant_have_vnni(void) { return 0; }
+int quant_have_amx(void) { return 0; }
 void quant_set_packed(int enabled) { (void)enabled; }
 const mh_pack_ops *quant_pack_ops(int type) { (void)type; return NULL; }
 void quant_act_row(int act, const float *x, void *dst, int n) { quant_act_row_ref(act, x, dst, n); }

@@ -184,10 +184,14 @@ MH_DOT(bf16_f32)
  *         holds at shift 2k the top two bits of the element whose low bits are in nibble h
  *         (0 low, 1 high) of byte 4r + i of low chunk k.                          3360 = 16 x 210
  * Activations for packed kernels (one row of n elements, MH_ACT_*):
- *   MH_ACT_Q8   int8 q[n] · float d[n/32] · int32 nsum[n/32] (minus the sum of each block's q),
- *               q and d exactly as quantize_row_q8_0.
- *   MH_ACT_Q8K  int8 q[n] · float d[n/256] · int32 nsum16[n/16] · float sum32[n/32], q and d
- *               exactly as quantize_row_q8_K.
+ *   MH_ACT_Q8   int8 q[n] · float d[n/32] · int32 nsum[n/32] (minus the sum of each block's q) ·
+ *               float dsum[n/32] (d times that sum); q and d exactly as quantize_row_q8_0.
+ *   MH_ACT_Q8K  int8 q[n] · float d[n/256] · int32 nsum16[n/16] · float sum32[n/32] ·
+ *               float dsum32[n/32] · float dsum16[n/16] (sums of 16 and 32 quants, times d);
+ *               q and d exactly as quantize_row_q8_K.
+ * On CPUs with AMX-INT8 (and the kernel's permission to use it), batches of 16 tokens go
+ * through 16x16 tile products (TDPBSUD) of the same packed groups, with the per-block scales
+ * applied in AVX512 after each tile; smaller batches and decode use the VNNI tiles.
  */
 #define MH_PACK_ROWS 16
 enum { MH_ACT_Q8 = 1, MH_ACT_Q8K = 2 };
@@ -199,10 +203,13 @@ typedef struct mh_pack_ops {
      * row_bytes apart in the GGUF type, into one group. Portable code. */
     void (*pack)(const void *rows, size_t row_bytes, int n_rows, int n, void *group);
     /* y[t * ldy + r] (+)= dot(row r, token t) for r < n_rows (of the group's 16), t < nt; the
-     * activation rows `act_stride` bytes apart in format `act`. */
+     * activation rows `act_stride` bytes apart in format `act`, readable up to nt rounded up to
+     * a multiple of 16 rows (whole AMX tiles are loaded; rows past nt are ignored). `scratch`:
+     * MH_PACK_SCRATCH(n) bytes, 64-byte aligned, owned by the calling thread. */
     void (*gemm)(int n, int nt, const void *group, int n_rows, const void *act, size_t act_stride,
-                 float *y, size_t ldy, int accumulate);
+                 float *y, size_t ldy, int accumulate, void *scratch);
 } mh_pack_ops;
+#define MH_PACK_SCRATCH(n) ((size_t)(n) * 32 + 64)
 
 /* The packed kernels of `type` on this CPU, or NULL (then use type_traits.vec_dot). Off when
  * the CPU lacks AVX512-VNNI, after quant_set_packed(0) (kernels_init with force_ref), or with
@@ -220,5 +227,6 @@ float quant_pack_dot_ref(int type, int n, const void *group, int r, const void *
 /* CPU checks for the dispatch in kernels.c. */
 int quant_have_avx2(void);
 int quant_have_vnni(void); /* AVX512F+BW+VL+VNNI */
+int quant_have_amx(void);  /* AMX-TILE+INT8 with the kernel's permission (asked for once) */
 
 #endif

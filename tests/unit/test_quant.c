@@ -266,7 +266,7 @@ static void test_activation_quantizers(void **state) {
         for (int act = MH_ACT_Q8; act <= MH_ACT_Q8K; act++) {
             quant_act_row_ref(act, x, a, N);
             quant_act_row(act, x, b, N);
-            size_t used = act == MH_ACT_Q8 ? N + 8 * (N / 32) : N + 4 * (N / 256 + N / 16 + N / 32);
+            size_t used = act == MH_ACT_Q8 ? N + 12 * (N / 32) : N + 4 * (N / 256) + 8 * (N / 16 + N / 32);
             assert_true(used <= quant_act_bytes(act, N));
             assert_memory_equal(a, b, used); /* the rest is padding */
         }
@@ -312,7 +312,9 @@ static void test_packed_matches_ref(void **state) {
         size_t ab = quant_act_bytes(pk->act, n);
         int std_act = tt->vec_dot_type;
         size_t sb = ggml_row_size((uint32_t)std_act, (uint64_t)n);
-        uint8_t *act = aligned_alloc(64, ab * MAX_T), *stda = malloc(sb * MAX_T);
+        uint8_t *act = aligned_alloc(64, ab * 32), *stda = malloc(sb * MAX_T); /* 2 AMX tiles */
+        uint8_t *tmp = aligned_alloc(64, (MH_PACK_SCRATCH(n) + 63) / 64 * 64);
+        memset(act, 0, ab * 32);
         fill_random(f, n * MAX_T, 2.0f);
         for (int t = 0; t < MAX_T; t++) {
             quant_act_row(pk->act, f + (size_t)t * n, act + ab * t, n);
@@ -325,7 +327,7 @@ static void test_packed_matches_ref(void **state) {
             for (int i = 0; i < MAX_T * 40; i++) y[i] = 1.0f;
             for (int g = 0; g < n_groups; g++)
                 pk->gemm(n, nt, packed + g * pk->group_bytes(n), ROWS - 16 * g < 16 ? ROWS - 16 * g : 16,
-                         act, ab, y + 16 * g, 40, k % 2);
+                         act, ab, y + 16 * g, 40, k % 2, tmp);
             for (int t = 0; t < MAX_T; t++)
                 for (int r = 0; r < 40; r++) {
                     float got = y[t * 40 + r];
@@ -348,6 +350,7 @@ static void test_packed_matches_ref(void **state) {
         free(f);
         free(packed);
         free(act);
+        free(tmp);
         free(stda);
     }
 }
