@@ -17,6 +17,8 @@
 #define HAVE_X86 0
 #endif
 
+static int use_avx2; /* set by kernels_init: rmsnorm dispatches itself */
+
 /* ==== Half floats ==== */
 
 float fp16_to_fp32(uint16_t h) {
@@ -196,6 +198,44 @@ TARGET_AVX2 static inline __m256 exp_neg256(__m256 x) {
     return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
 
+/* exp(x) for any x: arguments clamped to [-87, 88], so it saturates instead of overflowing. */
+TARGET_AVX2 static inline __m256 exp256(__m256 x) {
+    x = _mm256_min_ps(x, _mm256_set1_ps(88.0f));
+    return exp_neg256(x);
+}
+
+TARGET_AVX2 void swiglu_avx2(float *gate, const float *up, size_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 g = _mm256_loadu_ps(gate + i);
+        __m256 e = exp256(_mm256_xor_ps(g, sign));
+        __m256 s = _mm256_div_ps(g, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(gate + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+/* rmsnorm with the sum of squares in four double lanes (x2 to hide the latency). */
+TARGET_AVX2 static void rmsnorm_avx2(float *out, const float *x, const float *w, int n, float eps) {
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256d a = _mm256_cvtps_pd(_mm_loadu_ps(x + i)), b = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
+        s0 = _mm256_fmadd_pd(a, a, s0);
+        s1 = _mm256_fmadd_pd(b, b, s1);
+    }
+    s0 = _mm256_add_pd(s0, s1);
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s0), _mm256_extractf128_pd(s0, 1));
+    double ss = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+    for (; i < n; i++) ss += (double)x[i] * x[i];
+    float scale = (float)(1.0 / sqrt(ss / n + eps));
+    __m256 vs = _mm256_set1_ps(scale);
+    for (i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs), _mm256_loadu_ps(w + i)));
+    for (; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
 TARGET_AVX2 void attn_head_avx2(const float *q, const float *k, const float *v, size_t stride,
                                 int n, int hd, float scale, float *att, float *out) {
     if (hd % 8 || hd > 256) {
@@ -281,6 +321,10 @@ void attn_head_avx2(const float *q, const float *k, const float *v, size_t strid
                     float scale, float *att, float *out) {
     attn_head_ref(q, k, v, stride, n, hd, scale, att, out);
 }
+void swiglu_avx2(float *gate, const float *up, size_t n) { swiglu_ref(gate, up, n); }
+static void rmsnorm_avx2(float *out, const float *x, const float *w, int n, float eps) {
+    (void)out, (void)x, (void)w, (void)n, (void)eps;
+}
 #endif
 
 /* ==== Dispatch ==== */
@@ -288,6 +332,7 @@ void attn_head_avx2(const float *q, const float *k, const float *v, size_t strid
 static type_traits traits[GGML_TYPE_COUNT];
 void (*attn_head)(const float *q, const float *k, const float *v, size_t stride, int n, int hd,
                   float scale, float *att, float *out) = attn_head_ref;
+void (*swiglu)(float *gate, const float *up, size_t n) = swiglu_ref;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *init_desc;
 static int init_ref = -1;
@@ -329,6 +374,8 @@ const char *kernels_init(int force_ref) {
          * side is quantized with the SIMD quantizer (same results as the reference). */
         if (simd) traits[GGML_TYPE_Q8_0].from_f32 = quantize_row_q8_0_avx2;
         attn_head = simd ? attn_head_avx2 : attn_head_ref;
+        swiglu = simd ? swiglu_avx2 : swiglu_ref;
+        use_avx2 = simd;
         quant_set_packed(simd && !getenv("MODELHUB_NO_PACK"));
         init_desc = simd ? (quant_pack_ops(GGML_TYPE_Q8_0) ? "avx512-vnni+avx2+fma+f16c" : "avx2+fma+f16c")
                          : "scalar";
@@ -347,6 +394,10 @@ const type_traits *kernels_traits(int ggml_type) {
 /* ==== Norms and softmax ==== */
 
 void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    if (use_avx2) {
+        rmsnorm_avx2(out, x, w, n, eps);
+        return;
+    }
     double ss = 0;
     for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
     float scale = (float)(1.0 / sqrt(ss / n + eps));
@@ -364,6 +415,10 @@ void softmax(float *x, int n) {
     }
     float inv = 1.0f / sum;
     for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+void swiglu_ref(float *gate, const float *up, size_t n) {
+    for (size_t i = 0; i < n; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
 void attn_head_ref(const float *q, const float *k, const float *v, size_t stride, int n, int hd,

@@ -43,8 +43,13 @@ void f32_to_f16_row_ref(const float *src, void *dst, int n);
 void f32_to_f16_row_f16c(const float *src, void *dst, int n);
 int kernels_have_avx2(void);
 
-/* out = x / rms(x) * w  (n elements; out may alias x). */
+/* out = x / rms(x) * w  (n elements; out may alias x). Sums in double; AVX2 when available. */
 void rmsnorm(float *out, const float *x, const float *w, int n, float eps);
+/* gate[i] = silu(gate[i]) * up[i] = gate / (1 + exp(-gate)) * up, n elements (SwiGLU).
+ * Chosen by kernels_init: swiglu_avx2 (vectorised exp) or swiglu_ref. */
+extern void (*swiglu)(float *gate, const float *up, size_t n);
+void swiglu_ref(float *gate, const float *up, size_t n);
+void swiglu_avx2(float *gate, const float *up, size_t n);
 /* In-place softmax over n elements. */
 void softmax(float *x, int n);
 

@@ -520,10 +520,6 @@ static void attn_worker(void *arg, int ith, int nth) {
 
 /* ==== Forward ==== */
 
-static inline float silu(float x) {
-    return x / (1.0f + expf(-x));
-}
-
 /* Run one batch of B <= BATCH_MAX tokens at positions n_past... Leaves the final residual
  * stream of each token in c->x. */
 static void forward_batch(model_ctx *c, const int32_t *tokens, int B) {
@@ -588,7 +584,7 @@ static void forward_batch(model_ctx *c, const int32_t *tokens, int B) {
         };
         matmul(c, gate_up, 2, B);
         size_t nf = (size_t)B * hp->n_ff;
-        for (size_t i = 0; i < nf; i++) c->hb[i] = silu(c->hb[i]) * c->hb2[i];
+        swiglu(c->hb, c->hb2, nf);
         mm_job down = {&L->w_down, c->hb, c->x, D, 1};
         matmul(c, &down, 1, B);
     }

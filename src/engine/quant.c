@@ -1103,14 +1103,13 @@ static void pack_q8_0(const void *rows, size_t row_bytes, int n_rows, int n, voi
     uint8_t *g = group;
     uint16_t *d = (uint16_t *)g;
     uint8_t *q = g + ROUND64((size_t)nb * 32);
-    memset(g, 0, ROUND64((size_t)nb * 32));
-    memset(q, 0x80, (size_t)nb * 512);
+    memset(g, 0, group_bytes_q8_0(n));
     for (int r = 0; r < n_rows; r++) {
         const block_q8_0 *x = (const block_q8_0 *)((const uint8_t *)rows + (size_t)r * row_bytes);
         for (int b = 0; b < nb; b++) {
             d[16 * b + r] = x[b].d;
             for (int e = 0; e < 32; e++)
-                q[512 * b + 64 * (e / 4) + 4 * r + e % 4] = (uint8_t)(x[b].qs[e] ^ 0x80);
+                q[512 * b + 64 * (e / 4) + 4 * r + e % 4] = (uint8_t)x[b].qs[e];
         }
     }
 }
@@ -1281,7 +1280,7 @@ float quant_pack_dot_ref(int type, int n, const void *group, int r, const void *
             for (int e = 0; e < 32; e++) {
                 int w;
                 if (type == GGML_TYPE_Q8_0)
-                    w = (int8_t)(g[ROUND64((size_t)nb * 32) + 512 * b + 64 * (e / 4) + 4 * r + e % 4] ^ 0x80);
+                    w = (int8_t)g[ROUND64((size_t)nb * 32) + 512 * b + 64 * (e / 4) + 4 * r + e % 4];
                 else if (type == GGML_TYPE_Q4_0)
                     w = nib_at(g + ROUND64((size_t)nb * 32) + 256 * b, r, e) - 8;
                 else {
@@ -1367,7 +1366,7 @@ TILE_INLINE void store_rows(float *dst, __m512 v, __mmask16 m, int accumulate) {
 }
 
 TILE_INLINE void prefetch_ahead(const uint8_t *p, int lines) {
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int i = 0; i < lines; i++) _mm_prefetch((const char *)p + PF_AHEAD + 64 * i, _MM_HINT_T0);
 }
 
@@ -1375,7 +1374,7 @@ TILE_INLINE void prefetch_ahead(const uint8_t *p, int lines) {
  * elements 16 + 4k.. of each row. */
 TILE_INLINE void unpack_nibbles(const uint8_t *c, __m512i w[8]) {
     const __m512i m4 = _mm512_set1_epi8(15);
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int k = 0; k < 4; k++) {
         __m512i v = _mm512_loadu_si512(c + 64 * k);
         w[k] = _mm512_and_si512(v, m4);
@@ -1386,7 +1385,7 @@ TILE_INLINE void unpack_nibbles(const uint8_t *c, __m512i w[8]) {
 /* 32-element block types: acc = -(offset) * sum(x) + sum over 8 registers of w * x. */
 TILE_INLINE __m512i dot_block32(const __m512i w[8], const uint8_t *xb, int32_t nsum, int shift) {
     __m512i acc = _mm512_slli_epi32(_mm512_set1_epi32(nsum), (unsigned)shift);
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int k = 0; k < 4; k++) {
         acc = DPB(acc, w[k], xb + 4 * k);
         acc = DPB(acc, w[4 + k], xb + 16 + 4 * k);
@@ -1410,18 +1409,19 @@ TILE_INLINE void tile_b32(int kind, int n, const uint8_t *g, const uint8_t *act,
         if (T == 1) prefetch_ahead(qb, (int)(qstride / 64));
         __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + hdr * (size_t)b)));
         __m512i w[8];
-        if (kind == 0) {
-            #pragma GCC unroll 8
+        if (kind == 0) { /* stored signed: flip to unsigned (q + 128) for VPDPBUSD */
+            const __m512i flip = _mm512_set1_epi8((char)0x80);
+#pragma GCC unroll 8
             for (int k = 0; k < 4; k++) { /* element order of dot_block32: 4k.., then 16 + 4k.. */
-                w[k] = _mm512_loadu_si512(qb + 64 * k);
-                w[4 + k] = _mm512_loadu_si512(qb + 64 * (4 + k));
+                w[k] = _mm512_xor_si512(_mm512_loadu_si512(qb + 64 * k), flip);
+                w[4 + k] = _mm512_xor_si512(_mm512_loadu_si512(qb + 64 * (4 + k)), flip);
             }
         } else {
             unpack_nibbles(qb, w);
             if (kind == 2) {
                 const uint8_t *qh = g + 96 * (size_t)b + 32;
                 const __m512i sixteen = _mm512_set1_epi8(16);
-                #pragma GCC unroll 8
+#pragma GCC unroll 8
                 for (int k = 0; k < 8; k++)
                     w[k] = _mm512_mask_add_epi8(w[k], _cvtu64_mask64(ld64(qh + 8 * k)), w[k], sixteen);
             }
@@ -1470,7 +1470,7 @@ TILE_INLINE void tile_q4_K(int n, const uint8_t *g, const uint8_t *act, size_t a
                 const float *sum32 = (const float *)(a + n + 4 * (size_t)nsb + 4 * (size_t)(n / 16));
                 __m512i acc = _mm512_setzero_si512();
                 const uint8_t *xb = a + QK_K * (size_t)s + 32 * (size_t)j;
-                #pragma GCC unroll 8
+#pragma GCC unroll 8
                 for (int k = 0; k < 4; k++) {
                     acc = DPB(acc, w[k], xb + 4 * k);
                     acc = DPB(acc, w[4 + k], xb + 16 + 4 * k);
@@ -1509,7 +1509,7 @@ TILE_INLINE void tile_q6_K(int n, const uint8_t *g, const uint8_t *act, size_t a
             if (T == 1) prefetch_ahead(unit, 6);
             __m512i w[8];
             __m512i h0 = _mm512_loadu_si512(unit + 256), h1 = _mm512_loadu_si512(unit + 320);
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int k = 0; k < 4; k++) {
                 __m512i v = _mm512_loadu_si512(unit + 64 * k);
                 __m512i hl = k == 0 ? _mm512_slli_epi16(h0, 4) : k == 1 ? _mm512_slli_epi16(h0, 2)
@@ -1532,7 +1532,7 @@ TILE_INLINE void tile_q6_K(int n, const uint8_t *g, const uint8_t *act, size_t a
                 const uint8_t *xb = a + QK_K * (size_t)s + 32 * (size_t)u;
                 __m512i acca = _mm512_slli_epi32(_mm512_set1_epi32(nsum16[16 * s + 2 * u]), 5);
                 __m512i accb = _mm512_slli_epi32(_mm512_set1_epi32(nsum16[16 * s + 2 * u + 1]), 5);
-                #pragma GCC unroll 8
+#pragma GCC unroll 8
                 for (int k = 0; k < 4; k++) {
                     acca = DPB(acca, w[k], xb + 4 * k);
                     accb = DPB(accb, w[4 + k], xb + 16 + 4 * k);
@@ -1594,12 +1594,7 @@ TARGET_AMX static void amx_configure(void) {
  * correction), except Q4_K's 0..15 (TDPBSUD; its mins are applied in the epilogue). */
 TILE_INLINE void unpack_unit(int kind, const uint8_t *g, int n, int u, uint8_t *dst) {
     __m512i w[8];
-    if (kind == 0) {
-        const uint8_t *q8 = g + ROUND64((size_t)(n / 32) * 32) + 512 * (size_t)u;
-        const __m512i flip = _mm512_set1_epi8((char)0x80);
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; k++) w[k] = _mm512_xor_si512(_mm512_loadu_si512(q8 + 64 * k), flip);
-    } else if (kind == 1 || kind == 2) {
+    if (kind == 1 || kind == 2) {
         int nb = n / 32;
         unpack_nibbles(g + ROUND64((size_t)nb * (kind == 2 ? 96 : 32)) + 256 * (size_t)u, w);
         if (kind == 2) {
@@ -1645,6 +1640,7 @@ TILE_INLINE void unpack_unit(int kind, const uint8_t *g, int n, int u, uint8_t *
 }
 
 TARGET_AMX static void amx_unpack_group(int kind, const uint8_t *g, int n, uint8_t *dst) {
+    if (kind == 0) return; /* Q8_0's packed quants are the B tiles */
     size_t unit_bytes = kind == 4 ? 1024 : 512;
     for (int u = 0; u < n / 32; u++) unpack_unit(kind, g, n, u, dst + unit_bytes * (size_t)u);
 }
@@ -1739,6 +1735,7 @@ TILE_INLINE void amx_tile(int kind, int n, const uint8_t *g, const uint8_t *bsrc
             amx_epilogue(out, cbuf[1], sc2, act + off_dx, 0, cor, act, as);
         }
     } else {
+        if (kind == 0) bsrc = g + ROUND64((size_t)nu * 32); /* Q8_0: the packed quants */
         AMX_UNIT(0, 2, 4, kind, act, as, bsrc, cbuf[0]);
         for (int u = 0; u < nu; u += 2) {
             if (u + 1 < nu)

@@ -169,9 +169,9 @@ MH_DOT(bf16_f32)
  * lanes are the 16 rows' partial sums (no horizontal reduction), and the unpacked block of a
  * group stays in registers for several tokens (matrix-matrix work for prefill).
  *
- * Group layouts (per block, in element order; quants stored unsigned):
+ * Group layouts (per block, in element order):
  *   Q8_0  32 elements: half d[16] · 8 chunks of 64 bytes, chunk k = rows 0..15 x elements
- *         4k..4k+3, each byte q + 128.                                         544 = 16 x 34
+ *         4k..4k+3 (signed quants).                                            544 = 16 x 34
  *   Q4_0  half d[16] · 4 chunks of 64 bytes of nibbles: byte 4r + i of chunk k holds element
  *         4k + i of row r (low nibble) and element 16 + 4k + i (high nibble).  288 = 16 x 18
  *   Q5_0  half d[16] · u32 qh[8] (bit 4r + i of word k = fifth bit of element 4k + i of row r,

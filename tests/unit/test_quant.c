@@ -449,6 +449,28 @@ static void test_attn_head_simd_matches_ref(void **state) {
         }
 }
 
+static void test_swiglu_rmsnorm_simd(void **state) {
+    (void)state;
+    if (!kernels_have_avx2()) skip();
+    enum { N = 1003 };
+    static float g[N], u[N], r[N], v[N], w[N];
+    fill_random(g, N, 4.0f);
+    fill_random(u, N, 1.0f);
+    g[0] = -200.0f, g[1] = 200.0f, g[2] = -87.5f, g[3] = 0.0f; /* saturation and zero */
+    memcpy(r, g, sizeof g);
+    memcpy(v, g, sizeof g);
+    swiglu_ref(r, u, N);
+    swiglu_avx2(v, u, N);
+    for (int i = 0; i < N; i++) assert_float_equal(r[i], v[i], 1e-6 * (1 + fabsf(r[i])));
+    /* rmsnorm: the dispatched version against the defining formula */
+    fill_random(w, N, 1.0f);
+    rmsnorm(v, g, w, N, 1e-5f);
+    double ss = 0;
+    for (int i = 0; i < N; i++) ss += (double)g[i] * g[i];
+    float scale = (float)(1.0 / sqrt(ss / N + 1e-5));
+    for (int i = 0; i < N; i++) assert_float_equal(v[i], g[i] * scale * w[i], 1e-6 * (1 + fabsf(v[i])));
+}
+
 int main(void) {
     kernels_init(0);
     const struct CMUnitTest tests[] = {
@@ -460,6 +482,7 @@ int main(void) {
         cmocka_unit_test(test_packed_matches_ref),
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_attn_head_simd_matches_ref),
+        cmocka_unit_test(test_swiglu_rmsnorm_simd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
