@@ -5,6 +5,7 @@
  * weight is read from memory once per call whatever B is. */
 #include "engine/matmul.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,8 @@ typedef struct mm_task {
     int B;
     const uint8_t *xq[MAX_JOBS]; /* converted activations per job, NULL = use x as f32 */
     size_t xq_row_bytes[MAX_JOBS];
+    int chunk[MAX_JOBS];        /* units (rows or groups) taken at a time */
+    _Atomic int next[MAX_JOBS]; /* first unit not taken yet */
 } mm_task;
 
 int mm_weight_pack(mm_weight *w) {
@@ -145,16 +148,27 @@ static void mm_groups(const mm_task *t, int ji, int g0, int g1, int ith) {
     }
 }
 
+static int n_units(const mm_weight *w) {
+    return w->packed ? (w->n_out + MH_PACK_ROWS - 1) / MH_PACK_ROWS : w->n_out;
+}
+
+/* Threads take chunks of rows (groups) from a shared counter, so one slowed down by another
+ * process or by its share of memory traffic does not leave the others waiting at the end. */
 static void mm_worker(void *arg, int ith, int nth) {
-    const mm_task *t = arg;
+    (void)nth;
+    mm_task *t = arg;
     for (int i = 0; i < t->n_jobs; i++) {
         const mm_weight *w = t->jobs[i].w;
-        int units = w->packed ? (w->n_out + MH_PACK_ROWS - 1) / MH_PACK_ROWS : w->n_out;
-        int u0 = (int)((int64_t)units * ith / nth), u1 = (int)((int64_t)units * (ith + 1) / nth);
-        if (w->packed)
-            mm_groups(t, i, u0, u1, ith);
-        else
-            mm_rows(t, i, u0, u1, ith);
+        int units = n_units(w);
+        for (;;) {
+            int u0 = atomic_fetch_add_explicit(&t->next[i], t->chunk[i], memory_order_relaxed);
+            if (u0 >= units) break;
+            int u1 = MH_MIN(u0 + t->chunk[i], units);
+            if (w->packed)
+                mm_groups(t, i, u0, u1, ith);
+            else
+                mm_rows(t, i, u0, u1, ith);
+        }
     }
 }
 
@@ -166,12 +180,16 @@ static int act_format(const mm_weight *w) {
 
 void mm_run(threadpool *tp, mm_scratch *s, const mm_job *jobs, int n_jobs, int B) {
     MH_ASSERT(n_jobs <= MAX_JOBS && B <= s->max_batch);
-    mm_task t = {s, jobs, n_jobs, B, {0}, {0}};
+    mm_task t = {s, jobs, n_jobs, B, {0}, {0}, {0}, {0}};
+    int nth = tp ? threadpool_size(tp) : 1;
     uint64_t macs = 0;
     for (int i = 0; i < n_jobs; i++) {
         const mm_job *j = &jobs[i];
         int n = j->w->n_in;
         macs += (uint64_t)n * (uint64_t)j->w->n_out * (uint64_t)B;
+        /* about 8 chunks per thread: balance without contention on the counter */
+        t.chunk[i] = MH_MAX(1, n_units(j->w) / (8 * nth));
+        atomic_init(&t.next[i], 0);
         int fmt = act_format(j->w);
         if (fmt == GGML_TYPE_F32) continue;
         /* convert this job's activations, or reuse an earlier job's conversion of them */

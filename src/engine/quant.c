@@ -1343,7 +1343,9 @@ float quant_pack_dot_ref(int type, int n, const void *group, int r, const void *
 #define TARGET_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define TILE_INLINE TARGET_VNNI static inline __attribute__((always_inline))
 #define MAX_TILE    8    /* tokens per register tile */
-#define PF_AHEAD    2048 /* decode: prefetch this many bytes ahead of the block being read */
+#ifndef PF_AHEAD
+#define PF_AHEAD 2048 /* decode: prefetch this many bytes ahead of the block being read */
+#endif
 
 static inline int32_t ld32(const void *p) {
     int32_t v;
