@@ -18,7 +18,7 @@ import {parseArgs} from "node:util";
 
 function usage(code) {
     const text = "usage: llamacpp-ref.mjs -m MODEL -p PROMPT [-n STEPS] [-t THREADS] [--no-bos] " +
-        "[--ignore-eog] [--text] [--json]\n";
+        "[--ignore-eog] [--kv-f32] [--text] [--json]\n";
     (code ? process.stderr : process.stdout).write(text);
     process.exit(code);
 }
@@ -33,6 +33,7 @@ try {
             threads: {type: "string", short: "t", default: "1"},
             "no-bos": {type: "boolean", default: false},
             "ignore-eog": {type: "boolean", default: false},
+            "kv-f32": {type: "boolean", default: false},
             text: {type: "boolean", default: false},
             json: {type: "boolean", default: false},
             help: {type: "boolean", short: "h", default: false},
@@ -64,9 +65,14 @@ if (promptIds.length === 0) {
     process.stderr.write("llamacpp-ref: the prompt has no tokens (empty prompt with --no-bos?)\n");
     process.exit(2);
 }
+// --kv-f32: an F32 KV cache without flash attention, as modelhub's attention computes; the
+// default F16 cache rounds every key and value (a numerics difference, not an error).
+const kvOptions = opts["kv-f32"] ? {experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32",
+                                    flashAttention: false} : {};
 const context = await model.createContext({contextSize: promptIds.length + steps + 8,
                                            batchSize: Math.max(promptIds.length, 1),
-                                           threads: {ideal: threads, min: threads}, sequences: 1});
+                                           threads: {ideal: threads, min: threads}, sequences: 1,
+                                           ...kvOptions});
 const sequence = context.getSequence();
 const generated = [];
 for await (const token of sequence.evaluate(promptIds, {temperature: 0})) {

@@ -376,9 +376,12 @@ const char *kernels_init(int force_ref) {
         attn_head = simd ? attn_head_avx2 : attn_head_ref;
         swiglu = simd ? swiglu_avx2 : swiglu_ref;
         use_avx2 = simd;
-        quant_set_packed(simd && !getenv("MODELHUB_NO_PACK"));
-        init_desc = simd ? (quant_pack_ops(GGML_TYPE_Q8_0) ? "avx512-vnni+avx2+fma+f16c" : "avx2+fma+f16c")
-                         : "scalar";
+        quant_set_packed(simd ? quant_default_pack_mode() : MH_PACK_OFF);
+        int mode = quant_packed_mode();
+        init_desc = !simd                  ? "scalar"
+                    : mode == MH_PACK_AMX  ? "amx-int8+avx512-vnni+avx2+fma+f16c"
+                    : mode == MH_PACK_VNNI ? "avx512-vnni+avx2+fma+f16c"
+                                           : "avx2+fma+f16c";
         init_ref = force_ref;
     }
     pthread_mutex_unlock(&init_lock);

@@ -187,8 +187,8 @@ void mm_run(threadpool *tp, mm_scratch *s, const mm_job *jobs, int n_jobs, int B
         const mm_job *j = &jobs[i];
         int n = j->w->n_in;
         macs += (uint64_t)n * (uint64_t)j->w->n_out * (uint64_t)B;
-        /* about 8 chunks per thread: balance without contention on the counter */
-        t.chunk[i] = MH_MAX(1, n_units(j->w) / (8 * nth));
+        /* 8 (decode: 16) chunks per thread: balance without contention on the counter */
+        t.chunk[i] = MH_MAX(1, n_units(j->w) / ((B == 1 ? 16 : 8) * nth));
         atomic_init(&t.next[i], 0);
         int fmt = act_format(j->w);
         if (fmt == GGML_TYPE_F32) continue;

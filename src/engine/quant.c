@@ -1837,13 +1837,22 @@ static const mh_pack_ops pack_ops_q6_K = {MH_ACT_Q8K, group_bytes_q6_K, pack_q6_
 
 static int pack_enabled = -1; /* -1: not decided yet */
 
-void quant_set_packed(int enabled) {
-    pack_enabled = enabled && quant_have_vnni();
-    amx_enabled = pack_enabled && !getenv("MODELHUB_NO_AMX") && quant_have_amx();
+void quant_set_packed(int mode) {
+    pack_enabled = mode >= MH_PACK_VNNI && quant_have_vnni();
+    amx_enabled = pack_enabled && mode >= MH_PACK_AMX && quant_have_amx();
+}
+
+int quant_packed_mode(void) {
+    return amx_enabled > 0 ? MH_PACK_AMX : pack_enabled > 0 ? MH_PACK_VNNI : MH_PACK_OFF;
+}
+
+int quant_default_pack_mode(void) {
+    if (getenv("MODELHUB_NO_PACK")) return MH_PACK_OFF;
+    return getenv("MODELHUB_NO_AMX") ? MH_PACK_VNNI : MH_PACK_AMX;
 }
 
 const mh_pack_ops *quant_pack_ops(int type) {
-    if (pack_enabled < 0) quant_set_packed(!getenv("MODELHUB_NO_PACK"));
+    if (pack_enabled < 0) quant_set_packed(quant_default_pack_mode());
     if (!pack_enabled) return NULL;
     switch (type) {
     case GGML_TYPE_Q8_0: return &pack_ops_q8_0;
@@ -1903,7 +1912,9 @@ void quant_act_row(int act, const float *x, void *dst, int n) {
 #else
 int quant_have_vnni(void) { return 0; }
 int quant_have_amx(void) { return 0; }
-void quant_set_packed(int enabled) { (void)enabled; }
+void quant_set_packed(int mode) { (void)mode; }
+int quant_packed_mode(void) { return MH_PACK_OFF; }
+int quant_default_pack_mode(void) { return MH_PACK_OFF; }
 const mh_pack_ops *quant_pack_ops(int type) { (void)type; return NULL; }
 void quant_act_row(int act, const float *x, void *dst, int n) { quant_act_row_ref(act, x, dst, n); }
 #endif

@@ -211,11 +211,16 @@ typedef struct mh_pack_ops {
 } mh_pack_ops;
 #define MH_PACK_SCRATCH(n) ((size_t)(n) * 32 + 64)
 
-/* The packed kernels of `type` on this CPU, or NULL (then use type_traits.vec_dot). Off when
- * the CPU lacks AVX512-VNNI, after quant_set_packed(0) (kernels_init with force_ref), or with
- * MODELHUB_NO_PACK set in the environment. Weights packed earlier stay packed. */
+/* The packed kernels of `type` on this CPU, or NULL (then use type_traits.vec_dot). */
 const mh_pack_ops *quant_pack_ops(int type);
-void quant_set_packed(int enabled);
+/* Which packed kernels run: off, VNNI tiles only, or AMX tiles for batches too (each only as far
+ * as the CPU has it). kernels_init sets quant_default_pack_mode(): AMX, less with
+ * MODELHUB_NO_AMX / MODELHUB_NO_PACK in the environment, off with force_ref. Weights packed
+ * earlier stay packed: change the mode before loading a model (tests switch it freely). */
+enum { MH_PACK_OFF = 0, MH_PACK_VNNI = 1, MH_PACK_AMX = 2 };
+void quant_set_packed(int mode);
+int quant_packed_mode(void);
+int quant_default_pack_mode(void);
 /* Bytes of one activation row of n elements in format `act` (a multiple of 64). */
 size_t quant_act_bytes(int act, int n);
 /* Quantize one activation row into format `act` (SIMD), and the portable reference. */

@@ -289,7 +289,9 @@ static void test_packed_matches_ref(void **state) {
     (void)state;
     if (!quant_have_vnni()) skip();
     enum { ROWS = 37, MAX_T = 19 };
+    for (int mode = MH_PACK_VNNI; mode <= MH_PACK_AMX; mode++)
     for (size_t ti = 0; ti < sizeof packed_types / sizeof *packed_types; ti++) {
+        quant_set_packed(mode);
         int type = packed_types[ti];
         const mh_pack_ops *pk = quant_pack_ops(type);
         assert_non_null(pk);
@@ -353,6 +355,7 @@ static void test_packed_matches_ref(void **state) {
         free(tmp);
         free(stda);
     }
+    quant_set_packed(quant_default_pack_mode());
 }
 
 /* ==== Matmul ==== */
@@ -363,7 +366,9 @@ static void test_matmul(void **state) {
     int types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_Q5_0,
                    GGML_TYPE_Q4_1, GGML_TYPE_Q5_K, GGML_TYPE_BF16, GGML_TYPE_F16};
     threadpool *tp = threadpool_new(3);
+    for (int mode = MH_PACK_OFF; mode <= MH_PACK_AMX; mode++)
     for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
+        quant_set_packed(mode);
         int type = types[ti], n = 512;
         const type_traits *tt = traits(type);
         size_t rb = ggml_row_size((uint32_t)type, (uint64_t)n);
@@ -397,6 +402,7 @@ static void test_matmul(void **state) {
             }
         mm_weight w = {data, type, n, N_OUT, rb, tt, NULL, NULL, 0};
         assert_int_equal(mm_weight_pack(&w), 0);
+        assert_true(!w.packed == (mode == MH_PACK_OFF || !quant_have_vnni() || !quant_pack_ops(type)));
         mm_scratch *s = mm_scratch_new(3, n, B);
         for (int accumulate = 0; accumulate < 2; accumulate++)
             for (int nb = 1; nb <= B; nb += 6) {
@@ -423,6 +429,7 @@ static void test_matmul(void **state) {
         free(wdeq);
         free(x);
     }
+    quant_set_packed(quant_default_pack_mode());
     threadpool_free(tp);
 }
 
