@@ -20,10 +20,6 @@ typedef struct type_traits {
     void (*to_f32)(const void *src, float *dst, int n);
     void (*from_f32)(const float *src, void *dst, int n); /* quantize a row (synth, activations) */
     void (*vec_dot)(int n, float *out, const void *w, const void *x);
-    /* Optional tile of several weight rows times several activation rows (see quant.h's
-     * mh_gemm_fn): y[t * ldy + r] (+)= dot(w row r, x row t). NULL: matmul loops over vec_dot. */
-    void (*gemm)(int n, int nr, int nt, const void *w, size_t ldw, const void *x, size_t ldx,
-                 float *y, size_t ldy, int accumulate);
 } type_traits;
 
 /* Pick kernels for this CPU. Idempotent, thread-safe. `force_ref` selects the portable versions

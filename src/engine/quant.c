@@ -1084,7 +1084,7 @@ int quant_have_avx2(void) { return 0; }
 /* Per group of 16 rows (see quant.h; every region starts 64-byte aligned):
  *   Q8_0  half d[nb][16] (padded to 64) · u8 q[nb][8 chunks][64]
  *   Q4_0  half d[nb][16] (padded to 64) · u8 nibbles[nb][4 chunks][64]
- *   Q5_0  per block: half d[16] · u64 qh[8] (padded to 64) · then all nibbles[nb][4][64]
+ *   Q5_0  per block: half d[16] · u64 qh[8] (96 bytes) · then (64-aligned) nibbles[nb][4][64]
  *   Q4_K  per super-block: half d[16], dmin[16] · u8 sc[8][16] · u8 m[8][16] · nibbles[32][64]
  *   Q6_K  per super-block: half d[16] (padded to 64) · i8 sc[16][16] · per 32-element unit
  *         nibbles[4][64] then high bits[2][64] */

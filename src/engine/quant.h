@@ -169,29 +169,32 @@ MH_DOT(bf16_f32)
  * lanes are the 16 rows' partial sums (no horizontal reduction), and the unpacked block of a
  * group stays in registers for several tokens (matrix-matrix work for prefill).
  *
- * Group layouts (per block, in element order):
+ * Group layouts (a group = 16 rows; the scales of all blocks first, then all quants, each
+ * region 64-byte aligned; per block, in element order):
  *   Q8_0  32 elements: half d[16] · 8 chunks of 64 bytes, chunk k = rows 0..15 x elements
  *         4k..4k+3 (signed quants).                                            544 = 16 x 34
  *   Q4_0  half d[16] · 4 chunks of 64 bytes of nibbles: byte 4r + i of chunk k holds element
  *         4k + i of row r (low nibble) and element 16 + 4k + i (high nibble).  288 = 16 x 18
- *   Q5_0  half d[16] · u32 qh[8] (bit 4r + i of word k = fifth bit of element 4k + i of row r,
+ *   Q5_0  half d[16], u64 qh[8] (bit 4r + i of word k = fifth bit of element 4k + i of row r,
  *         word 4 + k the same for elements 16 + 4k + i) · 4 nibble chunks as Q4_0. 352 = 16 x 22
- *   Q4_K  256 elements: half d[16], dmin[16] · u8 scales[8][16], mins[8][16] (sub-block, row) ·
- *         32 nibble chunks: chunk 4j + k holds sub-block j's elements 4k + i (low) and
- *         16 + 4k + i (high).                                                   2368 = 16 x 148
- *   Q6_K  half d[16] · i8 scales[16][16] (group, row) · per 32-element unit: 4 low-nibble
+ *   Q4_K  256 elements, per super-block: half d[16], dmin[16] · u8 scales[8][16], mins[8][16]
+ *         (sub-block, row) · 32 nibble chunks: chunk 4j + k holds sub-block j's elements
+ *         4k + i (low) and 16 + 4k + i (high).                                 2368 = 16 x 148
+ *   Q6_K  per super-block: half d[16] (padded to 64 bytes) · i8 scales[16][16] (group, row) ·
+ *         per 32-element unit: 4 low-nibble
  *         chunks laid out as Q4_K's, then 2 chunks of high bit pairs: byte 4r + i of chunk h
  *         holds at shift 2k the top two bits of the element whose low bits are in nibble h
- *         (0 low, 1 high) of byte 4r + i of low chunk k.                          3360 = 16 x 210
+ *         (0 low, 1 high) of byte 4r + i of low chunk k.                          3392 = 16 x 212
  * Activations for packed kernels (one row of n elements, MH_ACT_*):
  *   MH_ACT_Q8   int8 q[n] · float d[n/32] · int32 nsum[n/32] (minus the sum of each block's q) ·
  *               float dsum[n/32] (d times that sum); q and d exactly as quantize_row_q8_0.
  *   MH_ACT_Q8K  int8 q[n] · float d[n/256] · int32 nsum16[n/16] · float sum32[n/32] ·
  *               float dsum32[n/32] · float dsum16[n/16] (sums of 16 and 32 quants, times d);
  *               q and d exactly as quantize_row_q8_K.
- * On CPUs with AMX-INT8 (and the kernel's permission to use it), batches of 16 tokens go
- * through 16x16 tile products (TDPBSUD) of the same packed groups, with the per-block scales
- * applied in AVX512 after each tile; smaller batches and decode use the VNNI tiles.
+ * On CPUs with AMX-INT8 (and the kernel's permission to use it), batches of 8 or more tokens go
+ * through 16-token x 16-row tile products (TDPBSSD on signed quants; TDPBSUD for Q4_K's
+ * unsigned ones) of the same packed groups, with the per-block scales applied in AVX512 after
+ * each tile; smaller batches and decode use the VNNI tiles.
  */
 #define MH_PACK_ROWS 16
 enum { MH_ACT_Q8 = 1, MH_ACT_Q8K = 2 };
