@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "engine/gguf.h"
 #include "util/common.h"
@@ -40,13 +41,28 @@ typedef struct mm_task {
     _Atomic int next[MAX_JOBS]; /* first unit not taken yet */
 } mm_task;
 
+/* Packed weights of 2 MiB and more go on transparent huge pages where the kernel allows them
+ * (THP "madvise" mode): decode streams every weight once per token, and with 4 KiB pages that
+ * is a TLB miss every 4 KiB. free() releases either kind. */
+#define HUGE_PAGE ((size_t)2 << 20)
+
+static void *alloc_packed(size_t n) {
+    if (n < HUGE_PAGE) return mh_aligned_alloc(n);
+    void *p = NULL;
+    if (posix_memalign(&p, HUGE_PAGE, n) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, n & ~(HUGE_PAGE - 1), MADV_HUGEPAGE); /* advice only: failure changes nothing */
+#endif
+    return p;
+}
+
 int mm_weight_pack(mm_weight *w) {
     w->packed = NULL;
     w->pk = quant_pack_ops(w->type);
     if (!w->pk) return 0;
     int n_groups = (w->n_out + MH_PACK_ROWS - 1) / MH_PACK_ROWS;
     w->group_bytes = w->pk->group_bytes(w->n_in);
-    uint8_t *dst = mh_aligned_alloc((size_t)n_groups * w->group_bytes);
+    uint8_t *dst = alloc_packed((size_t)n_groups * w->group_bytes);
     if (!dst) {
         w->pk = NULL;
         return -1;
@@ -57,6 +73,13 @@ int mm_weight_pack(mm_weight *w) {
                     w->n_in, dst + (size_t)g * w->group_bytes);
     }
     w->packed = dst;
+#ifdef MADV_PAGEOUT
+    /* The kernels never read the original rows again: let the kernel reclaim their pages (a
+     * file mapping just drops them; contents never change), so the process holds one copy. */
+    uintptr_t page = 4096, lo = ((uintptr_t)w->data + page - 1) & ~(page - 1);
+    uintptr_t hi = ((uintptr_t)w->data + (size_t)w->n_out * w->row_bytes) & ~(page - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_PAGEOUT);
+#endif
     return 0;
 }
 

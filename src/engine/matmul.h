@@ -32,7 +32,9 @@ typedef struct mm_weight {
 
 /* Repack `w` (data, type, n_in, n_out, row_bytes set) for the packed kernels when this CPU has
  * them for its type; otherwise leave w->packed NULL. The copy is 64-byte aligned, belongs to the
- * caller (free() it; a struct copy of w shares it) and holds about as many bytes as the rows.
+ * caller (free() it; a struct copy of w shares it) and holds about as many bytes as the rows;
+ * large copies are on transparent huge pages when the system allows. The original rows' pages
+ * are then offered back to the kernel (MADV_PAGEOUT: contents unchanged, re-read on access).
  * Returns 0, or -1 when out of memory. */
 int mm_weight_pack(mm_weight *w);
 
