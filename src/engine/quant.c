@@ -1103,14 +1103,16 @@ static void pack_q8_0(const void *rows, size_t row_bytes, int n_rows, int n, voi
     uint8_t *g = group;
     uint16_t *d = (uint16_t *)g;
     uint8_t *q = g + ROUND64((size_t)nb * 32);
-    memset(g, 0, group_bytes_q8_0(n));
-    for (int r = 0; r < n_rows; r++) {
-        const block_q8_0 *x = (const block_q8_0 *)((const uint8_t *)rows + (size_t)r * row_bytes);
-        for (int b = 0; b < nb; b++) {
-            d[16 * b + r] = x[b].d;
-            for (int e = 0; e < 32; e++)
-                q[512 * b + 64 * (e / 4) + 4 * r + e % 4] = (uint8_t)x[b].qs[e];
-        }
+    if (n_rows < 16) memset(g, 0, group_bytes_q8_0(n)); /* missing rows: zero scales, quants */
+    const block_q8_0 *x[16];
+    for (int r = 0; r < n_rows; r++)
+        x[r] = (const block_q8_0 *)((const uint8_t *)rows + (size_t)r * row_bytes);
+    /* written in order: per block, the 16 scales, then chunk by chunk 4 bytes of each row */
+    for (int b = 0; b < nb; b++) {
+        for (int r = 0; r < n_rows; r++) d[16 * b + r] = x[r][b].d;
+        uint8_t *qb = q + 512 * (size_t)b;
+        for (int k = 0; k < 8; k++)
+            for (int r = 0; r < n_rows; r++) memcpy(qb + 64 * k + 4 * r, x[r][b].qs + 4 * k, 4);
     }
 }
 
