@@ -3,7 +3,7 @@
 // reference our engine's output is checked against.
 //
 // usage: node bench/llamacpp-ref.mjs -m MODEL -p PROMPT [-n STEPS] [-t THREADS] [--no-bos]
-//                                    [--ignore-eog] [--text] [--json]
+//                                    [--ignore-eog] [--kv-f32] [--text] [--json]
 //
 // The prompt is tokenized by llama.cpp (with its dummy-prefix space for SentencePiece vocabs);
 // BOS is prepended when the model asks for it (tokenizer.ggml.add_bos_token, default yes for
@@ -12,7 +12,8 @@
 // Output, in the format of the reference/*.ids files:
 //   prompt_ids: 1 403 407 261 378
 //   generated_ids: 432 383 ...
-// --text adds the decoded continuation; --json prints one object instead.
+// --text adds the decoded continuation; --json prints one object instead. --kv-f32: an F32 KV
+// cache and no flash attention (modelhub's attention numerics) instead of llama.cpp's F16 cache.
 import {resolve} from "node:path";
 import {parseArgs} from "node:util";
 
