@@ -52,9 +52,9 @@ uint16_t fp32_to_fp16(float f) {
     memcpy(&x, &f, 4);
     uint32_t sign = (x >> 16) & 0x8000;
     uint32_t absx = x & 0x7fffffff;
-    if (absx > 0x7f800000) return (uint16_t)(sign | 0x7e00); /* NaN */
+    if (absx > 0x7f800000) return (uint16_t)(sign | 0x7e00);  /* NaN */
     if (absx >= 0x477ff000) return (uint16_t)(sign | 0x7c00); /* overflow -> inf */
-    if (absx < 0x38800000) { /* result is subnormal or zero */
+    if (absx < 0x38800000) {                                  /* result is subnormal or zero */
         if (absx < 0x33000000) return (uint16_t)sign; /* below half of the smallest subnormal */
         uint32_t e = absx >> 23;
         uint32_t mant = (absx & 0x7fffff) | 0x800000;
@@ -194,7 +194,8 @@ TARGET_AVX2 static inline __m256 exp_neg256(__m256 x) {
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
     return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
 
@@ -221,7 +222,8 @@ TARGET_AVX2 static void rmsnorm_avx2(float *out, const float *x, const float *w,
     __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
     int i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256d a = _mm256_cvtps_pd(_mm_loadu_ps(x + i)), b = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
+        __m256d a = _mm256_cvtps_pd(_mm_loadu_ps(x + i)),
+                b = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
         s0 = _mm256_fmadd_pd(a, a, s0);
         s1 = _mm256_fmadd_pd(b, b, s1);
     }
@@ -232,7 +234,8 @@ TARGET_AVX2 static void rmsnorm_avx2(float *out, const float *x, const float *w,
     float scale = (float)(1.0 / sqrt(ss / n + eps));
     __m256 vs = _mm256_set1_ps(scale);
     for (i = 0; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs), _mm256_loadu_ps(w + i)));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs),
+                                                _mm256_loadu_ps(w + i)));
     for (; i < n; i++) out[i] = x[i] * scale * w[i];
 }
 
@@ -267,7 +270,8 @@ TARGET_AVX2 void attn_head_avx2(const float *q, const float *k, const float *v, 
     for (; p < n; p++) {
         const float *kp = k + (size_t)p * stride;
         __m256 a = _mm256_setzero_ps();
-        for (int c = 0; c < nc; c++) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + 8 * c), _mm256_loadu_ps(kp + 8 * c), a);
+        for (int c = 0; c < nc; c++)
+            a = _mm256_fmadd_ps(_mm256_loadu_ps(q + 8 * c), _mm256_loadu_ps(kp + 8 * c), a);
         att[p] = hsum256(a) * scale;
         max = fmaxf(max, att[p]);
     }
@@ -312,16 +316,28 @@ int kernels_have_avx2(void) {
            __builtin_cpu_supports("f16c");
 }
 #else
-void dot_f32_avx2(int n, float *out, const void *w, const void *x) { dot_f32_ref(n, out, w, x); }
-void dot_f16_avx2(int n, float *out, const void *w, const void *x) { dot_f16_ref(n, out, w, x); }
-void f16_to_f32_row_f16c(const void *src, float *dst, int n) { f16_to_f32_row_ref(src, dst, n); }
-void f32_to_f16_row_f16c(const float *src, void *dst, int n) { f32_to_f16_row_ref(src, dst, n); }
-int kernels_have_avx2(void) { return 0; }
+void dot_f32_avx2(int n, float *out, const void *w, const void *x) {
+    dot_f32_ref(n, out, w, x);
+}
+void dot_f16_avx2(int n, float *out, const void *w, const void *x) {
+    dot_f16_ref(n, out, w, x);
+}
+void f16_to_f32_row_f16c(const void *src, float *dst, int n) {
+    f16_to_f32_row_ref(src, dst, n);
+}
+void f32_to_f16_row_f16c(const float *src, void *dst, int n) {
+    f32_to_f16_row_ref(src, dst, n);
+}
+int kernels_have_avx2(void) {
+    return 0;
+}
 void attn_head_avx2(const float *q, const float *k, const float *v, size_t stride, int n, int hd,
                     float scale, float *att, float *out) {
     attn_head_ref(q, k, v, stride, n, hd, scale, att, out);
 }
-void swiglu_avx2(float *gate, const float *up, size_t n) { swiglu_ref(gate, up, n); }
+void swiglu_avx2(float *gate, const float *up, size_t n) {
+    swiglu_ref(gate, up, n);
+}
 static void rmsnorm_avx2(float *out, const float *x, const float *w, int n, float eps) {
     (void)out, (void)x, (void)w, (void)n, (void)eps;
 }
@@ -344,23 +360,23 @@ const char *kernels_init(int force_ref) {
         memset(traits, 0, sizeof traits);
         traits[GGML_TYPE_F32] = (type_traits){1, GGML_TYPE_F32, f32_to_f32_row, f32_from_f32_row,
                                               simd ? dot_f32_avx2 : dot_f32_ref};
-        traits[GGML_TYPE_F16] =
-            (type_traits){1, GGML_TYPE_F32, simd ? f16_to_f32_row_f16c : f16_to_f32_row_ref,
-                          simd ? f32_to_f16_row_f16c : f32_to_f16_row_ref,
-                          simd ? dot_f16_avx2 : dot_f16_ref};
+        traits[GGML_TYPE_F16] = (type_traits){
+            1, GGML_TYPE_F32, simd ? f16_to_f32_row_f16c : f16_to_f32_row_ref,
+            simd ? f32_to_f16_row_f16c : f32_to_f16_row_ref, simd ? dot_f16_avx2 : dot_f16_ref};
         traits[GGML_TYPE_BF16] =
             (type_traits){1, GGML_TYPE_F32, simd ? dequantize_row_bf16_avx2 : dequantize_row_bf16,
                           quantize_row_bf16, simd ? dot_bf16_f32_avx2 : dot_bf16_f32_ref};
         /* activation types: quantizers only (no dot product of their own) */
-        traits[GGML_TYPE_Q8_1] = (type_traits){1, GGML_TYPE_Q8_1, dequantize_row_q8_1,
-                                               simd ? quantize_row_q8_1_avx2 : quantize_row_q8_1,
-                                               NULL};
-        traits[GGML_TYPE_Q8_K] = (type_traits){1, GGML_TYPE_Q8_K, dequantize_row_q8_K,
-                                               simd ? quantize_row_q8_K_avx2 : quantize_row_q8_K,
-                                               NULL};
+        traits[GGML_TYPE_Q8_1] =
+            (type_traits){1, GGML_TYPE_Q8_1, dequantize_row_q8_1,
+                          simd ? quantize_row_q8_1_avx2 : quantize_row_q8_1, NULL};
+        traits[GGML_TYPE_Q8_K] =
+            (type_traits){1, GGML_TYPE_Q8_K, dequantize_row_q8_K,
+                          simd ? quantize_row_q8_K_avx2 : quantize_row_q8_K, NULL};
 #define QTYPE(T, t, act, dot)                                                                      \
-    traits[GGML_TYPE_##T] = (type_traits){1, GGML_TYPE_##act, dequantize_row_##t, quantize_row_##t,  \
-                                          simd ? dot_##dot##_avx2 : dot_##dot##_ref}
+    traits[GGML_TYPE_##T] =                                                                        \
+        (type_traits){1, GGML_TYPE_##act, dequantize_row_##t, quantize_row_##t,                    \
+                      simd ? dot_##dot##_avx2 : dot_##dot##_ref}
         QTYPE(Q4_0, q4_0, Q8_0, q4_0_q8_0);
         QTYPE(Q4_1, q4_1, Q8_1, q4_1_q8_1);
         QTYPE(Q5_0, q5_0, Q8_0, q5_0_q8_0);

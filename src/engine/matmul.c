@@ -116,9 +116,13 @@ void mm_scratch_free(mm_scratch *s) {
     free(s);
 }
 
-size_t mm_scratch_bytes(const mm_scratch *s) { return s->bytes; }
+size_t mm_scratch_bytes(const mm_scratch *s) {
+    return s->bytes;
+}
 
-static inline void put(float *dst, float v, int accumulate) { *dst = accumulate ? *dst + v : v; }
+static inline void put(float *dst, float v, int accumulate) {
+    *dst = accumulate ? *dst + v : v;
+}
 
 static void prefetch_row(const void *row, size_t bytes) {
     for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch((const char *)row + o, 0, 2);
@@ -136,7 +140,8 @@ static void mm_rows(const mm_task *t, int ji, int r0, int r1, int ith) {
         size_t xb = xq ? t->xq_row_bytes[ji] : (size_t)n * sizeof(float);
         for (int r = r0; r < r1; r++) {
             const uint8_t *row = base + (size_t)r * w->row_bytes;
-            if (r + PREFETCH_ROWS < r1) prefetch_row(row + PREFETCH_ROWS * w->row_bytes, w->row_bytes);
+            if (r + PREFETCH_ROWS < r1)
+                prefetch_row(row + PREFETCH_ROWS * w->row_bytes, w->row_bytes);
             for (int b = 0; b < B; b++) {
                 float s;
                 w->tt->vec_dot(n, &s, row, x + (size_t)b * xb);
@@ -162,12 +167,13 @@ static void mm_rows(const mm_task *t, int ji, int r0, int r1, int ith) {
 static void mm_groups(const mm_task *t, int ji, int g0, int g1, int ith) {
     const mm_job *j = &t->jobs[ji];
     const mm_weight *w = j->w;
-    void *tmp = t->s->pack_tmp + (size_t)ith * ((MH_PACK_SCRATCH(t->s->max_row) + 63) & ~(size_t)63);
+    void *tmp =
+        t->s->pack_tmp + (size_t)ith * ((MH_PACK_SCRATCH(t->s->max_row) + 63) & ~(size_t)63);
     for (int g = g0; g < g1; g++) {
         int r0 = g * MH_PACK_ROWS;
         w->pk->gemm(w->n_in, t->B, (const uint8_t *)w->packed + (size_t)g * w->group_bytes,
-                    MH_MIN(MH_PACK_ROWS, w->n_out - r0), t->xq[ji], t->xq_row_bytes[ji],
-                    j->y + r0, (size_t)j->y_stride, j->accumulate, tmp);
+                    MH_MIN(MH_PACK_ROWS, w->n_out - r0), t->xq[ji], t->xq_row_bytes[ji], j->y + r0,
+                    (size_t)j->y_stride, j->accumulate, tmp);
     }
 }
 

@@ -4,8 +4,9 @@
  * dot product works on quantized activations (type_traits.vec_dot_type != F32) get each
  * activation row converted once per call, shared by every job of the call that reads the same
  * input. Weights repacked by mm_weight_pack go through the packed kernels: 16 rows by up to 8
- * tokens per register tile, so a prefill batch is matrix-matrix work. Several jobs (e.g. the q, k and v projections of one input) run in one dispatch.
- * Nothing is allocated per call: buffers live in an mm_scratch made once per context.
+ * tokens per register tile, so a prefill batch is matrix-matrix work. Several jobs (e.g. the q, k
+ * and v projections of one input) run in one dispatch. Nothing is allocated per call: buffers live
+ * in an mm_scratch made once per context.
  */
 #ifndef MH_MATMUL_H
 #define MH_MATMUL_H

@@ -19,7 +19,7 @@
 #include <unistd.h>
 #define ARCH_REQ_XCOMP_PERM 0x1023 /* arch_prctl: ask for an XSAVE feature (Linux >= 5.16) */
 #define XFEATURE_XTILEDATA  18     /* the AMX tile data */
-#define HAVE_X86 1
+#define HAVE_X86            1
 #else
 #define HAVE_X86 0
 #endif
@@ -37,7 +37,9 @@ static inline int nearest_int(float x) {
     return (i & 0x007fffff) - 0x00400000;
 }
 
-static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+static inline int clampi(int v, int lo, int hi) {
+    return v < lo ? lo : v > hi ? hi : v;
+}
 
 float bf16_to_fp32(uint16_t h) {
     uint32_t bits = (uint32_t)h << 16;
@@ -91,7 +93,8 @@ static float quant_sym32(const float *x, int offset, uint8_t *q) {
     float d = max / -(float)offset;
     float id = d != 0 ? 1.0f / d : 0.0f;
     d = H2F(F2H(d));
-    for (int j = 0; j < 32; j++) q[j] = (uint8_t)clampi(nearest_int(x[j] * id) + offset, 0, 2 * offset - 1);
+    for (int j = 0; j < 32; j++)
+        q[j] = (uint8_t)clampi(nearest_int(x[j] * id) + offset, 0, 2 * offset - 1);
     return d;
 }
 
@@ -425,9 +428,9 @@ void quantize_row_q6_K(const float *src, void *dst, int n) {
                 y[i].scales[g] = (int8_t)s;
                 float ds = d * (float)s;
                 for (int l = 0; l < 16; l++)
-                    q[16 * g + l] = (uint8_t)(ds != 0 ? clampi(nearest_int(x[16 * g + l] / ds), -32,
-                                                                31) + 32
-                                                      : 32);
+                    q[16 * g + l] =
+                        (uint8_t)(ds != 0 ? clampi(nearest_int(x[16 * g + l] / ds), -32, 31) + 32
+                                          : 32);
             }
         }
         for (int h = 0; h < 2; h++) {
@@ -623,7 +626,8 @@ void dot_q4_K_q8_K_ref(int n, float *out, const void *w, const void *x) {
             const uint8_t *qs = a[i].qs + 32 * c;
             const int8_t *q8 = b[i].qs + 64 * c;
             int s1 = 0, s2 = 0;
-            for (int l = 0; l < 32; l++) s1 += (qs[l] & 15) * q8[l], s2 += (qs[l] >> 4) * q8[l + 32];
+            for (int l = 0; l < 32; l++)
+                s1 += (qs[l] & 15) * q8[l], s2 += (qs[l] >> 4) * q8[l + 32];
             sumi += sc[2 * c] * s1 + sc[2 * c + 1] * s2;
         }
         for (int j = 0; j < 8; j++) summ += m[j] * (b[i].bsums[2 * j] + b[i].bsums[2 * j + 1]);
@@ -708,7 +712,9 @@ TARGET_AVX2 static inline int hsum_epi32(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
-TARGET_AVX2 static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+TARGET_AVX2 static inline float h2f(uint16_t h) {
+    return _cvtsh_ss(h);
+}
 
 /* The 32 nibbles of 16 bytes in element order (byte j: element j low, element j + 16 high). */
 TARGET_AVX2 static inline __m256i nibbles32(const uint8_t *qs) {
@@ -718,8 +724,8 @@ TARGET_AVX2 static inline __m256i nibbles32(const uint8_t *qs) {
 
 /* 32 bits -> 32 bytes, 0xFF where the bit is set. */
 TARGET_AVX2 static inline __m256i bits_to_bytes(uint32_t bits) {
-    const __m256i shuf = _mm256_setr_epi64x(0, 0x0101010101010101ll, 0x0202020202020202ll,
-                                            0x0303030303030303ll);
+    const __m256i shuf =
+        _mm256_setr_epi64x(0, 0x0101010101010101ll, 0x0202020202020202ll, 0x0303030303030303ll);
     __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), shuf);
     v = _mm256_or_si256(v, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfell));
     return _mm256_cmpeq_epi8(v, _mm256_set1_epi64x(-1));
@@ -760,13 +766,15 @@ TARGET_AVX2 void dot_q8_0_q8_0_avx2(int n, float *out, const void *w, const void
     for (; i + 2 <= nb; i += 2) {
         __m256i p0 = dot_i8(LOAD256(a[i].qs), LOAD256(b[i].qs));
         __m256i p1 = dot_i8(LOAD256(a[i + 1].qs), LOAD256(b[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), _mm256_cvtepi32_ps(p0),
+                               acc0);
         acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i + 1].d) * h2f(b[i + 1].d)),
                                _mm256_cvtepi32_ps(p1), acc1);
     }
     for (; i < nb; i++) {
         __m256i p0 = dot_i8(LOAD256(a[i].qs), LOAD256(b[i].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), _mm256_cvtepi32_ps(p0),
+                               acc0);
     }
     *out = hsum_ps(_mm256_add_ps(acc0, acc1));
 }
@@ -780,13 +788,15 @@ TARGET_AVX2 void dot_q4_0_q8_0_avx2(int n, float *out, const void *w, const void
     for (; i + 2 <= nb; i += 2) {
         __m256i p0 = dot_i8(_mm256_sub_epi8(nibbles32(a[i].qs), eight), LOAD256(b[i].qs));
         __m256i p1 = dot_i8(_mm256_sub_epi8(nibbles32(a[i + 1].qs), eight), LOAD256(b[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), _mm256_cvtepi32_ps(p0),
+                               acc0);
         acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i + 1].d) * h2f(b[i + 1].d)),
                                _mm256_cvtepi32_ps(p1), acc1);
     }
     for (; i < nb; i++) {
         __m256i p0 = dot_i8(_mm256_sub_epi8(nibbles32(a[i].qs), eight), LOAD256(b[i].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), _mm256_cvtepi32_ps(p0),
+                               acc0);
     }
     *out = hsum_ps(_mm256_add_ps(acc0, acc1));
 }
@@ -797,7 +807,8 @@ TARGET_AVX2 void dot_q5_0_q8_0_avx2(int n, float *out, const void *w, const void
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < n / 32; i++) {
         __m256i p = dot_i8(q5_0_weights(&a[i]), LOAD256(b[i].qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), _mm256_cvtepi32_ps(p), acc);
+        acc =
+            _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), _mm256_cvtepi32_ps(p), acc);
     }
     *out = hsum_ps(acc);
 }
@@ -809,7 +820,8 @@ TARGET_AVX2 void dot_q4_1_q8_1_avx2(int n, float *out, const void *w, const void
     float summs = 0;
     for (int i = 0; i < n / 32; i++) {
         __m256i p = dot_u8(nibbles32(a[i].qs), LOAD256(b[i].qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), _mm256_cvtepi32_ps(p), acc);
+        acc =
+            _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), _mm256_cvtepi32_ps(p), acc);
         summs += h2f(a[i].m) * h2f(b[i].s);
     }
     *out = hsum_ps(acc) + summs;
@@ -822,7 +834,8 @@ TARGET_AVX2 void dot_q5_1_q8_1_avx2(int n, float *out, const void *w, const void
     float summs = 0;
     for (int i = 0; i < n / 32; i++) {
         __m256i p = dot_u8(q5_1_weights(&a[i]), LOAD256(b[i].qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), _mm256_cvtepi32_ps(p), acc);
+        acc =
+            _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), _mm256_cvtepi32_ps(p), acc);
         summs += h2f(a[i].m) * h2f(b[i].s);
     }
     *out = hsum_ps(acc) + summs;
@@ -864,7 +877,8 @@ TARGET_AVX2 void dot_q4_K_q8_K_avx2(int n, float *out, const void *w, const void
         __m256i sumi = _mm256_setzero_si256();
         for (int c = 0; c < 4; c++) {
             __m256i q4 = LOAD256(a[i].qs + 32 * c);
-            __m256i lo = _mm256_and_si256(q4, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+            __m256i lo = _mm256_and_si256(q4, m4),
+                    hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
             __m256i pl = _mm256_maddubs_epi16(lo, LOAD256(b[i].qs + 64 * c));
             __m256i ph = _mm256_maddubs_epi16(hi, LOAD256(b[i].qs + 64 * c + 32));
             pl = _mm256_madd_epi16(pl, _mm256_set1_epi16(sc[2 * c]));
@@ -946,7 +960,8 @@ TARGET_AVX2 void dot_q6_K_q8_K_avx2(int n, float *out, const void *w, const void
             q6_K_half(a[i].ql + 64 * h, a[i].qh + 32 * h, q);
             for (int g = 0; g < 4; g++) {
                 __m256i p = _mm256_maddubs_epi16(q[g], LOAD256(b[i].qs + 128 * h + 32 * g));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(scl, shuf[g])));
+                sumi =
+                    _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(scl, shuf[g])));
             }
         }
         sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 5));
@@ -972,7 +987,8 @@ TARGET_AVX2 void dot_bf16_f32_avx2(int n, float *out, const void *w, const void 
         acc2 = _mm256_fmadd_ps(load_bf16x8(a + i + 16), _mm256_loadu_ps(b + i + 16), acc2);
         acc3 = _mm256_fmadd_ps(load_bf16x8(a + i + 24), _mm256_loadu_ps(b + i + 24), acc3);
     }
-    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(load_bf16x8(a + i), _mm256_loadu_ps(b + i), acc0);
+    for (; i + 8 <= n; i += 8)
+        acc0 = _mm256_fmadd_ps(load_bf16x8(a + i), _mm256_loadu_ps(b + i), acc0);
     float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
     for (; i < n; i++) sum += bf16_to_fp32(a[i]) * b[i];
     *out = sum;
@@ -1000,7 +1016,9 @@ TARGET_AVX2 static inline __m256i quant32(const float *x, __m256 id, int *sum) {
     for (int k = 0; k < 4; k++)
         i[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), id),
                                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    if (sum) *sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3])));
+    if (sum)
+        *sum = hsum_epi32(
+            _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3])));
     __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]), _mm256_packs_epi32(i[2], i[3]));
     return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
@@ -1008,7 +1026,8 @@ TARGET_AVX2 static inline __m256i quant32(const float *x, __m256 id, int *sum) {
 TARGET_AVX2 static inline float absmax32(const float *x) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 m = _mm256_andnot_ps(sign, _mm256_loadu_ps(x));
-    for (int k = 1; k < 4; k++) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k)));
+    for (int k = 1; k < 4; k++)
+        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k)));
     return hmax_ps(m);
 }
 
@@ -1074,7 +1093,9 @@ int quant_have_avx2(void) {
            __builtin_cpu_supports("f16c");
 }
 #else
-int quant_have_avx2(void) { return 0; }
+int quant_have_avx2(void) {
+    return 0;
+}
 #endif
 
 /* ==== Packed weights: layouts and portable packers ==== */
@@ -1088,15 +1109,27 @@ int quant_have_avx2(void) { return 0; }
  *   Q4_K  per super-block: half d[16], dmin[16] · u8 sc[8][16] · u8 m[8][16] · nibbles[32][64]
  *   Q6_K  per super-block: half d[16] (padded to 64) · i8 sc[16][16] · per 32-element unit
  *         nibbles[4][64] then high bits[2][64] */
-static size_t group_bytes_q8_0(int n) { return ROUND64((size_t)(n / 32) * 32) + (size_t)(n / 32) * 512; }
-static size_t group_bytes_q4_0(int n) { return ROUND64((size_t)(n / 32) * 32) + (size_t)(n / 32) * 256; }
-static size_t group_bytes_q5_0(int n) { return ROUND64((size_t)(n / 32) * 96) + (size_t)(n / 32) * 256; }
-static size_t group_bytes_q4_K(int n) { return (size_t)(n / 256) * (64 + 256 + 2048); }
-static size_t group_bytes_q6_K(int n) { return (size_t)(n / 256) * (64 + 256 + 8 * 384); }
+static size_t group_bytes_q8_0(int n) {
+    return ROUND64((size_t)(n / 32) * 32) + (size_t)(n / 32) * 512;
+}
+static size_t group_bytes_q4_0(int n) {
+    return ROUND64((size_t)(n / 32) * 32) + (size_t)(n / 32) * 256;
+}
+static size_t group_bytes_q5_0(int n) {
+    return ROUND64((size_t)(n / 32) * 96) + (size_t)(n / 32) * 256;
+}
+static size_t group_bytes_q4_K(int n) {
+    return (size_t)(n / 256) * (64 + 256 + 2048);
+}
+static size_t group_bytes_q6_K(int n) {
+    return (size_t)(n / 256) * (64 + 256 + 8 * 384);
+}
 
 /* Element e (0..31) of a 32-element unit lives in nibble chunk k = (e & 15) / 4, byte 4r + e % 4,
  * low nibble when e < 16. */
-static inline int chunk_of(int e) { return (e & 15) >> 2; }
+static inline int chunk_of(int e) {
+    return (e & 15) >> 2;
+}
 
 static void pack_q8_0(const void *rows, size_t row_bytes, int n_rows, int n, void *group) {
     int nb = n / 32;
@@ -1211,7 +1244,8 @@ static void pack_q6_K(const void *rows, size_t row_bytes, int n_rows, int n, voi
 
 size_t quant_act_bytes(int act, int n) {
     if (act == MH_ACT_Q8) return ROUND64((size_t)n + 12 * (size_t)(n / 32));
-    return ROUND64((size_t)n + 4 * (size_t)(n / QK_K) + 8 * (size_t)(n / 16) + 8 * (size_t)(n / 32));
+    return ROUND64((size_t)n + 4 * (size_t)(n / QK_K) + 8 * (size_t)(n / 16) +
+                   8 * (size_t)(n / 32));
 }
 
 /* Q8_0 semantics (same quants and d as quantize_row_q8_0) in the MH_ACT_Q8 layout. */
@@ -1258,8 +1292,10 @@ static void act_q8k_ref(const float *x, void *dst, int n) {
 }
 
 void quant_act_row_ref(int act, const float *x, void *dst, int n) {
-    if (act == MH_ACT_Q8) act_q8_ref(x, dst, n);
-    else act_q8k_ref(x, dst, n);
+    if (act == MH_ACT_Q8)
+        act_q8_ref(x, dst, n);
+    else
+        act_q8k_ref(x, dst, n);
 }
 
 /* ==== Packed reference dot products (for tests) ==== */
@@ -1282,19 +1318,23 @@ float quant_pack_dot_ref(int type, int n, const void *group, int r, const void *
             for (int e = 0; e < 32; e++) {
                 int w;
                 if (type == GGML_TYPE_Q8_0)
-                    w = (int8_t)g[ROUND64((size_t)nb * 32) + 512 * b + 64 * (e / 4) + 4 * r + e % 4];
+                    w = (int8_t)
+                        g[ROUND64((size_t)nb * 32) + 512 * b + 64 * (e / 4) + 4 * r + e % 4];
                 else if (type == GGML_TYPE_Q4_0)
                     w = nib_at(g + ROUND64((size_t)nb * 32) + 256 * b, r, e) - 8;
                 else {
                     uint64_t qh;
                     memcpy(&qh, g + 96 * b + 32 + 8 * (chunk_of(e) + (e >= 16 ? 4 : 0)), 8);
                     w = (nib_at(g + ROUND64((size_t)nb * 96) + 256 * b, r, e) |
-                         (int)((qh >> (4 * r + e % 4)) & 1) << 4) - 16;
+                         (int)((qh >> (4 * r + e % 4)) & 1) << 4) -
+                        16;
                 }
                 s += w * xq[32 * b + e];
             }
-            if (type == GGML_TYPE_Q5_0) memcpy(&dw, g + 96 * b + 2 * r, 2);
-            else memcpy(&dw, g + 32 * b + 2 * r, 2);
+            if (type == GGML_TYPE_Q5_0)
+                memcpy(&dw, g + 96 * b + 2 * r, 2);
+            else
+                memcpy(&dw, g + 32 * b + 2 * r, 2);
             sum += (float)s * H2F(dw) * dx[b];
         }
         return sum;
@@ -1312,7 +1352,8 @@ float quant_pack_dot_ref(int type, int n, const void *group, int r, const void *
             int sumi = 0, summ = 0;
             for (int j = 0; j < 8; j++) {
                 int sj = 0, xj = 0;
-                for (int e = 0; e < 32; e++) sj += nib_at(sb + 320 + 256 * j, r, e) * xs[32 * j + e], xj += xs[32 * j + e];
+                for (int e = 0; e < 32; e++)
+                    sj += nib_at(sb + 320 + 256 * j, r, e) * xs[32 * j + e], xj += xs[32 * j + e];
                 sumi += sb[64 + 16 * j + r] * sj;
                 summ += sb[192 + 16 * j + r] * xj;
             }
@@ -1327,7 +1368,8 @@ float quant_pack_dot_ref(int type, int n, const void *group, int r, const void *
                 for (int half = 0; half < 2; half++) {
                     int sg = 0;
                     for (int e = 16 * half; e < 16 * half + 16; e++) {
-                        int hi = (unit[256 + 64 * (e >= 16) + 4 * r + e % 4] >> (2 * chunk_of(e))) & 3;
+                        int hi =
+                            (unit[256 + 64 * (e >= 16) + 4 * r + e % 4] >> (2 * chunk_of(e))) & 3;
                         sg += ((nib_at(unit, r, e) | hi << 4) - 32) * xs[32 * u + e];
                     }
                     sumi += (int8_t)sb[64 + 16 * (2 * u + half) + r] * sg;
@@ -1344,7 +1386,7 @@ float quant_pack_dot_ref(int type, int n, const void *group, int r, const void *
 #if HAVE_X86
 #define TARGET_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define TILE_INLINE TARGET_VNNI static inline __attribute__((always_inline))
-#define MAX_TILE    8    /* tokens per register tile */
+#define MAX_TILE    8 /* tokens per register tile */
 #ifndef PF_AHEAD
 #define PF_AHEAD 2048 /* decode: prefetch this many bytes ahead of the block being read */
 #endif
@@ -1361,7 +1403,7 @@ static inline uint64_t ld64(const void *p) {
     return v;
 }
 
-#define BCAST32(p) _mm512_set1_epi32(ld32(p))
+#define BCAST32(p)     _mm512_set1_epi32(ld32(p))
 #define DPB(acc, w, p) _mm512_dpbusd_epi32(acc, w, BCAST32(p))
 
 TILE_INLINE void store_rows(float *dst, __m512 v, __mmask16 m, int accumulate) {
@@ -1427,7 +1469,8 @@ TILE_INLINE void tile_b32(int kind, int n, const uint8_t *g, const uint8_t *act,
                 const __m512i sixteen = _mm512_set1_epi8(16);
 #pragma GCC unroll 8
                 for (int k = 0; k < 8; k++)
-                    w[k] = _mm512_mask_add_epi8(w[k], _cvtu64_mask64(ld64(qh + 8 * k)), w[k], sixteen);
+                    w[k] =
+                        _mm512_mask_add_epi8(w[k], _cvtu64_mask64(ld64(qh + 8 * k)), w[k], sixteen);
             }
         }
 #pragma GCC unroll 8
@@ -1436,8 +1479,8 @@ TILE_INLINE void tile_b32(int kind, int n, const uint8_t *g, const uint8_t *act,
             const float *dx = (const float *)(a + n);
             const int32_t *nsum = (const int32_t *)(dx + nb);
             __m512i acc = dot_block32(w, a + 32 * b, nsum[b], shift);
-            out[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(d, _mm512_set1_ps(dx[b])),
-                                     out[t]);
+            out[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc),
+                                     _mm512_mul_ps(d, _mm512_set1_ps(dx[b])), out[t]);
         }
     }
 #pragma GCC unroll 8
@@ -1459,19 +1502,20 @@ TILE_INLINE void tile_q4_K(int n, const uint8_t *g, const uint8_t *act, size_t a
         __m512 acc_f[MAX_TILE];
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) acc_f[t] = _mm512_setzero_ps();
-                for (int j = 0; j < 8; j++) {
+        for (int j = 0; j < 8; j++) {
             const uint8_t *cj = sb + 320 + 256 * j;
             if (T == 1) prefetch_ahead(cj, 4);
             __m512i w[8];
             unpack_nibbles(cj, w);
-            __m512 sc = _mm512_mul_ps(
-                d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + 64 + 16 * j)))));
-            __m512 mn = _mm512_mul_ps(
-                dmin, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + 192 + 16 * j)))));
+            __m512 sc = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                                             (const __m128i *)(sb + 64 + 16 * j)))));
+            __m512 mn = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                                                (const __m128i *)(sb + 192 + 16 * j)))));
 #pragma GCC unroll 8
             for (int t = 0; t < T; t++) {
                 const uint8_t *a = act + (size_t)t * as;
-                const float *sum32 = (const float *)(a + n + 4 * (size_t)nsb + 4 * (size_t)(n / 16));
+                const float *sum32 =
+                    (const float *)(a + n + 4 * (size_t)nsb + 4 * (size_t)(n / 16));
                 __m512i acc = _mm512_setzero_si512();
                 const uint8_t *xb = a + QK_K * (size_t)s + 32 * (size_t)j;
 #pragma GCC unroll 8
@@ -1508,7 +1552,7 @@ TILE_INLINE void tile_q6_K(int n, const uint8_t *g, const uint8_t *act, size_t a
         __m512 acc_f[MAX_TILE];
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) acc_f[t] = _mm512_setzero_ps();
-                for (int u = 0; u < 8; u++) {
+        for (int u = 0; u < 8; u++) {
             const uint8_t *unit = sb + 320 + 384 * u;
             if (T == 1) prefetch_ahead(unit, 6);
             __m512i w[8];
@@ -1516,19 +1560,23 @@ TILE_INLINE void tile_q6_K(int n, const uint8_t *g, const uint8_t *act, size_t a
 #pragma GCC unroll 8
             for (int k = 0; k < 4; k++) {
                 __m512i v = _mm512_loadu_si512(unit + 64 * k);
-                __m512i hl = k == 0 ? _mm512_slli_epi16(h0, 4) : k == 1 ? _mm512_slli_epi16(h0, 2)
-                           : k == 2 ? h0 : _mm512_srli_epi16(h0, 2);
-                __m512i hh = k == 0 ? _mm512_slli_epi16(h1, 4) : k == 1 ? _mm512_slli_epi16(h1, 2)
-                           : k == 2 ? h1 : _mm512_srli_epi16(h1, 2);
+                __m512i hl = k == 0   ? _mm512_slli_epi16(h0, 4)
+                             : k == 1 ? _mm512_slli_epi16(h0, 2)
+                             : k == 2 ? h0
+                                      : _mm512_srli_epi16(h0, 2);
+                __m512i hh = k == 0   ? _mm512_slli_epi16(h1, 4)
+                             : k == 1 ? _mm512_slli_epi16(h1, 2)
+                             : k == 2 ? h1
+                                      : _mm512_srli_epi16(h1, 2);
                 /* (v & 15) | (hl & 0x30), and the same for the high nibbles */
                 w[k] = _mm512_ternarylogic_epi32(_mm512_and_si512(v, m4), hl, m30, 0xF8);
-                w[4 + k] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), hh,
-                                                     m30, 0xF8);
+                w[4 + k] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
+                                                     hh, m30, 0xF8);
             }
-            __m512 sca = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                                              _mm_loadu_si128((const __m128i *)(sb + 64 + 32 * u)))));
-            __m512 scb = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                                              _mm_loadu_si128((const __m128i *)(sb + 64 + 32 * u + 16)))));
+            __m512 sca = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                                              (const __m128i *)(sb + 64 + 32 * u)))));
+            __m512 scb = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                                              (const __m128i *)(sb + 64 + 32 * u + 16)))));
 #pragma GCC unroll 8
             for (int t = 0; t < T; t++) {
                 const uint8_t *a = act + (size_t)t * as;
@@ -1568,7 +1616,8 @@ TILE_INLINE void tile_q6_K(int n, const uint8_t *g, const uint8_t *act, size_t a
  * first unpacked, once per call, into `scratch`. */
 
 #define TARGET_AMX                                                                                 \
-    __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+    __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,"       \
+                          "f16c")))
 #define AMX_MIN_TOKENS 8 /* fewer tokens than this in a tile: VNNI */
 
 typedef struct amx_tilecfg {
@@ -1621,13 +1670,20 @@ TILE_INLINE void unpack_unit(int kind, const uint8_t *g, int n, int u, uint8_t *
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             __m512i v = _mm512_loadu_si512(unit + 64 * k);
-            __m512i hl = k == 0 ? _mm512_slli_epi16(h0, 4) : k == 1 ? _mm512_slli_epi16(h0, 2)
-                       : k == 2 ? h0 : _mm512_srli_epi16(h0, 2);
-            __m512i hh = k == 0 ? _mm512_slli_epi16(h1, 4) : k == 1 ? _mm512_slli_epi16(h1, 2)
-                       : k == 2 ? h1 : _mm512_srli_epi16(h1, 2);
-            w[k] = _mm512_sub_epi8(_mm512_ternarylogic_epi32(_mm512_and_si512(v, m4), hl, m30, 0xF8), off);
-            w[4 + k] = _mm512_sub_epi8(
-                _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), hh, m30, 0xF8), off);
+            __m512i hl = k == 0   ? _mm512_slli_epi16(h0, 4)
+                         : k == 1 ? _mm512_slli_epi16(h0, 2)
+                         : k == 2 ? h0
+                                  : _mm512_srli_epi16(h0, 2);
+            __m512i hh = k == 0   ? _mm512_slli_epi16(h1, 4)
+                         : k == 1 ? _mm512_slli_epi16(h1, 2)
+                         : k == 2 ? h1
+                                  : _mm512_srli_epi16(h1, 2);
+            w[k] = _mm512_sub_epi8(
+                _mm512_ternarylogic_epi32(_mm512_and_si512(v, m4), hl, m30, 0xF8), off);
+            w[4 + k] =
+                _mm512_sub_epi8(_mm512_ternarylogic_epi32(
+                                    _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), hh, m30, 0xF8),
+                                off);
         }
         /* two B tiles: the first 16 elements with the other rows zero, then the last 16 */
 #pragma GCC unroll 4
@@ -1683,16 +1739,21 @@ TILE_INLINE void amx_unit_scales(int kind, const uint8_t *g, int n, int u, __m51
         const uint8_t *sb = g + (size_t)s * 2368;
         __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sb));
         __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + 32)));
-        *sc = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + 64 + 16 * j)))));
-        *cor = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + 192 + 16 * j)))));
+        *sc = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                                   _mm_loadu_si128((const __m128i *)(sb + 64 + 16 * j)))));
+        *cor = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                                       _mm_loadu_si128((const __m128i *)(sb + 192 + 16 * j)))));
         /* dsum32 of sub-block u */
-        *off_ds = (size_t)n + 4 * (size_t)nsb + 4 * (size_t)(n / 16) + 4 * (size_t)(n / 32) + 4 * (size_t)u;
+        *off_ds = (size_t)n + 4 * (size_t)nsb + 4 * (size_t)(n / 16) + 4 * (size_t)(n / 32) +
+                  4 * (size_t)u;
         return;
     }
     const uint8_t *sb = g + (size_t)s * 3392;
     __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sb));
-    *sc = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(sb + 64 + 32 * j)))));
-    *sc2 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(sb + 64 + 32 * j + 16)))));
+    *sc = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                               _mm_loadu_si128((const __m128i *)(sb + 64 + 32 * j)))));
+    *sc2 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                _mm_loadu_si128((const __m128i *)(sb + 64 + 32 * j + 16)))));
 }
 
 /* Tile products of one unit into C tile C with A tile A and B tile B, stored to cb. The tile
@@ -1743,16 +1804,16 @@ TILE_INLINE void amx_tile(int kind, int n, const uint8_t *g, const uint8_t *bsrc
         AMX_UNIT(0, 2, 4, kind, act, as, bsrc, cbuf[0]);
         for (int u = 0; u < nu; u += 2) {
             if (u + 1 < nu)
-                AMX_UNIT(1, 3, 5, kind, act + 32 * (size_t)(u + 1), as, bsrc + 512 * (size_t)(u + 1),
-                         cbuf[1]);
+                AMX_UNIT(1, 3, 5, kind, act + 32 * (size_t)(u + 1), as,
+                         bsrc + 512 * (size_t)(u + 1), cbuf[1]);
             __m512 sc, sc2, cor = _mm512_setzero_ps();
             size_t off_dx, off_ds = 0;
             amx_unit_scales(kind, g, n, u, &sc, &sc2, &cor, &off_dx, &off_ds);
             amx_epilogue(out, cbuf[0], sc, act + off_dx, kind == 3, cor, act + off_ds, as);
             if (u + 1 >= nu) break;
             if (u + 2 < nu)
-                AMX_UNIT(0, 2, 4, kind, act + 32 * (size_t)(u + 2), as, bsrc + 512 * (size_t)(u + 2),
-                         cbuf[0]);
+                AMX_UNIT(0, 2, 4, kind, act + 32 * (size_t)(u + 2), as,
+                         bsrc + 512 * (size_t)(u + 2), cbuf[0]);
             amx_unit_scales(kind, g, n, u + 1, &sc, &sc2, &cor, &off_dx, &off_ds);
             amx_epilogue(out, cbuf[1], sc, act + off_dx, kind == 3, cor, act + off_ds, as);
         }
@@ -1789,21 +1850,21 @@ static int amx_enabled = -1;
         if (amx_enabled > 0 && nt >= AMX_MIN_TOKENS) {                                             \
             amx_unpack_group(KIND, g, n, scratch);                                                 \
             for (; nt - t0 >= AMX_MIN_TOKENS; t0 += 16)                                            \
-                AMX_FN(n, g, scratch, a + (size_t)t0 * as, as, nt - t0 < 16 ? nt - t0 : 16,       \
+                AMX_FN(n, g, scratch, a + (size_t)t0 * as, as, nt - t0 < 16 ? nt - t0 : 16,        \
                        y + (size_t)t0 * ldy, ldy, accumulate, m);                                  \
         }                                                                                          \
         for (; t0 < nt; t0 += MAX_TILE) {                                                          \
             const uint8_t *at = a + (size_t)t0 * as;                                               \
             float *yt = y + (size_t)t0 * ldy;                                                      \
             switch (nt - t0 >= MAX_TILE ? MAX_TILE : nt - t0) {                                    \
-            case 8: TILE(n, g, at, as, 8, yt, ldy, accumulate, m); break;                         \
-            case 7: TILE(n, g, at, as, 7, yt, ldy, accumulate, m); break;                         \
-            case 6: TILE(n, g, at, as, 6, yt, ldy, accumulate, m); break;                         \
-            case 5: TILE(n, g, at, as, 5, yt, ldy, accumulate, m); break;                         \
-            case 4: TILE(n, g, at, as, 4, yt, ldy, accumulate, m); break;                         \
-            case 3: TILE(n, g, at, as, 3, yt, ldy, accumulate, m); break;                         \
-            case 2: TILE(n, g, at, as, 2, yt, ldy, accumulate, m); break;                         \
-            default: TILE(n, g, at, as, 1, yt, ldy, accumulate, m); break;                        \
+            case 8: TILE(n, g, at, as, 8, yt, ldy, accumulate, m); break;                          \
+            case 7: TILE(n, g, at, as, 7, yt, ldy, accumulate, m); break;                          \
+            case 6: TILE(n, g, at, as, 6, yt, ldy, accumulate, m); break;                          \
+            case 5: TILE(n, g, at, as, 5, yt, ldy, accumulate, m); break;                          \
+            case 4: TILE(n, g, at, as, 4, yt, ldy, accumulate, m); break;                          \
+            case 3: TILE(n, g, at, as, 3, yt, ldy, accumulate, m); break;                          \
+            case 2: TILE(n, g, at, as, 2, yt, ldy, accumulate, m); break;                          \
+            default: TILE(n, g, at, as, 1, yt, ldy, accumulate, m); break;                         \
             }                                                                                      \
         }                                                                                          \
     }
@@ -1819,7 +1880,8 @@ int quant_have_amx(void) {
     if (have < 0) {
         __builtin_cpu_init();
         have = __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-int8") &&
-               quant_have_vnni() && syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+               quant_have_vnni() &&
+               syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
     }
     return have;
 }
@@ -1908,15 +1970,32 @@ static void act_q8k_avx2(const float *x, void *dst, int n) {
 }
 
 void quant_act_row(int act, const float *x, void *dst, int n) {
-    if (act == MH_ACT_Q8) act_q8_avx2(x, dst, n); /* packed kernels imply AVX2 */
-    else act_q8k_avx2(x, dst, n);
+    if (act == MH_ACT_Q8)
+        act_q8_avx2(x, dst, n); /* packed kernels imply AVX2 */
+    else
+        act_q8k_avx2(x, dst, n);
 }
 #else
-int quant_have_vnni(void) { return 0; }
-int quant_have_amx(void) { return 0; }
-void quant_set_packed(int mode) { (void)mode; }
-int quant_packed_mode(void) { return MH_PACK_OFF; }
-int quant_default_pack_mode(void) { return MH_PACK_OFF; }
-const mh_pack_ops *quant_pack_ops(int type) { (void)type; return NULL; }
-void quant_act_row(int act, const float *x, void *dst, int n) { quant_act_row_ref(act, x, dst, n); }
+int quant_have_vnni(void) {
+    return 0;
+}
+int quant_have_amx(void) {
+    return 0;
+}
+void quant_set_packed(int mode) {
+    (void)mode;
+}
+int quant_packed_mode(void) {
+    return MH_PACK_OFF;
+}
+int quant_default_pack_mode(void) {
+    return MH_PACK_OFF;
+}
+const mh_pack_ops *quant_pack_ops(int type) {
+    (void)type;
+    return NULL;
+}
+void quant_act_row(int act, const float *x, void *dst, int n) {
+    quant_act_row_ref(act, x, dst, n);
+}
 #endif

@@ -13,15 +13,14 @@
  *   Q4_K  256 elements = 8 sub-blocks of 32: half d · half dmin · 12 bytes of 6-bit scales and
  *         mins · 128 bytes of nibbles. x = d * sc[j] * q - dmin * m[j] for sub-block j.
  *         Scales: for j < 4 sc[j] = s[j] & 63, m[j] = s[j + 4] & 63; for j >= 4
- *         sc[j] = (s[j + 4] & 15) | (s[j - 4] >> 6) << 4, m[j] = (s[j + 4] >> 4) | (s[j] >> 6) << 4.
- *         Nibbles: 64-element chunk c uses qs[32c .. 32c + 31]; low nibbles are sub-block 2c,
- *         high nibbles sub-block 2c + 1.
- *   Q5_K  as Q4_K plus qh[32] before qs: the fifth bit of element 64c + l (l < 32) is bit 2c of
- *         qh[l], of element 64c + 32 + l bit 2c + 1.
- *   Q6_K  256 elements = 16 groups of 16: ql[128] · qh[64] · int8 scales[16] · half d.
- *         x = d * scales[e / 16] * (q - 32), q 6 bits. In each 128-element half h (ql += 64h,
- *         qh += 32h), for l < 32: element l = ql[l] & 15 | (qh[l] & 3) << 4, element l + 32 =
- *         ql[l + 32] & 15 | (qh[l] >> 2 & 3) << 4, element l + 64 = ql[l] >> 4 | (qh[l] >> 4 & 3)
+ *         sc[j] = (s[j + 4] & 15) | (s[j - 4] >> 6) << 4, m[j] = (s[j + 4] >> 4) | (s[j] >> 6)
+ * << 4. Nibbles: 64-element chunk c uses qs[32c .. 32c + 31]; low nibbles are sub-block 2c, high
+ * nibbles sub-block 2c + 1. Q5_K  as Q4_K plus qh[32] before qs: the fifth bit of element 64c + l
+ * (l < 32) is bit 2c of qh[l], of element 64c + 32 + l bit 2c + 1. Q6_K  256 elements = 16 groups
+ * of 16: ql[128] · qh[64] · int8 scales[16] · half d. x = d * scales[e / 16] * (q - 32), q 6 bits.
+ * In each 128-element half h (ql += 64h, qh += 32h), for l < 32: element l = ql[l] & 15 | (qh[l] &
+ * 3) << 4, element l + 32 = ql[l + 32] & 15 | (qh[l] >> 2 & 3) << 4, element l + 64 = ql[l] >> 4 |
+ * (qh[l] >> 4 & 3)
  *         << 4, element l + 96 = ql[l + 32] >> 4 | (qh[l] >> 6) << 4.
  *   Q8_K  256 elements: float d · 256 int8 · int16 bsums[16] (sum of each 16 quants).
  *   BF16  the top 16 bits of an IEEE float.
@@ -200,8 +199,8 @@ MH_DOT(bf16_f32)
 enum { MH_ACT_Q8 = 1, MH_ACT_Q8K = 2 };
 
 typedef struct mh_pack_ops {
-    int act;                          /* MH_ACT_* the kernel reads */
-    size_t (*group_bytes)(int n);     /* bytes of one group of 16 rows of n elements */
+    int act;                      /* MH_ACT_* the kernel reads */
+    size_t (*group_bytes)(int n); /* bytes of one group of 16 rows of n elements */
     /* Pack rows [0, n_rows) (n_rows <= 16; the rest of the group is zero) of n elements, rows
      * row_bytes apart in the GGUF type, into one group. Portable code. */
     void (*pack)(const void *rows, size_t row_bytes, int n_rows, int n, void *group);
@@ -212,7 +211,7 @@ typedef struct mh_pack_ops {
     void (*gemm)(int n, int nt, const void *group, int n_rows, const void *act, size_t act_stride,
                  float *y, size_t ldy, int accumulate, void *scratch);
 } mh_pack_ops;
-#define MH_PACK_SCRATCH(n) ((size_t)(n) * 32 + 64)
+#define MH_PACK_SCRATCH(n) ((size_t)(n)*32 + 64)
 
 /* The packed kernels of `type` on this CPU, or NULL (then use type_traits.vec_dot). */
 const mh_pack_ops *quant_pack_ops(int type);

@@ -135,7 +135,8 @@ static void test_round_trip(void **state) {
     for (int i = 0; i < 2; i++) {
         fill_random(x, N, 3.0f);
         double e = rel_rms_error(acts[i], x, N);
-        if (!(e <= 0.015)) fail_msg("%s: relative RMS error %g", ggml_type_name((uint32_t)acts[i]), e);
+        if (!(e <= 0.015))
+            fail_msg("%s: relative RMS error %g", ggml_type_name((uint32_t)acts[i]), e);
     }
     /* a row of zeros and a constant row survive */
     for (int i = 0; i < N_QTYPES; i++) {
@@ -220,7 +221,8 @@ static void test_dot_matches_dequantized(void **state) {
     for (int i = 0; i < N_QTYPES; i++)
         for (int rep = 0; rep < 30; rep++) {
             dot_case c;
-            make_case(&c, &qtypes[i], 256 * (1 + rep % 5) + (qtypes[i].block == 32 ? 32 * (rep % 3) : 0));
+            make_case(&c, &qtypes[i],
+                      256 * (1 + rep % 5) + (qtypes[i].block == 32 ? 32 * (rep % 3) : 0));
             double exact = 0, bound = 0;
             for (int k = 0; k < c.n; k++) exact += (double)c.wdeq[k] * c.xf[k];
             int blk = qtypes[i].act == GGML_TYPE_Q8_K ? 256 : 32;
@@ -266,15 +268,16 @@ static void test_activation_quantizers(void **state) {
         for (int act = MH_ACT_Q8; act <= MH_ACT_Q8K; act++) {
             quant_act_row_ref(act, x, a, N);
             quant_act_row(act, x, b, N);
-            size_t used = act == MH_ACT_Q8 ? N + 12 * (N / 32) : N + 4 * (N / 256) + 8 * (N / 16 + N / 32);
+            size_t used =
+                act == MH_ACT_Q8 ? N + 12 * (N / 32) : N + 4 * (N / 256) + 8 * (N / 16 + N / 32);
             assert_true(used <= quant_act_bytes(act, N));
             assert_memory_equal(a, b, used); /* the rest is padding */
         }
     }
     /* BF16 rounds to nearest even and keeps NaN a NaN */
     assert_int_equal(fp32_to_bf16(1.0f), 0x3f80);
-    assert_int_equal(fp32_to_bf16(1.00390625f), 0x3f80);  /* tie, even stays */
-    assert_int_equal(fp32_to_bf16(1.01171875f), 0x3f82);  /* tie, odd rounds up */
+    assert_int_equal(fp32_to_bf16(1.00390625f), 0x3f80); /* tie, even stays */
+    assert_int_equal(fp32_to_bf16(1.01171875f), 0x3f82); /* tie, odd rounds up */
     assert_true(isnan(bf16_to_fp32(fp32_to_bf16(NAN))));
 }
 
@@ -290,71 +293,73 @@ static void test_packed_matches_ref(void **state) {
     if (!quant_have_vnni()) skip();
     enum { ROWS = 37, MAX_T = 19 };
     for (int mode = MH_PACK_VNNI; mode <= MH_PACK_AMX; mode++)
-    for (size_t ti = 0; ti < sizeof packed_types / sizeof *packed_types; ti++) {
-        quant_set_packed(mode);
-        int type = packed_types[ti];
-        const mh_pack_ops *pk = quant_pack_ops(type);
-        assert_non_null(pk);
-        const type_traits *tt = traits(type);
-        int block = (int)ggml_blck_size((uint32_t)type);
-        int n = block == 32 ? 32 * 23 : 256 * 3;
-        size_t rb = ggml_row_size((uint32_t)type, (uint64_t)n);
-        uint8_t *w = malloc(rb * ROWS);
-        float *f = malloc(sizeof(float) * (size_t)n * MAX_T);
-        for (int r = 0; r < ROWS; r++) {
-            fill_random(f, n, 0.05f * (float)(1 + r % 3));
-            tt->from_f32(f, w + rb * r, n);
-        }
-        int n_groups = (ROWS + 15) / 16;
-        uint8_t *packed = aligned_alloc(64, n_groups * pk->group_bytes(n));
-        for (int g = 0; g < n_groups; g++)
-            pk->pack(w + rb * 16 * g, rb, ROWS - 16 * g < 16 ? ROWS - 16 * g : 16, n,
-                     packed + g * pk->group_bytes(n));
-        /* activations, in both the packed format and the standard blocks */
-        size_t ab = quant_act_bytes(pk->act, n);
-        int std_act = tt->vec_dot_type;
-        size_t sb = ggml_row_size((uint32_t)std_act, (uint64_t)n);
-        uint8_t *act = aligned_alloc(64, ab * 32), *stda = malloc(sb * MAX_T); /* 2 AMX tiles */
-        uint8_t *tmp = aligned_alloc(64, (MH_PACK_SCRATCH(n) + 63) / 64 * 64);
-        memset(act, 0, ab * 32);
-        fill_random(f, n * MAX_T, 2.0f);
-        for (int t = 0; t < MAX_T; t++) {
-            quant_act_row(pk->act, f + (size_t)t * n, act + ab * t, n);
-            traits(std_act)->from_f32(f + (size_t)t * n, stda + sb * t, n);
-        }
-        int nts[] = {1, 2, 7, 8, 9, 16, 19};
-        for (size_t k = 0; k < sizeof nts / sizeof *nts; k++) {
-            int nt = nts[k];
-            float y[MAX_T * 40];
-            for (int i = 0; i < MAX_T * 40; i++) y[i] = 1.0f;
+        for (size_t ti = 0; ti < sizeof packed_types / sizeof *packed_types; ti++) {
+            quant_set_packed(mode);
+            int type = packed_types[ti];
+            const mh_pack_ops *pk = quant_pack_ops(type);
+            assert_non_null(pk);
+            const type_traits *tt = traits(type);
+            int block = (int)ggml_blck_size((uint32_t)type);
+            int n = block == 32 ? 32 * 23 : 256 * 3;
+            size_t rb = ggml_row_size((uint32_t)type, (uint64_t)n);
+            uint8_t *w = malloc(rb * ROWS);
+            float *f = malloc(sizeof(float) * (size_t)n * MAX_T);
+            for (int r = 0; r < ROWS; r++) {
+                fill_random(f, n, 0.05f * (float)(1 + r % 3));
+                tt->from_f32(f, w + rb * r, n);
+            }
+            int n_groups = (ROWS + 15) / 16;
+            uint8_t *packed = aligned_alloc(64, n_groups * pk->group_bytes(n));
             for (int g = 0; g < n_groups; g++)
-                pk->gemm(n, nt, packed + g * pk->group_bytes(n), ROWS - 16 * g < 16 ? ROWS - 16 * g : 16,
-                         act, ab, y + 16 * g, 40, k % 2, tmp);
-            for (int t = 0; t < MAX_T; t++)
-                for (int r = 0; r < 40; r++) {
-                    float got = y[t * 40 + r];
-                    if (t >= nt || r >= ROWS) { /* untouched */
-                        assert_true(got == 1.0f);
-                        continue;
+                pk->pack(w + rb * 16 * g, rb, ROWS - 16 * g < 16 ? ROWS - 16 * g : 16, n,
+                         packed + g * pk->group_bytes(n));
+            /* activations, in both the packed format and the standard blocks */
+            size_t ab = quant_act_bytes(pk->act, n);
+            int std_act = tt->vec_dot_type;
+            size_t sb = ggml_row_size((uint32_t)std_act, (uint64_t)n);
+            uint8_t *act = aligned_alloc(64, ab * 32), *stda = malloc(sb * MAX_T); /* 2 AMX tiles */
+            uint8_t *tmp = aligned_alloc(64, (MH_PACK_SCRATCH(n) + 63) / 64 * 64);
+            memset(act, 0, ab * 32);
+            fill_random(f, n * MAX_T, 2.0f);
+            for (int t = 0; t < MAX_T; t++) {
+                quant_act_row(pk->act, f + (size_t)t * n, act + ab * t, n);
+                traits(std_act)->from_f32(f + (size_t)t * n, stda + sb * t, n);
+            }
+            int nts[] = {1, 2, 7, 8, 9, 16, 19};
+            for (size_t k = 0; k < sizeof nts / sizeof *nts; k++) {
+                int nt = nts[k];
+                float y[MAX_T * 40];
+                for (int i = 0; i < MAX_T * 40; i++) y[i] = 1.0f;
+                for (int g = 0; g < n_groups; g++)
+                    pk->gemm(n, nt, packed + g * pk->group_bytes(n),
+                             ROWS - 16 * g < 16 ? ROWS - 16 * g : 16, act, ab, y + 16 * g, 40,
+                             k % 2, tmp);
+                for (int t = 0; t < MAX_T; t++)
+                    for (int r = 0; r < 40; r++) {
+                        float got = y[t * 40 + r];
+                        if (t >= nt || r >= ROWS) { /* untouched */
+                            assert_true(got == 1.0f);
+                            continue;
+                        }
+                        float want, wref;
+                        tt->vec_dot(n, &want, w + rb * r, stda + sb * t);
+                        wref = quant_pack_dot_ref(type, n, packed + (r / 16) * pk->group_bytes(n),
+                                                  r % 16, act + ab * t);
+                        if (k % 2) got -= 1.0f;
+                        double tol = 1e-5 * (fabs(want) + 1) * sqrt(n / 32.0);
+                        if (fabs(got - want) > tol || fabs(wref - want) > tol)
+                            fail_msg(
+                                "%s nt=%d row %d token %d: packed %.7g, packed ref %.7g, dot %.7g",
+                                ggml_type_name((uint32_t)type), nt, r, t, got, wref, want);
                     }
-                    float want, wref;
-                    tt->vec_dot(n, &want, w + rb * r, stda + sb * t);
-                    wref = quant_pack_dot_ref(type, n, packed + (r / 16) * pk->group_bytes(n), r % 16,
-                                              act + ab * t);
-                    if (k % 2) got -= 1.0f;
-                    double tol = 1e-5 * (fabs(want) + 1) * sqrt(n / 32.0);
-                    if (fabs(got - want) > tol || fabs(wref - want) > tol)
-                        fail_msg("%s nt=%d row %d token %d: packed %.7g, packed ref %.7g, dot %.7g",
-                                 ggml_type_name((uint32_t)type), nt, r, t, got, wref, want);
-                }
+            }
+            free(w);
+            free(f);
+            free(packed);
+            free(act);
+            free(tmp);
+            free(stda);
         }
-        free(w);
-        free(f);
-        free(packed);
-        free(act);
-        free(tmp);
-        free(stda);
-    }
     quant_set_packed(quant_default_pack_mode());
 }
 
@@ -367,68 +372,71 @@ static void test_matmul(void **state) {
                    GGML_TYPE_Q4_1, GGML_TYPE_Q5_K, GGML_TYPE_BF16, GGML_TYPE_F16};
     threadpool *tp = threadpool_new(3);
     for (int mode = MH_PACK_OFF; mode <= MH_PACK_AMX; mode++)
-    for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
-        quant_set_packed(mode);
-        int type = types[ti], n = 512;
-        const type_traits *tt = traits(type);
-        size_t rb = ggml_row_size((uint32_t)type, (uint64_t)n);
-        uint8_t *data = malloc(rb * N_OUT);
-        float *wdeq = malloc(sizeof(float) * n * N_OUT), *x = malloc(sizeof(float) * n * B);
-        float y[B * 50], want[B * N_OUT], tol[B * N_OUT];
-        fill_random(wdeq, n * N_OUT, 0.05f);
-        for (int r = 0; r < N_OUT; r++) tt->from_f32(wdeq + r * n, data + rb * r, n);
-        for (int r = 0; r < N_OUT; r++) tt->to_f32(data + rb * r, wdeq + r * n, n);
-        fill_random(x, n * B, 1.0f);
-        /* exact product of the dequantized weights, and the bound of the activations' rounding
-         * (half a step of each activation block, as in test_dot_matches_dequantized) */
-        int ablk = tt->vec_dot_type == GGML_TYPE_F32 ? 0 : tt->vec_dot_type == GGML_TYPE_Q8_K ? 256 : 32;
-        for (int b = 0; b < B; b++)
-            for (int r = 0; r < N_OUT; r++) {
-                double s = 0, abs = 0, bound = 0;
-                for (int i = 0; i < n; i++) {
-                    s += (double)wdeq[r * n + i] * x[b * n + i];
-                    abs += fabs((double)wdeq[r * n + i] * x[b * n + i]);
-                }
-                for (int k = 0; ablk && k < n / ablk; k++) {
-                    float amax = 0, wsum = 0;
-                    for (int i = k * ablk; i < (k + 1) * ablk; i++) {
-                        amax = fmaxf(amax, fabsf(x[b * n + i]));
-                        wsum += fabsf(wdeq[r * n + i]);
+        for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
+            quant_set_packed(mode);
+            int type = types[ti], n = 512;
+            const type_traits *tt = traits(type);
+            size_t rb = ggml_row_size((uint32_t)type, (uint64_t)n);
+            uint8_t *data = malloc(rb * N_OUT);
+            float *wdeq = malloc(sizeof(float) * n * N_OUT), *x = malloc(sizeof(float) * n * B);
+            float y[B * 50], want[B * N_OUT], tol[B * N_OUT];
+            fill_random(wdeq, n * N_OUT, 0.05f);
+            for (int r = 0; r < N_OUT; r++) tt->from_f32(wdeq + r * n, data + rb * r, n);
+            for (int r = 0; r < N_OUT; r++) tt->to_f32(data + rb * r, wdeq + r * n, n);
+            fill_random(x, n * B, 1.0f);
+            /* exact product of the dequantized weights, and the bound of the activations' rounding
+             * (half a step of each activation block, as in test_dot_matches_dequantized) */
+            int ablk = tt->vec_dot_type == GGML_TYPE_F32    ? 0
+                       : tt->vec_dot_type == GGML_TYPE_Q8_K ? 256
+                                                            : 32;
+            for (int b = 0; b < B; b++)
+                for (int r = 0; r < N_OUT; r++) {
+                    double s = 0, abs = 0, bound = 0;
+                    for (int i = 0; i < n; i++) {
+                        s += (double)wdeq[r * n + i] * x[b * n + i];
+                        abs += fabs((double)wdeq[r * n + i] * x[b * n + i]);
                     }
-                    bound += wsum * amax / 254.0f * 1.01f;
-                }
-                want[b * N_OUT + r] = (float)s;
-                tol[b * N_OUT + r] = (float)(bound + 1e-4 * abs + 1e-6);
-            }
-        mm_weight w = {data, type, n, N_OUT, rb, tt, NULL, NULL, 0};
-        assert_int_equal(mm_weight_pack(&w), 0);
-        assert_true(!w.packed == (mode == MH_PACK_OFF || !quant_have_vnni() || !quant_pack_ops(type)));
-        mm_scratch *s = mm_scratch_new(3, n, B);
-        for (int accumulate = 0; accumulate < 2; accumulate++)
-            for (int nb = 1; nb <= B; nb += 6) {
-                for (int i = 0; i < B * 50; i++) y[i] = 0.5f;
-                mm_job job = {&w, x, y, 50, accumulate};
-                mm_run(tp, s, &job, 1, nb);
-                for (int b = 0; b < B; b++)
-                    for (int r = 0; r < 50; r++) {
-                        float got = y[b * 50 + r];
-                        if (b >= nb || r >= N_OUT) {
-                            assert_true(got == 0.5f);
-                            continue;
+                    for (int k = 0; ablk && k < n / ablk; k++) {
+                        float amax = 0, wsum = 0;
+                        for (int i = k * ablk; i < (k + 1) * ablk; i++) {
+                            amax = fmaxf(amax, fabsf(x[b * n + i]));
+                            wsum += fabsf(wdeq[r * n + i]);
                         }
-                        if (accumulate) got -= 0.5f;
-                        float ref = want[b * N_OUT + r];
-                        if (fabsf(got - ref) > tol[b * N_OUT + r])
-                            fail_msg("%s B=%d row %d token %d: %g, want %g",
-                                     ggml_type_name((uint32_t)type), nb, r, b, got, ref);
+                        bound += wsum * amax / 254.0f * 1.01f;
                     }
-            }
-        mm_scratch_free(s);
-        free((void *)w.packed);
-        free(data);
-        free(wdeq);
-        free(x);
-    }
+                    want[b * N_OUT + r] = (float)s;
+                    tol[b * N_OUT + r] = (float)(bound + 1e-4 * abs + 1e-6);
+                }
+            mm_weight w = {data, type, n, N_OUT, rb, tt, NULL, NULL, 0};
+            assert_int_equal(mm_weight_pack(&w), 0);
+            assert_true(!w.packed ==
+                        (mode == MH_PACK_OFF || !quant_have_vnni() || !quant_pack_ops(type)));
+            mm_scratch *s = mm_scratch_new(3, n, B);
+            for (int accumulate = 0; accumulate < 2; accumulate++)
+                for (int nb = 1; nb <= B; nb += 6) {
+                    for (int i = 0; i < B * 50; i++) y[i] = 0.5f;
+                    mm_job job = {&w, x, y, 50, accumulate};
+                    mm_run(tp, s, &job, 1, nb);
+                    for (int b = 0; b < B; b++)
+                        for (int r = 0; r < 50; r++) {
+                            float got = y[b * 50 + r];
+                            if (b >= nb || r >= N_OUT) {
+                                assert_true(got == 0.5f);
+                                continue;
+                            }
+                            if (accumulate) got -= 0.5f;
+                            float ref = want[b * N_OUT + r];
+                            if (fabsf(got - ref) > tol[b * N_OUT + r])
+                                fail_msg("%s B=%d row %d token %d: %g, want %g",
+                                         ggml_type_name((uint32_t)type), nb, r, b, got, ref);
+                        }
+                }
+            mm_scratch_free(s);
+            free((void *)w.packed);
+            free(data);
+            free(wdeq);
+            free(x);
+        }
     quant_set_packed(quant_default_pack_mode());
     threadpool_free(tp);
 }
@@ -451,8 +459,10 @@ static void test_attn_head_simd_matches_ref(void **state) {
             fill_random(q, 128, 2.0f);
             attn_head_ref(q, k + 5, v + 5, STRIDE, n, hd, 0.125f, att_r, out_r);
             attn_head_avx2(q, k + 5, v + 5, STRIDE, n, hd, 0.125f, att_s, out_s);
-            for (int p = 0; p < n; p++) assert_float_equal(att_r[p], att_s[p], 2e-6 + 2e-5 * att_r[p]);
-            for (int d = 0; d < hd; d++) assert_float_equal(out_r[d], out_s[d], 1e-5 * (1 + fabsf(out_r[d])));
+            for (int p = 0; p < n; p++)
+                assert_float_equal(att_r[p], att_s[p], 2e-6 + 2e-5 * att_r[p]);
+            for (int d = 0; d < hd; d++)
+                assert_float_equal(out_r[d], out_s[d], 1e-5 * (1 + fabsf(out_r[d])));
         }
 }
 
@@ -475,7 +485,8 @@ static void test_swiglu_rmsnorm_simd(void **state) {
     double ss = 0;
     for (int i = 0; i < N; i++) ss += (double)g[i] * g[i];
     float scale = (float)(1.0 / sqrt(ss / N + 1e-5));
-    for (int i = 0; i < N; i++) assert_float_equal(v[i], g[i] * scale * w[i], 1e-6 * (1 + fabsf(v[i])));
+    for (int i = 0; i < N; i++)
+        assert_float_equal(v[i], g[i] * scale * w[i], 1e-6 * (1 + fabsf(v[i])));
 }
 
 int main(void) {
