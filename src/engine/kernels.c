@@ -358,25 +358,29 @@ const char *kernels_init(int force_ref) {
     if (init_ref != force_ref) {
         int simd = !force_ref && kernels_have_avx2();
         memset(traits, 0, sizeof traits);
-        traits[GGML_TYPE_F32] = (type_traits){1, GGML_TYPE_F32, f32_to_f32_row, f32_from_f32_row,
-                                              simd ? dot_f32_avx2 : dot_f32_ref};
-        traits[GGML_TYPE_F16] = (type_traits){
-            1, GGML_TYPE_F32, simd ? f16_to_f32_row_f16c : f16_to_f32_row_ref,
-            simd ? f32_to_f16_row_f16c : f32_to_f16_row_ref, simd ? dot_f16_avx2 : dot_f16_ref};
+/* a type: its activation type, dequantizer, quantizer, dot product */
+#define TRAITS(act, to, from, dot)                                                                 \
+    (type_traits){.supported = 1,                                                                  \
+                  .vec_dot_type = (act),                                                           \
+                  .to_f32 = (to),                                                                  \
+                  .from_f32 = (from),                                                              \
+                  .vec_dot = (dot)}
+        traits[GGML_TYPE_F32] = TRAITS(GGML_TYPE_F32, f32_to_f32_row, f32_from_f32_row,
+                                       simd ? dot_f32_avx2 : dot_f32_ref);
+        traits[GGML_TYPE_F16] = TRAITS(
+            GGML_TYPE_F32, simd ? f16_to_f32_row_f16c : f16_to_f32_row_ref,
+            simd ? f32_to_f16_row_f16c : f32_to_f16_row_ref, simd ? dot_f16_avx2 : dot_f16_ref);
         traits[GGML_TYPE_BF16] =
-            (type_traits){1, GGML_TYPE_F32, simd ? dequantize_row_bf16_avx2 : dequantize_row_bf16,
-                          quantize_row_bf16, simd ? dot_bf16_f32_avx2 : dot_bf16_f32_ref};
+            TRAITS(GGML_TYPE_F32, simd ? dequantize_row_bf16_avx2 : dequantize_row_bf16,
+                   quantize_row_bf16, simd ? dot_bf16_f32_avx2 : dot_bf16_f32_ref);
         /* activation types: quantizers only (no dot product of their own) */
-        traits[GGML_TYPE_Q8_1] =
-            (type_traits){1, GGML_TYPE_Q8_1, dequantize_row_q8_1,
-                          simd ? quantize_row_q8_1_avx2 : quantize_row_q8_1, NULL};
-        traits[GGML_TYPE_Q8_K] =
-            (type_traits){1, GGML_TYPE_Q8_K, dequantize_row_q8_K,
-                          simd ? quantize_row_q8_K_avx2 : quantize_row_q8_K, NULL};
+        traits[GGML_TYPE_Q8_1] = TRAITS(GGML_TYPE_Q8_1, dequantize_row_q8_1,
+                                        simd ? quantize_row_q8_1_avx2 : quantize_row_q8_1, NULL);
+        traits[GGML_TYPE_Q8_K] = TRAITS(GGML_TYPE_Q8_K, dequantize_row_q8_K,
+                                        simd ? quantize_row_q8_K_avx2 : quantize_row_q8_K, NULL);
 #define QTYPE(T, t, act, dot)                                                                      \
-    traits[GGML_TYPE_##T] =                                                                        \
-        (type_traits){1, GGML_TYPE_##act, dequantize_row_##t, quantize_row_##t,                    \
-                      simd ? dot_##dot##_avx2 : dot_##dot##_ref}
+    traits[GGML_TYPE_##T] = TRAITS(GGML_TYPE_##act, dequantize_row_##t, quantize_row_##t,          \
+                                   simd ? dot_##dot##_avx2 : dot_##dot##_ref)
         QTYPE(Q4_0, q4_0, Q8_0, q4_0_q8_0);
         QTYPE(Q4_1, q4_1, Q8_1, q4_1_q8_1);
         QTYPE(Q5_0, q5_0, Q8_0, q5_0_q8_0);
@@ -386,6 +390,14 @@ const char *kernels_init(int force_ref) {
         QTYPE(Q5_K, q5_K, Q8_K, q5_K_q8_K);
         QTYPE(Q6_K, q6_K, Q8_K, q6_K_q8_K);
 #undef QTYPE
+#undef TRAITS
+        if (simd) {
+            traits[GGML_TYPE_Q4_0].vec_dot4 = dot4_q4_0_q8_0_avx2;
+            traits[GGML_TYPE_Q5_0].vec_dot4 = dot4_q5_0_q8_0_avx2;
+            traits[GGML_TYPE_Q8_0].vec_dot4 = dot4_q8_0_q8_0_avx2;
+            traits[GGML_TYPE_Q4_K].vec_dot4 = dot4_q4_K_q8_K_avx2;
+            traits[GGML_TYPE_Q6_K].vec_dot4 = dot4_q6_K_q8_K_avx2;
+        }
         /* Q8_0 is both a weight type and the activation type of Q4_0/Q5_0/Q8_0: the activation
          * side is quantized with the SIMD quantizer (same results as the reference). */
         if (simd) traits[GGML_TYPE_Q8_0].from_f32 = quantize_row_q8_0_avx2;

@@ -20,6 +20,9 @@ typedef struct type_traits {
     void (*to_f32)(const void *src, float *dst, int n);
     void (*from_f32)(const float *src, void *dst, int n); /* quantize a row (synth, activations) */
     void (*vec_dot)(int n, float *out, const void *w, const void *x);
+    /* Optional: the dot products of one weight row with 4 activation rows x_stride bytes apart,
+     * the weight block unpacked once for the four (batched prefill without packed kernels). */
+    void (*vec_dot4)(int n, float *out, const void *w, const void *x, size_t x_stride);
 } type_traits;
 
 /* Pick kernels for this CPU. Idempotent, thread-safe. `force_ref` selects the portable versions

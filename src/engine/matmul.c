@@ -138,11 +138,18 @@ static void mm_rows(const mm_task *t, int ji, int r0, int r1, int ith) {
     if (xq || B == 1 || w->type == GGML_TYPE_F32) {
         const uint8_t *x = xq ? xq : (const uint8_t *)j->x;
         size_t xb = xq ? t->xq_row_bytes[ji] : (size_t)n * sizeof(float);
+        int b4 = xq && w->tt->vec_dot4 ? B / 4 * 4 : 0; /* tokens done four at a time */
         for (int r = r0; r < r1; r++) {
             const uint8_t *row = base + (size_t)r * w->row_bytes;
             if (r + PREFETCH_ROWS < r1)
                 prefetch_row(row + PREFETCH_ROWS * w->row_bytes, w->row_bytes);
-            for (int b = 0; b < B; b++) {
+            for (int b = 0; b < b4; b += 4) {
+                float s[4];
+                w->tt->vec_dot4(n, s, row, x + (size_t)b * xb, xb);
+                for (int k = 0; k < 4; k++)
+                    put(j->y + (size_t)(b + k) * j->y_stride + r, s[k], j->accumulate);
+            }
+            for (int b = b4; b < B; b++) {
                 float s;
                 w->tt->vec_dot(n, &s, row, x + (size_t)b * xb);
                 put(j->y + (size_t)b * j->y_stride + r, s, j->accumulate);

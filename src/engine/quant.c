@@ -1087,6 +1087,126 @@ TARGET_AVX2 void quantize_row_q8_K_avx2(const float *src, void *dst, int n) {
     }
 }
 
+/* ---- four activation rows at a time ----
+ * The weight block is loaded (and unpacked) once and used for four tokens: batched prefill on
+ * CPUs without the packed AVX512 kernels. out[t] = dot(w, row t of x), rows xs bytes apart. */
+
+/* Signed weights of one 32-element block against four tokens' Q8_0 blocks. */
+TARGET_AVX2 static inline void dot4_block32(__m256i wq, float dw, const block_q8_0 *const xb[4],
+                                            int i, __m256 acc[4]) {
+    __m256i aw = _mm256_sign_epi8(wq, wq);
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) {
+        __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(LOAD256(xb[t][i].qs), wq));
+        p = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+        acc[t] =
+            _mm256_fmadd_ps(_mm256_set1_ps(dw * h2f(xb[t][i].d)), _mm256_cvtepi32_ps(p), acc[t]);
+    }
+}
+
+#define DOT4_B32(name, block_t, WEIGHTS)                                                           \
+    TARGET_AVX2 void name(int n, float *out, const void *w, const void *x, size_t xs) {            \
+        const block_t *a = w;                                                                      \
+        const block_q8_0 *xb[4];                                                                   \
+        for (int t = 0; t < 4; t++) xb[t] = (const block_q8_0 *)((const uint8_t *)x + t * xs);     \
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),            \
+                         _mm256_setzero_ps()};                                                     \
+        for (int i = 0; i < n / 32; i++) dot4_block32(WEIGHTS, h2f(a[i].d), xb, i, acc);           \
+        for (int t = 0; t < 4; t++) out[t] = hsum_ps(acc[t]);                                      \
+    }
+DOT4_B32(dot4_q8_0_q8_0_avx2, block_q8_0, LOAD256(a[i].qs))
+DOT4_B32(dot4_q4_0_q8_0_avx2, block_q4_0, _mm256_sub_epi8(nibbles32(a[i].qs), _mm256_set1_epi8(8)))
+DOT4_B32(dot4_q5_0_q8_0_avx2, block_q5_0, q5_0_weights(&a[i]))
+
+TARGET_AVX2 void dot4_q4_K_q8_K_avx2(int n, float *out, const void *w, const void *x, size_t xs) {
+    const block_q4_K *a = w;
+    const block_q8_K *b[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) b[t] = (const block_q8_K *)((const uint8_t *)x + t * xs);
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256 acc[4];
+    __m128 accm[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) acc[t] = _mm256_setzero_ps(), accm[t] = _mm_setzero_ps();
+    for (int i = 0; i < n / QK_K; i++) {
+        uint8_t sc[8], m[8];
+        unpack_scales_k4_fast(a[i].scales, sc, m);
+        float d = h2f(a[i].d), dmin = h2f(a[i].dmin);
+        __m256i sumi[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) {
+            sumi[t] = _mm256_setzero_si256();
+            accm[t] =
+                _mm_fmadd_ps(_mm_set1_ps(-dmin * b[t][i].d), k4_mins(m, b[t][i].bsums), accm[t]);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m256i q4 = LOAD256(a[i].qs + 32 * c);
+            __m256i lo = _mm256_and_si256(q4, m4),
+                    hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+            __m256i sl = _mm256_set1_epi16(sc[2 * c]), sh = _mm256_set1_epi16(sc[2 * c + 1]);
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; t++) {
+                __m256i pl =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(lo, LOAD256(b[t][i].qs + 64 * c)), sl);
+                __m256i ph = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(hi, LOAD256(b[t][i].qs + 64 * c + 32)), sh);
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(pl, ph));
+            }
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++)
+            acc[t] =
+                _mm256_fmadd_ps(_mm256_set1_ps(d * b[t][i].d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) out[t] = hsum_ps(acc[t]) + hsum128_ps(accm[t]);
+}
+
+TARGET_AVX2 void dot4_q6_K_q8_K_avx2(int n, float *out, const void *w, const void *x, size_t xs) {
+    const block_q6_K *a = w;
+    const block_q8_K *b[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) b[t] = (const block_q8_K *)((const uint8_t *)x + t * xs);
+    __m256i shuf[4];
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) shuf[g] = q6_scale_shuffle(g);
+    __m256 acc[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) acc[t] = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK_K; i++) {
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a[i].scales));
+        __m256i sumi[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) /* the -32 offset through bsums, as dot_q6_K_q8_K_avx2 */
+            sumi[t] = _mm256_sub_epi32(
+                _mm256_setzero_si256(),
+                _mm256_slli_epi32(_mm256_madd_epi16(sc16, LOAD256(b[t][i].bsums)), 5));
+#pragma GCC unroll 4
+        for (int h = 0; h < 2; h++) {
+            __m256i scl = _mm256_broadcastsi128_si256(
+                _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(a[i].scales + 8 * h))));
+            __m256i q[4];
+            q6_K_half(a[i].ql + 64 * h, a[i].qh + 32 * h, q);
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                __m256i sg = _mm256_shuffle_epi8(scl, shuf[g]);
+#pragma GCC unroll 4
+                for (int t = 0; t < 4; t++) {
+                    __m256i p = _mm256_maddubs_epi16(q[g], LOAD256(b[t][i].qs + 128 * h + 32 * g));
+                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p, sg));
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++)
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(b[t][i].d * h2f(a[i].d)),
+                                     _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) out[t] = hsum_ps(acc[t]);
+}
+
 int quant_have_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&

@@ -161,6 +161,17 @@ MH_DOT(q6_K_q8_K)
 MH_DOT(bf16_f32)
 #undef MH_DOT
 
+/* Four activation rows at a time (AVX2; the weight block is unpacked once for all four):
+ * out[t] = dot(w, x + t * x_stride) for t < 4. */
+#define MH_DOT4(name)                                                                              \
+    void dot4_##name##_avx2(int n, float *out, const void *w, const void *x, size_t x_stride);
+MH_DOT4(q4_0_q8_0)
+MH_DOT4(q5_0_q8_0)
+MH_DOT4(q8_0_q8_0)
+MH_DOT4(q4_K_q8_K)
+MH_DOT4(q6_K_q8_K)
+#undef MH_DOT4
+
 /* ==== Packed weights (AVX512-VNNI) ====
  * For the hot types (Q8_0, Q5_0, Q4_0, Q4_K, Q6_K) the weights are repacked once at load into
  * groups of MH_PACK_ROWS rows interleaved four elements at a time: one 512-bit VNNI

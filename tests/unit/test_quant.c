@@ -213,6 +213,38 @@ static void test_dot_simd_matches_ref(void **state) {
             }
 }
 
+/* Four activation rows at a time (AVX2, the weight block unpacked once) equal four single dot
+ * products of the reference, to float summation order. */
+static void test_dot4_matches_ref(void **state) {
+    (void)state;
+    if (!quant_have_avx2()) skip();
+    for (int i = 0; i < N_QTYPES; i++) {
+        const type_traits *tt = traits(qtypes[i].type);
+        if (!tt->vec_dot4) continue;
+        for (int rep = 0; rep < 10; rep++) {
+            int n = 256 * (1 + rep % 4);
+            dot_case c[4];
+            for (int t = 0; t < 4; t++) make_case(&c[t], &qtypes[i], n);
+            size_t xb = ggml_row_size((uint32_t)qtypes[i].act, (uint64_t)n);
+            uint8_t *x = malloc(4 * xb);
+            for (int t = 0; t < 4; t++) memcpy(x + t * xb, c[t].x, xb);
+            float got[4];
+            tt->vec_dot4(n, got, c[0].w, x, xb);
+            for (int t = 0; t < 4; t++) {
+                float want;
+                qtypes[i].ref(n, &want, c[0].w, c[t].x);
+                double tol = 1e-5 * abs_sum(&c[t]) + 1e-6; /* |w x| of row 0's weights too */
+                for (int k = 0; k < n; k++) tol += 1e-5 * fabs((double)c[0].wdeq[k] * c[t].xf[k]);
+                if (fabs(got[t] - want) > tol)
+                    fail_msg("%s n=%d token %d: dot4 %.9g ref %.9g",
+                             ggml_type_name((uint32_t)qtypes[i].type), n, t, got[t], want);
+            }
+            free(x);
+            for (int t = 0; t < 4; t++) free_case(&c[t]);
+        }
+    }
+}
+
 /* The quantized dot product equals dot(dequantized w, x in f32) up to the rounding of x:
  * each x_i moves by at most half its block's step (d / 2), so |error| <= sum |w_i| d_i / 2,
  * plus 1e-4 relative for fp16 block sums (Q8_1's s) and float order. */
@@ -496,6 +528,7 @@ int main(void) {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_dot_simd_matches_ref),
         cmocka_unit_test(test_dot_matches_dequantized),
+        cmocka_unit_test(test_dot4_matches_ref),
         cmocka_unit_test(test_activation_quantizers),
         cmocka_unit_test(test_packed_matches_ref),
         cmocka_unit_test(test_matmul),
