@@ -1212,9 +1212,45 @@ int quant_have_avx2(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
            __builtin_cpu_supports("f16c");
 }
-#else
+#else /* not x86: the "_avx2" names are the portable code, so kernels.c links anywhere */
 int quant_have_avx2(void) {
     return 0;
+}
+#define SAME_AS_REF(name)                                                                          \
+    void dot_##name##_avx2(int n, float *out, const void *w, const void *x) {                      \
+        dot_##name##_ref(n, out, w, x);                                                            \
+    }
+SAME_AS_REF(q4_0_q8_0)
+SAME_AS_REF(q4_1_q8_1)
+SAME_AS_REF(q5_0_q8_0)
+SAME_AS_REF(q5_1_q8_1)
+SAME_AS_REF(q8_0_q8_0)
+SAME_AS_REF(q4_K_q8_K)
+SAME_AS_REF(q5_K_q8_K)
+SAME_AS_REF(q6_K_q8_K)
+SAME_AS_REF(bf16_f32)
+#undef SAME_AS_REF
+#define DOT4_AS_REF(name)                                                                          \
+    void dot4_##name##_avx2(int n, float *out, const void *w, const void *x, size_t xs) {          \
+        for (int t = 0; t < 4; t++) dot_##name##_ref(n, &out[t], w, (const uint8_t *)x + t * xs);  \
+    }
+DOT4_AS_REF(q4_0_q8_0)
+DOT4_AS_REF(q5_0_q8_0)
+DOT4_AS_REF(q8_0_q8_0)
+DOT4_AS_REF(q4_K_q8_K)
+DOT4_AS_REF(q6_K_q8_K)
+#undef DOT4_AS_REF
+void quantize_row_q8_0_avx2(const float *src, void *dst, int n) {
+    quantize_row_q8_0(src, dst, n);
+}
+void quantize_row_q8_1_avx2(const float *src, void *dst, int n) {
+    quantize_row_q8_1(src, dst, n);
+}
+void quantize_row_q8_K_avx2(const float *src, void *dst, int n) {
+    quantize_row_q8_K(src, dst, n);
+}
+void dequantize_row_bf16_avx2(const void *src, float *dst, int n) {
+    dequantize_row_bf16(src, dst, n);
 }
 #endif
 
