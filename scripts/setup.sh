@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libevent-dev libcurl4-openssl-dev libjansson-dev
           libyaml-dev libcyaml-dev libcmocka-dev curl jq nodejs npm
-          chromium) # the dashboard's browser test (tests/e2e/dashboard.test.mjs)
+          clang-format  # tests/e2e/format.sh checks the house format
+          chromium)     # the dashboard's browser test (tests/e2e/dashboard.test.mjs)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -337,8 +337,8 @@ static void test_fallback_format(void **state) {
     assert_formats_to(CHAT_FALLBACK, NULL, 0, 0, "");
     /* a past answer that starts with the space the model generated after "Assistant:" comes back
      * exactly as generated (no second space), one without a space gets one */
-    static const chat_message turns[] = {{"user", "Hi"}, {"assistant", " Hello there."},
-                                         {"user", "Again"}, {"assistant", "Sure."}};
+    static const chat_message turns[] = {
+        {"user", "Hi"}, {"assistant", " Hello there."}, {"user", "Again"}, {"assistant", "Sure."}};
     assert_formats_to(CHAT_FALLBACK, turns, 4, 0,
                       "User: Hi\nAssistant: Hello there.\nUser: Again\nAssistant: Sure.\n");
 }

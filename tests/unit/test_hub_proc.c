@@ -147,8 +147,9 @@ static void test_log_rotation(void **state) {
     snprintf(log, sizeof log, "%s/r.log", dir);
     snprintf(old, sizeof old, "%s.1", log);
     result r = {0};
-    hub_proc *p = spawn("i=0; while [ $i -lt 200 ]; do echo line-$i-xxxxxxxxxxxxxxxx; i=$((i+1)); done",
-                        &r, log, 1000);
+    hub_proc *p =
+        spawn("i=0; while [ $i -lt 200 ]; do echo line-$i-xxxxxxxxxxxxxxxx; i=$((i+1)); done", &r,
+              log, 1000);
     run_until_exit(&r, 10);
     assert_int_equal(r.lines, 200);
     struct stat st, st_old;
@@ -183,7 +184,7 @@ static void test_spawn_failure(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_exit_code_and_log), cmocka_unit_test(test_stop_sigterm),
+        cmocka_unit_test(test_exit_code_and_log),  cmocka_unit_test(test_stop_sigterm),
         cmocka_unit_test(test_stop_grace_sigkill), cmocka_unit_test(test_log_rotation),
         cmocka_unit_test(test_free_kills_running), cmocka_unit_test(test_spawn_failure),
     };

@@ -129,8 +129,10 @@ static void test_threadpool(void **state) {
 int main(void) {
     kernels_init(0);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fp16_roundtrip_exhaustive), cmocka_unit_test(test_fp16_matches_hardware),
-        cmocka_unit_test(test_dot_simd_matches_ref),      cmocka_unit_test(test_rmsnorm_softmax),
+        cmocka_unit_test(test_fp16_roundtrip_exhaustive),
+        cmocka_unit_test(test_fp16_matches_hardware),
+        cmocka_unit_test(test_dot_simd_matches_ref),
+        cmocka_unit_test(test_rmsnorm_softmax),
         cmocka_unit_test(test_threadpool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,8 +12,12 @@
 /* ==== Fake clock ==== */
 
 static double fake_now = 1000.0;
-static double clock_mono(void *arg) { return (void)arg, fake_now; }
-static double clock_wall(void *arg) { return (void)arg, 1.7e9 + fake_now; }
+static double clock_mono(void *arg) {
+    return (void)arg, fake_now;
+}
+static double clock_wall(void *arg) {
+    return (void)arg, 1.7e9 + fake_now;
+}
 static const lc_clock fake_clock = {clock_mono, clock_wall, NULL};
 
 /* ==== Fake backend: records operations; the test completes them ==== */
@@ -43,10 +47,18 @@ static int fake_op(fake *f, int kind, lc_done_fn done, void *arg) {
     snprintf(oplog + n, sizeof oplog - n, "%s%s:%s", n ? " " : "", f->name, op_names[kind]);
     return 0;
 }
-static int f_start(void *impl, lc_done_fn d, void *a) { return fake_op(impl, OP_START, d, a); }
-static int f_stop(void *impl, lc_done_fn d, void *a) { return fake_op(impl, OP_STOP, d, a); }
-static int f_load(void *impl, lc_done_fn d, void *a) { return fake_op(impl, OP_LOAD, d, a); }
-static int f_unload(void *impl, lc_done_fn d, void *a) { return fake_op(impl, OP_UNLOAD, d, a); }
+static int f_start(void *impl, lc_done_fn d, void *a) {
+    return fake_op(impl, OP_START, d, a);
+}
+static int f_stop(void *impl, lc_done_fn d, void *a) {
+    return fake_op(impl, OP_STOP, d, a);
+}
+static int f_load(void *impl, lc_done_fn d, void *a) {
+    return fake_op(impl, OP_LOAD, d, a);
+}
+static int f_unload(void *impl, lc_done_fn d, void *a) {
+    return fake_op(impl, OP_UNLOAD, d, a);
+}
 static void f_probe(void *impl, lc_probe *out) {
     fake *f = impl;
     out->pid = 4242;
@@ -54,10 +66,11 @@ static void f_probe(void *impl, lc_probe *out) {
     out->memory_bytes = strlen(f->name) * 1000;
 }
 
-static const lc_backend_ops worker_ops = {"worker", 1, 0, f_start, f_stop, f_load, f_unload, f_probe};
+static const lc_backend_ops worker_ops = {"worker", 1,      0,        f_start,
+                                          f_stop,   f_load, f_unload, f_probe};
 static const lc_backend_ops local_ops = {"local", 0, 0, NULL, NULL, f_load, f_unload, f_probe};
-static const lc_backend_ops external_ops = {"external", 1, 1, f_start, f_stop, f_start, f_stop,
-                                            f_probe};
+static const lc_backend_ops external_ops = {"external", 1,       1,      f_start,
+                                            f_stop,     f_start, f_stop, f_probe};
 
 /* Complete the pending operation of f, which must be `kind`. */
 static void complete(fake *f, int kind, int status, const char *msg) {
@@ -114,8 +127,8 @@ static int teardown(void **state) {
 
 static lc_model *add(fake *f, const lc_backend_ops *ops, const char *group, double idle) {
     f->pending_kind = -1;
-    lc_model_config cfg = {.name = f->name, .group = group, .idle_unload_s = idle,
-                           .model_path = "/models/x.gguf"};
+    lc_model_config cfg = {
+        .name = f->name, .group = group, .idle_unload_s = idle, .model_path = "/models/x.gguf"};
     lc_model *m = lc_model_add(reg, &cfg, ops, f);
     assert_non_null(m);
     return m;
@@ -144,7 +157,8 @@ static void test_jit_shared_load(void **state) {
     fake f = {.name = "a"};
     lc_model *m = add(&f, &worker_ops, NULL, 0);
     result r[20] = {0};
-    for (int i = 0; i < 20; i++) assert_int_equal(lc_acquire(m, 30, on_done, &r[i], NULL), LC_PENDING);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(lc_acquire(m, 30, on_done, &r[i], NULL), LC_PENDING);
     assert_int_equal(lc_model_proc(m), LC_PROC_STARTING);
     complete(&f, OP_START, 0, NULL);
     assert_int_equal(lc_model_mem(m), LC_MEM_LOADING);

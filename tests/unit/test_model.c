@@ -21,8 +21,10 @@ static void read_ids(const char *name, int32_t *prompt, int *n_prompt, int32_t *
     while (line) {
         int32_t *dst = NULL;
         int *n = NULL;
-        if (strncmp(line, "prompt_ids:", 11) == 0) dst = prompt, n = n_prompt, line += 11;
-        else if (strncmp(line, "generated_ids:", 14) == 0) dst = gen, n = n_gen, line += 14;
+        if (strncmp(line, "prompt_ids:", 11) == 0)
+            dst = prompt, n = n_prompt, line += 11;
+        else if (strncmp(line, "generated_ids:", 14) == 0)
+            dst = gen, n = n_gen, line += 14;
         if (dst) {
             char *end;
             for (long v = strtol(line, &end, 10); end != line; v = strtol(line, &end, 10)) {
@@ -129,8 +131,10 @@ static void test_stories_logits(void **state) {
         }
         lines++;
         p = strchr(p, '\n');
-        if (p) p++;
-        else break;
+        if (p)
+            p++;
+        else
+            break;
     }
     assert_int_equal(lines, 8);
     printf("stories260K logits pos 0..7: worst abs diff %.3g\n", worst);
@@ -222,8 +226,8 @@ static void test_load_errors(void **state) {
     assert_null(m);
     assert_non_null(strstr(err, "cannot open"));
     /* a vocabulary-only file has no tensors */
-    assert_int_equal(
-        model_load(test_model_path("ggml-vocab-llama-spm.gguf"), &m, err, sizeof err), -1);
+    assert_int_equal(model_load(test_model_path("ggml-vocab-llama-spm.gguf"), &m, err, sizeof err),
+                     -1);
     assert_non_null(strstr(err, "token_embd.weight"));
     /* an architecture we do not run */
     assert_int_equal(model_load(test_model_path("ggml-vocab-falcon.gguf"), &m, err, sizeof err),
@@ -288,11 +292,16 @@ static void test_qwen_rope_mode(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_stories_once_upon),  cmocka_unit_test(test_stories_bos_only),
-        cmocka_unit_test(test_tiny_random_f16),    cmocka_unit_test(test_stories_logits),
-        cmocka_unit_test(test_batch_equals_sequential), cmocka_unit_test(test_eval_errors),
-        cmocka_unit_test(test_embeddings),         cmocka_unit_test(test_load_errors),
-        cmocka_unit_test(test_sliding_window),     cmocka_unit_test(test_qwen_rope_mode),
+        cmocka_unit_test(test_stories_once_upon),
+        cmocka_unit_test(test_stories_bos_only),
+        cmocka_unit_test(test_tiny_random_f16),
+        cmocka_unit_test(test_stories_logits),
+        cmocka_unit_test(test_batch_equals_sequential),
+        cmocka_unit_test(test_eval_errors),
+        cmocka_unit_test(test_embeddings),
+        cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_sliding_window),
+        cmocka_unit_test(test_qwen_rope_mode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

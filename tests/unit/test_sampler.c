@@ -87,9 +87,9 @@ static void test_repetition_penalty(void **state) {
     p.repeat_last_n = 2;
     sampler *s = sampler_new(&p, 3);
     int32_t hist[3] = {0, 0, 2};
-    assert_int_equal(sampler_sample(s, logits, hist, 3), 1);   /* 2.0 / 1.5 < 1.9 */
+    assert_int_equal(sampler_sample(s, logits, hist, 3), 1);     /* 2.0 / 1.5 < 1.9 */
     assert_int_equal(sampler_sample(s, logits, hist + 2, 1), 0); /* 0 not in the window */
-    int32_t old[3] = {0, 2, 2};                                   /* window = last 2 only */
+    int32_t old[3] = {0, 2, 2};                                  /* window = last 2 only */
     assert_int_equal(sampler_sample(s, logits, old, 3), 0);
     assert_float_equal(logits[0], 2.0f, 0); /* input untouched */
     sampler_free(s);
@@ -117,8 +117,10 @@ static void test_seed_reproducible(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_greedy),  cmocka_unit_test(test_distribution),
-        cmocka_unit_test(test_filters), cmocka_unit_test(test_repetition_penalty),
+        cmocka_unit_test(test_greedy),
+        cmocka_unit_test(test_distribution),
+        cmocka_unit_test(test_filters),
+        cmocka_unit_test(test_repetition_penalty),
         cmocka_unit_test(test_seed_reproducible),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

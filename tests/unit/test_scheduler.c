@@ -64,7 +64,8 @@ static void on_event(void *arg, const sched_event *ev) {
         c->n_gen = ev->n_gen;
         if (ev->embedding) {
             c->n_embd = ev->n_embd;
-            memcpy(c->embedding, ev->embedding, sizeof(float) * (size_t)(ev->n_embd < 64 ? ev->n_embd : 64));
+            memcpy(c->embedding, ev->embedding,
+                   sizeof(float) * (size_t)(ev->n_embd < 64 ? ev->n_embd : 64));
         }
         pthread_cond_broadcast(&c->cond);
     }
@@ -97,8 +98,8 @@ static int setup(void **state) {
     }
     pool = threadpool_new(2);
     /* the reference continuation: the .txt minus the prompt and run.c's final newline */
-    char *ref = test_read_file(
-        test_model_path("reference/stories260K.once-upon-a-time.steps64.txt"), NULL);
+    char *ref =
+        test_read_file(test_model_path("reference/stories260K.once-upon-a-time.steps64.txt"), NULL);
     if (!ref) return -1;
     snprintf(reference_text, sizeof reference_text, "%s", ref + strlen("Once upon a time"));
     reference_text[strlen(reference_text) - 1] = 0;
@@ -114,8 +115,11 @@ static int teardown(void **state) {
 }
 
 static sched_job_params greedy_params(collector *c, int max_tokens) {
-    sched_job_params p = {.prompt = once_upon, .n_prompt = 5, .max_tokens = max_tokens,
-                          .on_event = on_event, .arg = c};
+    sched_job_params p = {.prompt = once_upon,
+                          .n_prompt = 5,
+                          .max_tokens = max_tokens,
+                          .on_event = on_event,
+                          .arg = c};
     p.sampling = sampler_defaults();
     p.sampling.temperature = 0;
     return p;

@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Path of a file in the shared models folder: $MODELHUB_MODELS, else $MODELHUB_SRC/../shared/models. */
+/* Path of a file in the shared models folder: $MODELHUB_MODELS, else
+ * $MODELHUB_SRC/../shared/models. */
 static inline const char *test_model_path(const char *name) {
     static char buf[8][4096];
     static int slot;
