@@ -17,6 +17,7 @@
 
 #include "engine/gguf.h"
 #include "engine/tokenizer.h"
+#include "test_tokenizer_util.h"
 #include "engine/unicode.h"
 
 /* ==== Helpers ==== */
@@ -61,49 +62,8 @@ static const char *tmp_path(const char *name) {
     return path;
 }
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) fail_msg("cannot open %s", path);
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-    fclose(fp);
-    buf[n] = 0;
-    *len = (size_t)n;
-    return buf;
-}
-
-typedef struct loaded {
-    gguf *f;
-    tokenizer *t;
-} loaded;
-
 static loaded load_vocab(const char *spec) {
-    loaded l = {0};
-    char err[512];
-    const char *path = vocab_path(spec);
-    if (gguf_open(path, &l.f, err, sizeof err) < 0) fail_msg("%s: %s", path, err);
-    if (tokenizer_load(l.f, &l.t, err, sizeof err) < 0) fail_msg("%s: %s", path, err);
-    return l;
-}
-
-static void unload(loaded *l) {
-    tokenizer_free(l->t);
-    gguf_close(l->f);
-}
-
-static int32_t *encode(const tokenizer *t, const char *s, size_t len, int add_special,
-                       int parse_special, int *n) {
-    int count = tokenizer_encode(t, s, len, add_special, parse_special, NULL, 0);
-    assert_true(count >= 0);
-    int32_t *ids = malloc(((size_t)count + 1) * sizeof *ids);
-    assert_non_null(ids);
-    assert_int_equal(tokenizer_encode(t, s, len, add_special, parse_special, ids, count), count);
-    *n = count;
-    return ids;
+    return load_vocab_at(vocab_path(spec));
 }
 
 static void print_ids(const char *label, const int32_t *ids, int n) {
