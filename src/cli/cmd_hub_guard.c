@@ -23,6 +23,7 @@
 #define GRACE_S 5
 
 static volatile sig_atomic_t stop_requested;
+static pid_t hub_pid; /* our parent at start: when getppid() differs, the hub is gone */
 
 static void on_signal(int sig) {
     (void)sig;
@@ -43,7 +44,7 @@ static int stop_group(pid_t child) {
         if (r == child) {
             /* the hub kills what is left of the group when the guard exits; without a hub the
              * guard does it, itself included */
-            if (getppid() == 1) kill(0, SIGKILL);
+            if (getppid() != hub_pid) kill(0, SIGKILL);
             return status_code(st);
         }
         struct timespec ts = {0, 50 * 1000 * 1000};
@@ -52,7 +53,7 @@ static int stop_group(pid_t child) {
     kill(child, SIGKILL);
     int st = 0;
     waitpid(child, &st, 0);
-    if (getppid() == 1) kill(0, SIGKILL);
+    if (getppid() != hub_pid) kill(0, SIGKILL);
     return status_code(st);
 }
 
@@ -68,8 +69,9 @@ int cmd_hub_exec_guard(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    hub_pid = getppid();
     prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() == 1) return 1; /* the hub is already gone */
+    if (getppid() != hub_pid || hub_pid == 1) return 1; /* the hub is already gone */
     pid_t child = fork();
     if (child < 0) {
         perror("modelhub hub exec-guard: fork");

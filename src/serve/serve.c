@@ -1044,8 +1044,11 @@ int serve_run(const serve_config *cfg_in) {
         return 1;
     }
     if (cfg->worker) {
+        /* die with the hub; if it died before this took effect we were reparented already
+         * (to init or a subreaper, whose pid need not be 1) */
+        pid_t parent = getppid();
         prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() == 1) { /* the parent died before prctl took effect */
+        if (getppid() != parent || parent == 1) {
             free(s);
             return 1;
         }

@@ -1,7 +1,7 @@
 // lib.mjs — helpers for end-to-end tests: start the real modelhub binary on a loopback port,
 // talk HTTP to it, read SSE streams, wait for conditions with generous slack, clean up.
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, existsSync } from "node:fs";
+import { mkdtempSync, rmSync, existsSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
@@ -274,11 +274,17 @@ export async function startHub(body, { env = {}, timeoutMs = 20000, dir } = {}) 
   return hub;
 }
 
-/** Whether a process exists. */
+/** Whether a process is still running. A zombie (exited, not yet reaped: orphans wait for the
+ * machine's init to reap them, which in a container may be slow or never) counts as gone. */
 export function alive(pid) {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
   } catch {
     return false;
   }
