@@ -69,60 +69,6 @@ static void expect_ids(const tokenizer *t, const char *s, int add_special, int p
     assert_true(same);
 }
 
-/* Decode ids by concatenating their pieces (render_special off). Returns a malloc'd buffer. */
-static char *decode(const tokenizer *t, const int32_t *ids, int n, size_t *len) {
-    size_t cap = 64, k = 0;
-    char *buf = malloc(cap);
-    for (int i = 0; i < n; i++) {
-        int m = tokenizer_piece(t, ids[i], 0, NULL, 0);
-        assert_true(m >= 0);
-        if (k + (size_t)m + 1 > cap) {
-            while (k + (size_t)m + 1 > cap) cap *= 2;
-            buf = realloc(buf, cap);
-        }
-        assert_int_equal(tokenizer_piece(t, ids[i], 0, buf + k, (size_t)m), m);
-        k += (size_t)m;
-    }
-    buf[k] = 0;
-    *len = k;
-    return buf;
-}
-
-/* Strict UTF-8 check (no overlongs, no surrogates, nothing above U+10FFFF). */
-static int utf8_valid(const unsigned char *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        unsigned char b = s[i];
-        size_t need;
-        unsigned char lo = 0x80, hi = 0xbf;
-        if (b < 0x80) {
-            i++;
-            continue;
-        } else if (b >= 0xc2 && b <= 0xdf)
-            need = 1;
-        else if (b == 0xe0)
-            need = 2, lo = 0xa0;
-        else if (b == 0xed)
-            need = 2, hi = 0x9f;
-        else if (b >= 0xe1 && b <= 0xef)
-            need = 2;
-        else if (b == 0xf0)
-            need = 3, lo = 0x90;
-        else if (b == 0xf4)
-            need = 3, hi = 0x8f;
-        else if (b >= 0xf1 && b <= 0xf3)
-            need = 3;
-        else
-            return 0;
-        if (i + need >= n) return 0;
-        if (s[i + 1] < lo || s[i + 1] > hi) return 0;
-        for (size_t k = 2; k <= need; k++)
-            if (s[i + k] < 0x80 || s[i + k] > 0xbf) return 0;
-        i += need + 1;
-    }
-    return 1;
-}
-
 /* ==== Reference vectors (llama.cpp's test-tokenizer-0 format) ==== */
 
 typedef struct vectors {
