@@ -1423,8 +1423,10 @@ static void act_q8_ref(const float *x, void *dst, int n) {
     }
 }
 
-/* Q8_K semantics in the MH_ACT_Q8K layout. */
-static void act_q8k_ref(const float *x, void *dst, int n) {
+/* Q8_K semantics in the MH_ACT_Q8K layout, with the given Q8_K block quantizer (the reference
+ * one or its AVX2 twin, which writes the same bytes). */
+static void act_q8k_with(const float *x, void *dst, int n,
+                         void (*quantize)(const float *, void *, int)) {
     int nsb = n / QK_K;
     int8_t *q = dst;
     float *d = (float *)((uint8_t *)dst + n);
@@ -1433,7 +1435,7 @@ static void act_q8k_ref(const float *x, void *dst, int n) {
     float *dsum32 = sum32 + n / 32, *dsum16 = dsum32 + n / 32;
     block_q8_K blk;
     for (int s = 0; s < nsb; s++) {
-        quantize_row_q8_K(x + QK_K * s, &blk, QK_K);
+        quantize(x + QK_K * s, &blk, QK_K);
         memcpy(q + QK_K * s, blk.qs, QK_K);
         d[s] = blk.d;
         for (int g = 0; g < 16; g++) {
@@ -1445,6 +1447,10 @@ static void act_q8k_ref(const float *x, void *dst, int n) {
             dsum32[8 * s + j] = blk.d * sum32[8 * s + j];
         }
     }
+}
+
+static void act_q8k_ref(const float *x, void *dst, int n) {
+    act_q8k_with(x, dst, n, quantize_row_q8_K);
 }
 
 void quant_act_row_ref(int act, const float *x, void *dst, int n) {
@@ -2103,26 +2109,7 @@ TARGET_AVX2 static void act_q8_avx2(const float *x, void *dst, int n) {
 }
 
 static void act_q8k_avx2(const float *x, void *dst, int n) {
-    int nsb = n / QK_K;
-    int8_t *q = dst;
-    float *d = (float *)((uint8_t *)dst + n);
-    int32_t *nsum16 = (int32_t *)(d + nsb);
-    float *sum32 = (float *)(nsum16 + n / 16);
-    float *dsum32 = sum32 + n / 32, *dsum16 = dsum32 + n / 32;
-    block_q8_K blk;
-    for (int s = 0; s < nsb; s++) {
-        quantize_row_q8_K_avx2(x + QK_K * s, &blk, QK_K);
-        memcpy(q + QK_K * s, blk.qs, QK_K);
-        d[s] = blk.d;
-        for (int g = 0; g < 16; g++) {
-            nsum16[16 * s + g] = -blk.bsums[g];
-            dsum16[16 * s + g] = blk.d * (float)blk.bsums[g];
-        }
-        for (int j = 0; j < 8; j++) {
-            sum32[8 * s + j] = (float)(blk.bsums[2 * j] + blk.bsums[2 * j + 1]);
-            dsum32[8 * s + j] = blk.d * sum32[8 * s + j];
-        }
-    }
+    act_q8k_with(x, dst, n, quantize_row_q8_K_avx2);
 }
 
 void quant_act_row(int act, const float *x, void *dst, int n) {
