@@ -104,3 +104,27 @@ int args_parse(arg_command *cmd, int argc, char **argv) {
     }
     return 0;
 }
+
+static void commands_usage(FILE *fp, const char *prefix, const cli_command *table, size_t n) {
+    fprintf(fp, "usage: %s COMMAND [options]\n\ncommands:\n", prefix);
+    for (size_t i = 0; i < n; i++)
+        if (table[i].summary) fprintf(fp, "  %-14s %s\n", table[i].name, table[i].summary);
+    fprintf(fp, "\n'%s COMMAND --help' describes a command's options.\n", prefix);
+}
+
+int cli_dispatch(const char *prefix, const cli_command *table, size_t n, int argc, char **argv) {
+    if (argc < 2) {
+        commands_usage(stderr, prefix, table, n);
+        return 2;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "-h") == 0 || strcmp(name, "--help") == 0 || strcmp(name, "help") == 0) {
+        commands_usage(stdout, prefix, table, n);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(name, table[i].name) == 0) return table[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "%s: unknown command '%s'\n\n", prefix, name);
+    commands_usage(stderr, prefix, table, n);
+    return 2;
+}

@@ -50,4 +50,16 @@ void args_usage(const arg_command *cmd, void *fp);
  * and the usage, returns 2. */
 int args_error(const arg_command *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A table of subcommands: `modelhub COMMAND` and `modelhub hub COMMAND` both dispatch with it. */
+typedef struct cli_command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary; /* NULL: an internal command, left out of the usage */
+} cli_command;
+
+/* Run the command named by argv[1] with (argc - 1, argv + 1). `prefix` is "modelhub" or
+ * "modelhub hub". No command prints the usage to stderr and returns 2; -h/--help/help prints it
+ * to stdout and returns 0; an unknown name says so, prints the usage and returns 2. */
+int cli_dispatch(const char *prefix, const cli_command *table, size_t n, int argc, char **argv);
+
 #endif
