@@ -143,24 +143,24 @@ typedef struct bench_result {
 /* Greedy-decode `steps` tokens after the current logits; ids go to `out` when not NULL. */
 static int decode_steps(model_ctx *c, int n_vocab, int steps, int32_t *out) {
     for (int s = 0; s < steps; s++) {
-        int32_t next = argmax(model_ctx_logits(c), n_vocab);
+        int32_t next = argmax(model_ctx_logits(c, 0), n_vocab);
         if (out) out[s] = next;
-        if (model_ctx_eval(c, &next, 1) != 0) return -1;
+        if (model_ctx_eval(c, 0, &next, 1) != 0) return -1;
     }
     return 0;
 }
 
 static int run_bench(model_ctx *c, int n_vocab, const int32_t *prompt, int n_prompt, int n_gen,
                      int reps, bench_result *r) {
-    if (model_ctx_eval(c, prompt, n_prompt) != 0) return -1; /* warm-up */
+    if (model_ctx_eval(c, 0, prompt, n_prompt) != 0) return -1; /* warm-up */
     if (decode_steps(c, n_vocab, MH_MIN(n_gen, WARMUP_DECODE_STEPS), NULL) < 0) return -1;
     double *prefill = mh_xcalloc((size_t)reps, sizeof(double));
     double *decode = mh_xcalloc((size_t)reps, sizeof(double));
     int rc = 0;
     for (int rep = 0; rep < reps && rc == 0; rep++) {
-        model_ctx_rewind(c, 0);
+        model_ctx_rewind(c, 0, 0);
         double t0 = mh_now_mono();
-        if (model_ctx_eval(c, prompt, n_prompt) != 0) rc = -1;
+        if (model_ctx_eval(c, 0, prompt, n_prompt) != 0) rc = -1;
         double t1 = mh_now_mono();
         if (rc == 0 && decode_steps(c, n_vocab, n_gen, rep == 0 ? r->generated : NULL) < 0) rc = -1;
         double t2 = mh_now_mono();
@@ -183,8 +183,9 @@ static double per_second(double count, double seconds) {
 int cmd_bench(int argc, char **argv) {
     const char *path = NULL;
     long n_prompt = 128, n_gen = 32, threads = threadpool_default_size(), n_ctx = 0, reps = 3;
-    long memcpy_mib = -1;
+    long memcpy_mib = -1, n_batch = 0;
     int json = 0;
+    const char *kv_type = "f16";
     const arg_spec specs[] = {
         {"--model", "-m", ARG_STRING, &path, 0, 0, "FILE", "the GGUF model (required)"},
         {"--prompt-tokens", "-p", ARG_INT, &n_prompt, 1, 1 << 20, "N",
@@ -194,6 +195,9 @@ int cmd_bench(int argc, char **argv) {
         {"--threads", "-t", ARG_INT, &threads, 1, 1024, "N", "threads (default: all CPUs)"},
         {"--ctx", "-c", ARG_INT, &n_ctx, 0, 1 << 24, "N",
          "context size (default: prompt + gen tokens)"},
+        {"--batch", "-b", ARG_INT, &n_batch, 0, MODEL_BATCH_MAX, "N",
+         "tokens per forward pass of the prefill (default 64)"},
+        {"--kv-type", NULL, ARG_STRING, &kv_type, 0, 0, "T", "KV cache type, f16 or f32 (f16)"},
         {"--reps", "-r", ARG_INT, &reps, 1, 1000, "R", "repetitions, medians reported (default 3)"},
         {"--memcpy-mib", NULL, ARG_INT, &memcpy_mib, 0, 1 << 20, "MIB",
          "memcpy test buffer, 0 skips it (default 4x the L3 cache, >= 256)"},
@@ -211,6 +215,8 @@ int cmd_bench(int argc, char **argv) {
     int rc = args_parse(&cmd, argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
     if (!path) return args_error(&cmd, "a model is required (-m FILE)");
+    int kv = model_kv_type_parse(kv_type);
+    if (kv < 0) return args_error(&cmd, "--kv-type must be f16 or f32, not '%s'", kv_type);
     if (n_ctx == 0) n_ctx = n_prompt + n_gen;
     if (n_ctx < n_prompt + n_gen)
         return args_error(&cmd, "--ctx %ld is smaller than --prompt-tokens + --gen-tokens (%ld)",
@@ -227,7 +233,12 @@ int cmd_bench(int argc, char **argv) {
     double load_s = mh_now_mono() - t0;
     const model_hparams *hp = model_get_hparams(m);
     threadpool *tp = threadpool_new((int)threads);
-    model_ctx *c = tp ? model_ctx_new(m, (int)n_ctx, tp, err, sizeof err) : NULL;
+    model_ctx *c =
+        tp ? model_ctx_new(
+                 m,
+                 &(model_ctx_params){.n_ctx = (int)n_ctx, .kv_type = kv, .n_batch = (int)n_batch},
+                 tp, err, sizeof err)
+           : NULL;
     if (!c) {
         fprintf(stderr, "modelhub bench: %s\n", tp ? err : "cannot start the threads");
         threadpool_free(tp);
@@ -266,7 +277,7 @@ int cmd_bench(int argc, char **argv) {
                 json_array_append_new(ids, json_integer(r.generated[i]));
             json_t *o = json_pack(
                 "{s:s, s:s, s:I, s:I, s:i, s:s, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:I, "
-                "s:f, s:f, s:f, s:I, s:f, s:f, s:o}",
+                "s:f, s:f, s:f, s:I, s:f, s:f, s:s, s:i, s:o}",
                 "model", path, "name", hp->name, "n_params", (json_int_t)model_n_params(m),
                 "weight_bytes", (json_int_t)model_weight_bytes(m), "threads", (int)threads,
                 "kernels", kernels, "n_ctx", (int)n_ctx, "prompt_tokens", (int)n_prompt,
@@ -275,7 +286,8 @@ int cmd_bench(int argc, char **argv) {
                 decode_tps, "bytes_per_token", (json_int_t)bpt, "decode_gbs", decode_bps / 1e9,
                 "memcpy_gbs", memcpy_bps / 1e9, "bandwidth_ratio", ratio, "memcpy_bytes",
                 (json_int_t)copy_size, "read_gbs", read_bps / 1e9, "read_bandwidth_ratio",
-                read_ratio, "generated_ids", ids);
+                read_ratio, "kv_type", model_kv_type_name(kv), "batch", model_ctx_n_batch(c),
+                "generated_ids", ids);
             char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
             if (s)
                 printf("%s\n", s);
@@ -286,8 +298,10 @@ int cmd_bench(int argc, char **argv) {
         } else {
             printf("model      %s (%s, %.1fM params, %.1f MB of weights)\n", path, hp->name,
                    (double)model_n_params(m) / 1e6, (double)model_weight_bytes(m) / 1e6);
-            printf("setup      %ld threads, kernels %s, ctx %ld, %ld reps (medians), load %.3f s\n",
-                   threads, kernels, n_ctx, reps, load_s);
+            printf("setup      %ld threads, kernels %s, ctx %ld (KV %s), batch %d, %ld reps "
+                   "(medians), load %.3f s\n",
+                   threads, kernels, n_ctx, model_kv_type_name(kv), model_ctx_n_batch(c), reps,
+                   load_s);
             printf("prefill    %ld tokens in %.4f s = %.1f tok/s\n", n_prompt, r.prefill_s,
                    prefill_tps);
             printf("decode     %ld tokens in %.4f s = %.2f tok/s\n", n_gen, r.decode_s, decode_tps);

@@ -35,6 +35,7 @@ int cmd_run(int argc, char **argv) {
     long n_gen = 128, threads = 0, n_ctx = 0, top_k = 40, seed = -1, repeat_last_n = 64;
     double temp = 0.8, top_p = 0.95, min_p = 0.05, repeat_penalty = 1.0;
     int no_bos = 0, quiet = 0, ids = 0;
+    const char *kv_type = "f16";
     const arg_spec specs[] = {
         {"--model", "-m", ARG_STRING, &model_path, 0, 0, "FILE", "GGUF model file (required)"},
         {"--prompt", "-p", ARG_STRING, &prompt, 0, 0, "TEXT", "prompt text"},
@@ -51,8 +52,8 @@ int cmd_run(int argc, char **argv) {
         {"--seed", NULL, ARG_INT, &seed, -1, 9.3e18, "S",
          "sampling seed, -1 = from the clock (-1)"},
         {"--threads", "-t", ARG_INT, &threads, 0, 1024, "N", "threads, 0 = all cores (0)"},
-        {"--ctx", "-c", ARG_INT, &n_ctx, 0, 1 << 20, "N",
-         "context length, 0 = the model's, at most 4096 (0)"},
+        {"--ctx", "-c", ARG_INT, &n_ctx, 0, 1 << 20, "N", "context length, 0 = the model's (0)"},
+        {"--kv-type", NULL, ARG_STRING, &kv_type, 0, 0, "T", "KV cache type, f16 or f32 (f16)"},
         {"--no-bos", NULL, ARG_FLAG, &no_bos, 0, 0, NULL, "do not prepend the BOS token"},
         {"--quiet", "-q", ARG_FLAG, &quiet, 0, 0, NULL, "no timings on stderr"},
         {"--ids", NULL, ARG_FLAG, &ids, 0, 0, NULL,
@@ -71,6 +72,8 @@ int cmd_run(int argc, char **argv) {
     if (rc) return rc == 1 ? 0 : rc;
     if (!model_path) return args_error(&cmd, "missing --model FILE");
     if (prompt && prompt_file) return args_error(&cmd, "give either --prompt or --file, not both");
+    int kv = model_kv_type_parse(kv_type);
+    if (kv < 0) return args_error(&cmd, "--kv-type must be f16 or f32, not '%s'", kv_type);
 
     char *file_text = NULL;
     size_t prompt_len = prompt ? strlen(prompt) : 0;
@@ -96,7 +99,9 @@ int cmd_run(int argc, char **argv) {
     const model_hparams *hp = model_get_hparams(m);
     const tokenizer *tok = model_get_tokenizer(m);
     threadpool *tp = threadpool_new(threads > 0 ? (int)threads : threadpool_default_size());
-    model_ctx *ctx = tp ? model_ctx_new(m, (int)n_ctx, tp, err, sizeof err) : NULL;
+    model_ctx *ctx = tp ? model_ctx_new(m, &(model_ctx_params){.n_ctx = (int)n_ctx, .kv_type = kv},
+                                        tp, err, sizeof err)
+                        : NULL;
     int32_t *tokens = NULL;
     sampler *smp = NULL;
     int status = 1;
@@ -131,7 +136,7 @@ int cmd_run(int argc, char **argv) {
     }
 
     double t0 = mh_now_mono();
-    if (model_ctx_eval(ctx, tokens, n_prompt) < 0) {
+    if (model_ctx_eval(ctx, 0, tokens, n_prompt) < 0) {
         fprintf(stderr, "modelhub run: evaluating the prompt failed\n");
         goto done;
     }
@@ -146,7 +151,7 @@ int cmd_run(int argc, char **argv) {
     }
     t0 = mh_now_mono();
     while (n_done < n_gen) {
-        int32_t next = sampler_sample(smp, model_ctx_logits(ctx), tokens, n_tokens);
+        int32_t next = sampler_sample(smp, model_ctx_logits(ctx, 0), tokens, n_tokens);
         if (tokenizer_is_eog(tok, next)) break;
         n_done++;
         if (ids) {
@@ -162,7 +167,7 @@ int cmd_run(int argc, char **argv) {
         }
         tokens[n_tokens++] = next;
         if (n_done >= n_gen) break;
-        if (model_ctx_eval(ctx, &next, 1) < 0) break;
+        if (model_ctx_eval(ctx, 0, &next, 1) < 0) break;
     }
     size_t len = ids ? 0 : tokenizer_stream_flush(&ts, piece, sizeof piece);
     fwrite(piece, 1, len, stdout);

@@ -4,6 +4,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "engine/model.h"
 #include "serve/serve.h"
 #include "util/common.h"
 #include "util/log.h"
@@ -11,7 +12,8 @@
 int cmd_serve(int argc, char **argv) {
     const char *model_path = NULL, *host = "127.0.0.1", *alias = NULL, *api_key = NULL;
     const char *log_file = NULL, *log_level = "info";
-    long port = 8080, n_ctx = 0, threads = 0, parallel = 1, queue_size = 64;
+    const char *kv_type = "f16", *kv_mem = NULL;
+    long port = 8080, n_ctx = 0, threads = 0, parallel = 1, queue_size = 64, n_batch = 0;
     double queue_timeout = 120, idle_unload = 0;
     int jit = 0, worker = 0, no_prompt_cache = 0;
     const arg_spec specs[] = {
@@ -21,7 +23,12 @@ int cmd_serve(int argc, char **argv) {
         {"--alias", NULL, ARG_STRING, &alias, 0, 0, "NAME",
          "the model's name in the API (the file's name)"},
         {"--ctx", "-c", ARG_INT, &n_ctx, 0, 1 << 20, "N",
-         "context of each slot, 0 = the model's, at most 4096 (0)"},
+         "context of each slot, 0 = the model's (shrunk to fit --kv-mem) (0)"},
+        {"--kv-type", NULL, ARG_STRING, &kv_type, 0, 0, "T", "KV cache type, f16 or f32 (f16)"},
+        {"--kv-mem", NULL, ARG_STRING, &kv_mem, 0, 0, "SIZE",
+         "memory the KV caches of all slots may take, e.g. 4G (a quarter of RAM)"},
+        {"--batch-size", "-b", ARG_INT, &n_batch, 1, MODEL_BATCH_MAX, "N",
+         "tokens per engine step: every stream's next token plus prompt chunks (64)"},
         {"--threads", "-t", ARG_INT, &threads, 0, 1024, "N", "threads, 0 = all cores (0)"},
         {"--parallel", NULL, ARG_INT, &parallel, 1, 256, "N", "requests generated at once (1)"},
         {"--queue-size", NULL, ARG_INT, &queue_size, 0, 1 << 20, "N",
@@ -56,12 +63,20 @@ int cmd_serve(int argc, char **argv) {
     int level = log_parse_level(log_level);
     if (level < 0) return args_error(&cmd, "unknown log level '%s'", log_level);
     log_level_current = level;
+    int kv = model_kv_type_parse(kv_type);
+    if (kv < 0) return args_error(&cmd, "--kv-type must be f16 or f32, not '%s'", kv_type);
+    uint64_t kv_bytes = 0;
+    if (kv_mem && (mh_parse_size(kv_mem, &kv_bytes) < 0 || kv_bytes == 0))
+        return args_error(&cmd, "--kv-mem must be a size such as 512M or 4G, not '%s'", kv_mem);
     serve_config cfg = {
         .model_path = model_path,
         .host = host,
         .port = (int)port,
         .alias = alias,
         .n_ctx = (int)n_ctx,
+        .kv_type = kv,
+        .kv_mem = kv_bytes,
+        .n_batch = (int)n_batch,
         .threads = (int)threads,
         .parallel = (int)parallel,
         .queue_size = (int)queue_size,

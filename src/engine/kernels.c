@@ -239,75 +239,136 @@ TARGET_AVX2 static void rmsnorm_avx2(float *out, const float *x, const float *w,
     for (; i < n; i++) out[i] = x[i] * scale * w[i];
 }
 
-TARGET_AVX2 void attn_head_avx2(const float *q, const float *k, const float *v, size_t stride,
-                                int n, int hd, float scale, float *att, float *out) {
-    if (hd % 8 || hd > 256) {
-        attn_head_ref(q, k, v, stride, n, hd, scale, att, out);
-        return;
-    }
-    int nc = hd / 8;
-    /* scores, four positions per step */
+/* One row's scores against keys [lo, hi) of a tile whose keys are rows `ks` floats apart from
+ * kp (position j0 first), four keys per step; s[j - j0] = scale * q . k_j. Returns the max. */
+TARGET_AVX2 static float tile_scores(const float *q, const float *kp, size_t ks, int j0, int lo,
+                                     int hi, int nc, float scale, float *s) {
     float max = -INFINITY;
-    int p = 0;
-    for (; p + 4 <= n; p += 4) {
-        const float *k0 = k + (size_t)p * stride;
+    int j = lo;
+    for (; j + 4 <= hi; j += 4) {
+        const float *k0 = kp + (size_t)(j - j0) * ks;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (int c = 0; c < nc; c++) {
             __m256 qc = _mm256_loadu_ps(q + 8 * c);
             a0 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + 8 * c), a0);
-            a1 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + stride + 8 * c), a1);
-            a2 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + 2 * stride + 8 * c), a2);
-            a3 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + 3 * stride + 8 * c), a3);
+            a1 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + ks + 8 * c), a1);
+            a2 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + 2 * ks + 8 * c), a2);
+            a3 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + 3 * ks + 8 * c), a3);
         }
         /* transpose-add the four sums into one vector of four */
         __m256 s01 = _mm256_hadd_ps(a0, a1), s23 = _mm256_hadd_ps(a2, a3);
-        __m256 s = _mm256_hadd_ps(s01, s23);
-        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        __m256 s8 = _mm256_hadd_ps(s01, s23);
+        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
         s4 = _mm_mul_ps(s4, _mm_set1_ps(scale));
-        _mm_storeu_ps(att + p, s4);
-        for (int i = 0; i < 4; i++) max = fmaxf(max, att[p + i]);
+        _mm_storeu_ps(s + (j - j0), s4);
+        for (int i = 0; i < 4; i++) max = fmaxf(max, s[j - j0 + i]);
     }
-    for (; p < n; p++) {
-        const float *kp = k + (size_t)p * stride;
-        __m256 a = _mm256_setzero_ps();
+    for (; j < hi; j++) {
+        const float *kj = kp + (size_t)(j - j0) * ks;
+        __m256 acc = _mm256_setzero_ps();
         for (int c = 0; c < nc; c++)
-            a = _mm256_fmadd_ps(_mm256_loadu_ps(q + 8 * c), _mm256_loadu_ps(kp + 8 * c), a);
-        att[p] = hsum256(a) * scale;
-        max = fmaxf(max, att[p]);
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + 8 * c), _mm256_loadu_ps(kj + 8 * c), acc);
+        s[j - j0] = hsum256(acc) * scale;
+        max = fmaxf(max, s[j - j0]);
     }
-    /* softmax */
-    __m256 vmax = _mm256_set1_ps(max), vsum = _mm256_setzero_ps();
-    float sum = 0;
-    for (p = 0; p + 8 <= n; p += 8) {
-        __m256 e = exp_neg256(_mm256_sub_ps(_mm256_loadu_ps(att + p), vmax));
-        _mm256_storeu_ps(att + p, e);
-        vsum = _mm256_add_ps(vsum, e);
+    return max;
+}
+
+TARGET_AVX2 void attn_rows_avx2(const attn_rows_args *a) {
+    int hd = a->hd, nq = a->nq, nc = hd / 8;
+    if (hd % 8 || hd > 256) {
+        attn_rows_ref(a);
+        return;
     }
-    for (; p < n; p++) {
-        att[p] = expf(att[p] - max);
-        sum += att[p];
+    float *kt = a->scratch;          /* (ATTN_TILE, hd) the tile's keys as f32 */
+    float *vt = kt + ATTN_TILE * hd; /* (ATTN_TILE, hd) its values */
+    float *s = vt + ATTN_TILE * hd;  /* (ATTN_TILE + 8) one row's scores, then weights */
+    float *m = s + ATTN_TILE + 16;   /* (nq) running max of each row */
+    float *l = m + nq;               /* (nq) running sum of exp(score - max) */
+    int kmin = a->start[0], kmax = a->end[0];
+    for (int i = 0; i < nq; i++) {
+        kmin = a->start[i] < kmin ? a->start[i] : kmin;
+        kmax = a->end[i] > kmax ? a->end[i] : kmax;
+        m[i] = -INFINITY;
+        l[i] = 0;
+        memset(a->out[i], 0, (size_t)hd * sizeof(float));
     }
-    sum += hsum256(vsum);
-    float inv = 1.0f / sum;
-    /* out = sum_p att[p] v_p, 32 outputs at a time in registers */
-    for (int c0 = 0; c0 < nc; c0 += 4) {
-        int cn = nc - c0 < 4 ? nc - c0 : 4;
-        __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
-        const float *vp = v + 8 * c0;
-        for (p = 0; p < n; p++, vp += stride) {
-            __m256 a = _mm256_broadcast_ss(att + p);
-            o0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vp), o0);
-            if (cn > 1) o1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vp + 8), o1);
-            if (cn > 2) o2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vp + 16), o2);
-            if (cn > 3) o3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vp + 24), o3);
+    for (int j0 = kmin / ATTN_TILE * ATTN_TILE; j0 < kmax; j0 += ATTN_TILE) {
+        int j1 = j0 + ATTN_TILE < kmax ? j0 + ATTN_TILE : kmax;
+        const float *kp, *vp;
+        size_t ks;
+        if (a->kv_f16) { /* widen the tile once for every row */
+            const uint16_t *k16 = a->k, *v16 = a->v;
+            for (int j = j0; j < j1; j++) {
+                const uint16_t *kr = k16 + (size_t)j * a->kv_stride;
+                const uint16_t *vr = v16 + (size_t)j * a->kv_stride;
+                float *kd = kt + (size_t)(j - j0) * hd, *vd = vt + (size_t)(j - j0) * hd;
+                for (int c = 0; c < nc; c++) {
+                    _mm256_storeu_ps(kd + 8 * c, _mm256_cvtph_ps(_mm_loadu_si128(
+                                                     (const __m128i *)(kr + 8 * c))));
+                    _mm256_storeu_ps(vd + 8 * c, _mm256_cvtph_ps(_mm_loadu_si128(
+                                                     (const __m128i *)(vr + 8 * c))));
+                }
+            }
+            kp = kt;
+            vp = vt;
+            ks = (size_t)hd;
+        } else {
+            kp = (const float *)a->k + (size_t)j0 * a->kv_stride;
+            vp = (const float *)a->v + (size_t)j0 * a->kv_stride;
+            ks = a->kv_stride;
         }
-        __m256 vi = _mm256_set1_ps(inv);
-        _mm256_storeu_ps(out + 8 * c0, _mm256_mul_ps(o0, vi));
-        if (cn > 1) _mm256_storeu_ps(out + 8 * c0 + 8, _mm256_mul_ps(o1, vi));
-        if (cn > 2) _mm256_storeu_ps(out + 8 * c0 + 16, _mm256_mul_ps(o2, vi));
-        if (cn > 3) _mm256_storeu_ps(out + 8 * c0 + 24, _mm256_mul_ps(o3, vi));
+        for (int i = 0; i < nq; i++) {
+            int lo = a->start[i] > j0 ? a->start[i] : j0, hi = a->end[i] < j1 ? a->end[i] : j1;
+            if (lo >= hi) continue;
+            float tmax = tile_scores(a->q[i], kp, ks, j0, lo, hi, nc, a->scale, s);
+            float mn = fmaxf(m[i], tmax);
+            float alpha = expf(m[i] - mn); /* 0 on the row's first tile */
+            __m256 vmax = _mm256_set1_ps(mn), vsum = _mm256_setzero_ps();
+            float sum = 0;
+            int j = lo;
+            for (; j + 8 <= hi; j += 8) {
+                __m256 e = exp_neg256(_mm256_sub_ps(_mm256_loadu_ps(s + (j - j0)), vmax));
+                _mm256_storeu_ps(s + (j - j0), e);
+                vsum = _mm256_add_ps(vsum, e);
+            }
+            for (; j < hi; j++) {
+                s[j - j0] = expf(s[j - j0] - mn);
+                sum += s[j - j0];
+            }
+            l[i] = l[i] * alpha + sum + hsum256(vsum);
+            m[i] = mn;
+            /* out = out * alpha + sum_j w_j v_j, 32 outputs at a time in registers */
+            float *o = a->out[i];
+            __m256 va = _mm256_set1_ps(alpha);
+            for (int c0 = 0; c0 < nc; c0 += 4) {
+                int cn = nc - c0 < 4 ? nc - c0 : 4;
+                __m256 o0 = _mm256_mul_ps(_mm256_loadu_ps(o + 8 * c0), va), o1 = o0, o2 = o0,
+                       o3 = o0;
+                if (cn > 1) o1 = _mm256_mul_ps(_mm256_loadu_ps(o + 8 * c0 + 8), va);
+                if (cn > 2) o2 = _mm256_mul_ps(_mm256_loadu_ps(o + 8 * c0 + 16), va);
+                if (cn > 3) o3 = _mm256_mul_ps(_mm256_loadu_ps(o + 8 * c0 + 24), va);
+                const float *vr = vp + (size_t)(lo - j0) * ks + 8 * c0;
+                for (j = lo; j < hi; j++, vr += ks) {
+                    __m256 w = _mm256_broadcast_ss(s + (j - j0));
+                    o0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr), o0);
+                    if (cn > 1) o1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr + 8), o1);
+                    if (cn > 2) o2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr + 16), o2);
+                    if (cn > 3) o3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr + 24), o3);
+                }
+                _mm256_storeu_ps(o + 8 * c0, o0);
+                if (cn > 1) _mm256_storeu_ps(o + 8 * c0 + 8, o1);
+                if (cn > 2) _mm256_storeu_ps(o + 8 * c0 + 16, o2);
+                if (cn > 3) _mm256_storeu_ps(o + 8 * c0 + 24, o3);
+            }
+        }
     }
-    for (p = 0; p < n; p++) att[p] *= inv;
+    for (int i = 0; i < nq; i++) {
+        __m256 inv = _mm256_set1_ps(1.0f / l[i]);
+        for (int c = 0; c < nc; c++)
+            _mm256_storeu_ps(a->out[i] + 8 * c,
+                             _mm256_mul_ps(_mm256_loadu_ps(a->out[i] + 8 * c), inv));
+    }
 }
 
 int kernels_have_avx2(void) {
@@ -331,9 +392,8 @@ void f32_to_f16_row_f16c(const float *src, void *dst, int n) {
 int kernels_have_avx2(void) {
     return 0;
 }
-void attn_head_avx2(const float *q, const float *k, const float *v, size_t stride, int n, int hd,
-                    float scale, float *att, float *out) {
-    attn_head_ref(q, k, v, stride, n, hd, scale, att, out);
+void attn_rows_avx2(const attn_rows_args *a) {
+    attn_rows_ref(a);
 }
 void swiglu_avx2(float *gate, const float *up, size_t n) {
     swiglu_ref(gate, up, n);
@@ -346,8 +406,7 @@ static void rmsnorm_avx2(float *out, const float *x, const float *w, int n, floa
 /* ==== Dispatch ==== */
 
 static type_traits traits[GGML_TYPE_COUNT];
-void (*attn_head)(const float *q, const float *k, const float *v, size_t stride, int n, int hd,
-                  float scale, float *att, float *out) = attn_head_ref;
+void (*attn_rows)(const attn_rows_args *a) = attn_rows_ref;
 void (*swiglu)(float *gate, const float *up, size_t n) = swiglu_ref;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *init_desc;
@@ -401,7 +460,7 @@ const char *kernels_init(int force_ref) {
         /* Q8_0 is both a weight type and the activation type of Q4_0/Q5_0/Q8_0: the activation
          * side is quantized with the SIMD quantizer (same results as the reference). */
         if (simd) traits[GGML_TYPE_Q8_0].from_f32 = quantize_row_q8_0_avx2;
-        attn_head = simd ? attn_head_avx2 : attn_head_ref;
+        attn_rows = simd ? attn_rows_avx2 : attn_rows_ref;
         swiglu = simd ? swiglu_avx2 : swiglu_ref;
         use_avx2 = simd;
         quant_set_packed(simd ? quant_default_pack_mode() : MH_PACK_OFF);
@@ -452,17 +511,34 @@ void swiglu_ref(float *gate, const float *up, size_t n) {
     for (size_t i = 0; i < n; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
-void attn_head_ref(const float *q, const float *k, const float *v, size_t stride, int n, int hd,
-                   float scale, float *att, float *out) {
-    for (int p = 0; p < n; p++) {
-        float s;
-        dot_f32_ref(hd, &s, k + (size_t)p * stride, q);
-        att[p] = s * scale;
-    }
-    softmax(att, n);
-    memset(out, 0, (size_t)hd * sizeof(float));
-    for (int p = 0; p < n; p++) {
-        const float *vp = v + (size_t)p * stride;
-        for (int i = 0; i < hd; i++) out[i] += att[p] * vp[i];
+/* Plain two-pass softmax per row over its keys (widened to f32 first). */
+void attn_rows_ref(const attn_rows_args *a) {
+    int hd = a->hd;
+    int kmax = 0;
+    for (int i = 0; i < a->nq; i++) kmax = a->end[i] > kmax ? a->end[i] : kmax;
+    float *att = a->scratch, *krow = att + kmax; /* (kmax) scores; (hd) one key or value row */
+    for (int i = 0; i < a->nq; i++) {
+        int lo = a->start[i], n = a->end[i] - lo;
+        for (int p = 0; p < n; p++) {
+            size_t off = (size_t)(lo + p) * a->kv_stride;
+            if (a->kv_f16)
+                f16_to_f32_row_ref((const uint16_t *)a->k + off, krow, hd);
+            else
+                memcpy(krow, (const float *)a->k + off, (size_t)hd * sizeof(float));
+            float s;
+            dot_f32_ref(hd, &s, krow, a->q[i]);
+            att[p] = s * a->scale;
+        }
+        softmax(att, n);
+        float *out = a->out[i];
+        memset(out, 0, (size_t)hd * sizeof(float));
+        for (int p = 0; p < n; p++) {
+            size_t off = (size_t)(lo + p) * a->kv_stride;
+            if (a->kv_f16)
+                f16_to_f32_row_ref((const uint16_t *)a->v + off, krow, hd);
+            else
+                memcpy(krow, (const float *)a->v + off, (size_t)hd * sizeof(float));
+            for (int d = 0; d < hd; d++) out[d] += att[p] * krow[d];
+        }
     }
 }

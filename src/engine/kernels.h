@@ -52,15 +52,31 @@ void swiglu_avx2(float *gate, const float *up, size_t n);
 /* In-place softmax over n elements. */
 void softmax(float *x, int n);
 
-/* One head of attention over n cached positions: att[p] = softmax_p(scale * q . k_p), then
- * out = sum_p att[p] * v_p. Rows of k and v are `stride` floats apart, hd elements each; att
- * has room for n floats (scratch, left holding the probabilities). Chosen by kernels_init:
- * attn_head_avx2 (vectorised exp, several positions per step) or attn_head_ref. */
-extern void (*attn_head)(const float *q, const float *k, const float *v, size_t stride, int n,
-                         int hd, float scale, float *att, float *out);
-void attn_head_ref(const float *q, const float *k, const float *v, size_t stride, int n, int hd,
-                   float scale, float *att, float *out);
-void attn_head_avx2(const float *q, const float *k, const float *v, size_t stride, int n, int hd,
-                    float scale, float *att, float *out);
+/* Attention of nq query rows that read the same key/value head (the q heads of one KV head,
+ * for one or several tokens of a sequence). Row i sees the key positions [start[i], end[i]):
+ *   out_i = sum_p softmax_p(scale * q_i . k_p) v_p   over those p.
+ * Keys and values are rows of hd elements (f32, or IEEE half when kv_f16), position p's at
+ * k + p * kv_stride elements. The SIMD twin walks the keys in tiles of ATTN_TILE positions
+ * aligned to multiples of ATTN_TILE with a running (online) softmax, so each row's result
+ * depends only on that row's query and range, never on which other rows share the call: a
+ * token gets the same attention alone or batched with others. */
+#define ATTN_TILE 32
+typedef struct attn_rows_args {
+    int nq, hd;
+    const float *const *q;  /* (nq) rows of hd floats */
+    float *const *out;      /* (nq) rows of hd floats, written */
+    const int *start, *end; /* (nq) visible key positions of each row, start < end */
+    const void *k, *v;      /* row of position 0 */
+    size_t kv_stride;       /* elements between positions */
+    int kv_f16;
+    float scale;
+    float *scratch; /* ATTN_SCRATCH_FLOATS(nq, hd, n_keys) floats, 32-byte aligned */
+} attn_rows_args;
+/* Scratch the kernels need for nq rows of hd over keys [0, n_keys). */
+#define ATTN_SCRATCH_FLOATS(nq, hd, n_keys)                                                        \
+    ((size_t)2 * ATTN_TILE * (hd) + ATTN_TILE + 16 + 2 * (size_t)(nq) + (size_t)(n_keys) + (hd))
+extern void (*attn_rows)(const attn_rows_args *a);
+void attn_rows_ref(const attn_rows_args *a);
+void attn_rows_avx2(const attn_rows_args *a);
 
 #endif

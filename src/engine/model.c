@@ -14,13 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
 
 #include "engine/kernels.h"
 #include "engine/matmul.h"
 #include "util/common.h"
 
-/* Tokens per forward batch: prefill runs as matrix-matrix work over this many tokens. */
-#define BATCH_MAX 64
 /* Below this much work attention runs on the calling thread: waking workers costs more. */
 #define MIN_MACS_PER_DISPATCH 32768
 
@@ -336,62 +336,147 @@ uint64_t model_n_params(const model *m) {
 
 /* ==== Context ==== */
 
+/* Rows one attention task handles at most (the q heads of one KV head for a few tokens). */
+#define ATTN_MAX_ROWS 64
+
+typedef struct attn_job {
+    int seq;
+    int kvh;    /* KV head */
+    int t0, t1; /* tokens [t0, t1) of the forward batch, all of sequence `seq` */
+} attn_job;
+
 struct model_ctx {
     model *m;
     threadpool *tp;
-    int n_ctx;
-    int n_past;
+    int n_ctx, n_seq, n_batch, kv_type;
     int n_threads;
     int q_dim, kv_dim;
+    size_t kv_elt; /* bytes per cached element: 2 (F16) or 4 (F32) */
     mm_scratch *mm;
     const volatile int *abort_flag;
 
-    float *k_cache;  /* (n_layer, n_ctx, kv_dim) */
-    float *v_cache;  /* (n_layer, n_ctx, kv_dim) */
-    float *x;        /* (BATCH_MAX, n_embd) residual stream */
-    float *xn;       /* (BATCH_MAX, n_embd) normed input of a block */
-    float *q;        /* (BATCH_MAX, q_dim) */
-    float *attn_out; /* (BATCH_MAX, q_dim) */
-    float *hb;       /* (BATCH_MAX, n_ff) gate, then silu(gate) * up */
-    float *hb2;      /* (BATCH_MAX, n_ff) up */
-    float *att;      /* (n_threads, n_ctx) attention scores, one row per thread */
-    float *rope_cs;  /* (BATCH_MAX, n_rot) cos, sin interleaved per pair */
-    float *inv_freq; /* (n_rot / 2) */
-    float *logits;   /* (n_vocab) */
-    float *embd_sum; /* (n_embd) sum of final hidden states, for embeddings */
+    uint8_t *k_cache;    /* (n_seq, n_layer, n_ctx, kv_dim) in kv_type, reserved lazily */
+    uint8_t *v_cache;    /* (n_seq, n_layer, n_ctx, kv_dim) */
+    size_t kv_map_bytes; /* of each of the two mappings */
+    int *n_past;         /* (n_seq) */
+    int *n_touched;      /* (n_seq) high-water mark of positions written */
+    int *pool_n;         /* (n_seq) tokens pooled since position 0 */
+    float *pool_sum;     /* (n_seq, n_embd) sums of final-norm hidden states */
+    float *logits;       /* (n_seq, n_vocab) */
+
+    /* one forward pass of up to n_batch tokens */
+    int32_t *tok_id;        /* (n_batch) */
+    int *tok_seq, *tok_pos; /* (n_batch) */
+    int *tok_out;           /* (n_batch) enum model_output of each token (logits: last only) */
+    float *x;               /* (n_batch, n_embd) residual stream */
+    float *xn;              /* (n_batch, n_embd) normed input of a block */
+    float *q;               /* (n_batch, q_dim) */
+    float *k_cur, *v_cur;   /* (n_batch, kv_dim) this pass's keys and values */
+    float *attn_out;        /* (n_batch, q_dim) */
+    float *hb;              /* (n_batch, n_ff) gate, then silu(gate) * up */
+    float *hb2;             /* (n_batch, n_ff) up */
+    float *rope_cs;         /* (n_batch, n_rot) cos, sin interleaved per pair */
+    float *inv_freq;        /* (n_rot / 2) */
+    float *head_in;         /* (n_batch, n_embd) final-norm rows that want logits */
+    float *head_out;        /* (min(n_seq, n_batch), n_vocab) their logits before the copy */
+    float *attn_scratch;    /* (n_threads, attn_scratch_floats) */
+    size_t attn_scratch_floats;
+    attn_job *attn_jobs; /* (n_batch * n_head_kv) */
     uint64_t bytes;
 };
 
-model_ctx *model_ctx_new(model *m, int n_ctx, threadpool *tp, char *err, size_t errlen) {
+uint64_t model_kv_bytes_per_pos(const model *m, int kv_type) {
     const model_hparams *hp = &m->hp;
-    if (n_ctx <= 0) n_ctx = MH_MIN(hp->n_ctx_train, 4096);
+    return 2ull * (uint64_t)hp->n_layer * (uint64_t)hp->n_head_kv * (uint64_t)hp->head_dim *
+           (kv_type == MODEL_KV_F32 ? 4u : 2u);
+}
+
+const char *model_kv_type_name(int kv_type) {
+    return kv_type == MODEL_KV_F32 ? "f32" : "f16";
+}
+
+int model_kv_type_parse(const char *name) {
+    if (name && strcmp(name, "f16") == 0) return MODEL_KV_F16;
+    if (name && strcmp(name, "f32") == 0) return MODEL_KV_F32;
+    return -1;
+}
+
+/* Address space for a KV cache: pages are taken when first written, so a long context costs
+ * only what it holds. */
+static void *kv_reserve(size_t bytes) {
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+model_ctx *model_ctx_new(model *m, const model_ctx_params *p, threadpool *tp, char *err,
+                         size_t errlen) {
+    const model_hparams *hp = &m->hp;
+    int n_ctx = p->n_ctx > 0 ? p->n_ctx : hp->n_ctx_train;
+    int n_seq = p->n_seq > 0 ? p->n_seq : 1;
+    int n_batch = p->n_batch > 0 ? p->n_batch : MODEL_BATCH_DEFAULT;
+    if (n_ctx > (1 << 24) || n_seq > 4096 || n_batch > MODEL_BATCH_MAX ||
+        (p->kv_type != MODEL_KV_F16 && p->kv_type != MODEL_KV_F32))
+        return errf(err, errlen,
+                    "context parameters out of range (n_ctx %d, %d sequences, "
+                    "batch %d, kv type %d)",
+                    n_ctx, n_seq, n_batch, p->kv_type),
+               NULL;
     model_ctx *c = calloc(1, sizeof *c);
     if (!c) return errf(err, errlen, "out of memory"), NULL;
     c->m = m;
     c->tp = tp;
     c->n_ctx = n_ctx;
+    c->n_seq = n_seq;
+    c->n_batch = n_batch;
+    c->kv_type = p->kv_type;
+    c->kv_elt = p->kv_type == MODEL_KV_F32 ? 4 : 2;
     c->n_threads = tp ? threadpool_size(tp) : 1;
     c->q_dim = hp->n_head * hp->head_dim;
     c->kv_dim = hp->n_head_kv * hp->head_dim;
+    c->kv_map_bytes =
+        (size_t)n_seq * (size_t)hp->n_layer * (size_t)n_ctx * (size_t)c->kv_dim * c->kv_elt;
+    c->k_cache = kv_reserve(c->kv_map_bytes);
+    c->v_cache = c->k_cache ? kv_reserve(c->kv_map_bytes) : NULL;
+    if (!c->v_cache) {
+        errf(err, errlen,
+             "cannot reserve %zu MiB of address space for the KV cache of %d x %d "
+             "positions",
+             c->kv_map_bytes * 2 >> 20, n_seq, n_ctx);
+        model_ctx_free(c);
+        return NULL;
+    }
+    c->attn_scratch_floats =
+        (ATTN_SCRATCH_FLOATS(ATTN_MAX_ROWS, hp->head_dim, n_ctx) + 15) & ~(size_t)15;
     int max_row = MH_MAX(MH_MAX(hp->n_embd, hp->n_ff), c->q_dim);
-    size_t kv = (size_t)hp->n_layer * (size_t)n_ctx * (size_t)c->kv_dim * sizeof(float);
+    size_t nb = (size_t)n_batch, f = sizeof(float);
     struct {
-        float **p;
+        void **p;
         size_t bytes;
     } bufs[] = {
-        {&c->k_cache, kv},
-        {&c->v_cache, kv},
-        {&c->x, (size_t)BATCH_MAX * hp->n_embd * sizeof(float)},
-        {&c->xn, (size_t)BATCH_MAX * hp->n_embd * sizeof(float)},
-        {&c->q, (size_t)BATCH_MAX * c->q_dim * sizeof(float)},
-        {&c->attn_out, (size_t)BATCH_MAX * c->q_dim * sizeof(float)},
-        {&c->hb, (size_t)BATCH_MAX * hp->n_ff * sizeof(float)},
-        {&c->hb2, (size_t)BATCH_MAX * hp->n_ff * sizeof(float)},
-        {&c->att, (size_t)c->n_threads * n_ctx * sizeof(float)},
-        {&c->rope_cs, (size_t)BATCH_MAX * hp->n_rot * sizeof(float)},
-        {&c->inv_freq, (size_t)hp->n_rot / 2 * sizeof(float) + sizeof(float)},
-        {&c->logits, (size_t)hp->n_vocab * sizeof(float)},
-        {&c->embd_sum, (size_t)hp->n_embd * sizeof(float)},
+        {(void **)&c->n_past, (size_t)n_seq * sizeof(int)},
+        {(void **)&c->n_touched, (size_t)n_seq * sizeof(int)},
+        {(void **)&c->pool_n, (size_t)n_seq * sizeof(int)},
+        {(void **)&c->pool_sum, (size_t)n_seq * hp->n_embd * f},
+        {(void **)&c->logits, (size_t)n_seq * hp->n_vocab * f},
+        {(void **)&c->tok_id, nb * sizeof(int32_t)},
+        {(void **)&c->tok_seq, nb * sizeof(int)},
+        {(void **)&c->tok_pos, nb * sizeof(int)},
+        {(void **)&c->tok_out, nb * sizeof(int)},
+        {(void **)&c->x, nb * hp->n_embd * f},
+        {(void **)&c->xn, nb * hp->n_embd * f},
+        {(void **)&c->q, nb * c->q_dim * f},
+        {(void **)&c->k_cur, nb * c->kv_dim * f},
+        {(void **)&c->v_cur, nb * c->kv_dim * f},
+        {(void **)&c->attn_out, nb * c->q_dim * f},
+        {(void **)&c->hb, nb * hp->n_ff * f},
+        {(void **)&c->hb2, nb * hp->n_ff * f},
+        {(void **)&c->rope_cs, nb * hp->n_rot * f},
+        {(void **)&c->inv_freq, (size_t)hp->n_rot / 2 * f + f},
+        {(void **)&c->head_in, nb * hp->n_embd * f},
+        {(void **)&c->head_out, (size_t)MH_MIN(n_seq, n_batch) * hp->n_vocab * f},
+        {(void **)&c->attn_scratch, (size_t)c->n_threads * c->attn_scratch_floats * f},
+        {(void **)&c->attn_jobs, nb * hp->n_head_kv * sizeof(attn_job)},
     };
     for (size_t i = 0; i < MH_ARRAY_LEN(bufs); i++) {
         *bufs[i].p = mh_aligned_alloc(bufs[i].bytes);
@@ -403,7 +488,11 @@ model_ctx *model_ctx_new(model *m, int n_ctx, threadpool *tp, char *err, size_t 
         }
         c->bytes += bufs[i].bytes;
     }
-    c->mm = mm_scratch_new(c->n_threads, max_row, BATCH_MAX);
+    memset(c->n_past, 0, (size_t)n_seq * sizeof(int));
+    memset(c->n_touched, 0, (size_t)n_seq * sizeof(int));
+    memset(c->pool_n, 0, (size_t)n_seq * sizeof(int));
+    memset(c->logits, 0, (size_t)n_seq * hp->n_vocab * f);
+    c->mm = mm_scratch_new(c->n_threads, max_row, n_batch);
     if (!c->mm) {
         errf(err, errlen, "out of memory for the matmul buffers");
         model_ctx_free(c);
@@ -418,9 +507,13 @@ model_ctx *model_ctx_new(model *m, int n_ctx, threadpool *tp, char *err, size_t 
 
 void model_ctx_free(model_ctx *c) {
     if (!c) return;
-    float *all[] = {c->k_cache, c->v_cache, c->x,       c->xn,       c->q,      c->attn_out, c->hb,
-                    c->hb2,     c->att,     c->rope_cs, c->inv_freq, c->logits, c->embd_sum};
+    void *all[] = {c->n_past,   c->n_touched, c->pool_n,   c->pool_sum,  c->logits,      c->tok_id,
+                   c->tok_seq,  c->tok_pos,   c->tok_out,  c->x,         c->xn,          c->q,
+                   c->k_cur,    c->v_cur,     c->attn_out, c->hb,        c->hb2,         c->rope_cs,
+                   c->inv_freq, c->head_in,   c->head_out, c->attn_jobs, c->attn_scratch};
     for (size_t i = 0; i < MH_ARRAY_LEN(all); i++) free(all[i]);
+    if (c->k_cache) munmap(c->k_cache, c->kv_map_bytes);
+    if (c->v_cache) munmap(c->v_cache, c->kv_map_bytes);
     mm_scratch_free(c->mm);
     free(c);
 }
@@ -428,26 +521,58 @@ void model_ctx_free(model_ctx *c) {
 int model_ctx_n_ctx(const model_ctx *c) {
     return c->n_ctx;
 }
-int model_ctx_n_past(const model_ctx *c) {
-    return c->n_past;
+int model_ctx_n_seq(const model_ctx *c) {
+    return c->n_seq;
+}
+int model_ctx_n_batch(const model_ctx *c) {
+    return c->n_batch;
+}
+int model_ctx_kv_type(const model_ctx *c) {
+    return c->kv_type;
+}
+int model_ctx_n_past(const model_ctx *c, int seq) {
+    MH_ASSERT(seq >= 0 && seq < c->n_seq);
+    return c->n_past[seq];
 }
 uint64_t model_ctx_bytes(const model_ctx *c) {
     return c->bytes;
 }
-int model_ctx_batch_max(const model_ctx *c) {
-    (void)c;
-    return BATCH_MAX;
+uint64_t model_ctx_kv_reserved(const model_ctx *c) {
+    return 2ull * c->kv_map_bytes;
 }
-const float *model_ctx_logits(const model_ctx *c) {
-    return c->logits;
+uint64_t model_ctx_kv_used(const model_ctx *c) {
+    uint64_t used = 0, per_pos = model_kv_bytes_per_pos(c->m, c->kv_type);
+    for (int s = 0; s < c->n_seq; s++) used += (uint64_t)c->n_touched[s] * per_pos;
+    return used;
+}
+const float *model_ctx_logits(const model_ctx *c, int seq) {
+    MH_ASSERT(seq >= 0 && seq < c->n_seq);
+    return c->logits + (size_t)seq * c->m->hp.n_vocab;
 }
 void model_ctx_set_abort(model_ctx *c, const volatile int *flag) {
     c->abort_flag = flag;
 }
 
-void model_ctx_rewind(model_ctx *c, int n) {
+void model_ctx_rewind(model_ctx *c, int seq, int n) {
+    MH_ASSERT(seq >= 0 && seq < c->n_seq);
     if (n < 0) n = 0;
-    if (n < c->n_past) c->n_past = n;
+    if (n < c->n_past[seq]) c->n_past[seq] = n;
+    if (c->n_past[seq] == 0) c->pool_n[seq] = 0;
+}
+
+/* Keys (or values) of sequence `seq`, layer l, position pos. */
+static inline uint8_t *kv_at(const model_ctx *c, uint8_t *cache, int seq, int l, int pos) {
+    size_t row = ((size_t)seq * c->m->hp.n_layer + (size_t)l) * (size_t)c->n_ctx + (size_t)pos;
+    return cache + row * (size_t)c->kv_dim * c->kv_elt;
+}
+
+void model_ctx_clear(model_ctx *c, int seq) {
+    model_ctx_rewind(c, seq, 0);
+    size_t bytes = (size_t)c->m->hp.n_layer * (size_t)c->n_ctx * (size_t)c->kv_dim * c->kv_elt;
+    uint8_t *caches[2] = {c->k_cache, c->v_cache};
+    for (int i = 0; i < 2; i++) /* the sequence's region is contiguous in both caches */
+        madvise(kv_at(c, caches[i], seq, 0, 0), bytes, MADV_DONTNEED);
+    c->n_touched[seq] = 0;
 }
 
 /* ==== Matmul ==== */
@@ -458,13 +583,13 @@ static void matmul(model_ctx *c, const mm_job *jobs, int n_jobs, int B) {
 
 /* ==== Rope and attention ==== */
 
-/* cos/sin of every rotated pair for the batch's positions. */
-static void rope_prepare(model_ctx *c, int pos0, int B) {
+/* cos/sin of every rotated pair at each token's position. */
+static void rope_prepare(model_ctx *c, int B) {
     int half = c->m->hp.n_rot / 2;
     for (int b = 0; b < B; b++) {
         float *cs = c->rope_cs + (size_t)b * c->m->hp.n_rot;
         for (int i = 0; i < half; i++) {
-            double theta = (double)(pos0 + b) * (double)c->inv_freq[i];
+            double theta = (double)c->tok_pos[b] * (double)c->inv_freq[i];
             cs[2 * i] = (float)cos(theta);
             cs[2 * i + 1] = (float)sin(theta);
         }
@@ -488,67 +613,135 @@ static void rope_apply(const model_ctx *c, float *v, int n_heads, int b) {
     }
 }
 
+/* Split the pass's tokens into attention jobs: runs of consecutive tokens of one sequence, per
+ * KV head, in pieces of at most ATTN_MAX_ROWS query rows (and small enough that every thread
+ * gets several). Each row's result does not depend on the split (see attn_rows). */
+static int plan_attention(model_ctx *c, int B) {
+    const model_hparams *hp = &c->m->hp;
+    int group = hp->n_head / hp->n_head_kv;
+    int per_job = MH_MAX(1, ATTN_MAX_ROWS / group); /* tokens per job */
+    /* aim for about 4 jobs per thread when the batch is big enough */
+    int want = 4 * c->n_threads;
+    int jobs_at_max = 0;
+    for (int b0 = 0, b = 1; b <= B; b++)
+        if (b == B || c->tok_seq[b] != c->tok_seq[b0]) {
+            jobs_at_max += (b - b0 + per_job - 1) / per_job * hp->n_head_kv;
+            b0 = b;
+        }
+    if (jobs_at_max < want) per_job = MH_MAX(1, per_job * jobs_at_max / want);
+    int n = 0;
+    for (int b0 = 0, b = 1; b <= B; b++) {
+        if (b < B && c->tok_seq[b] == c->tok_seq[b0]) continue;
+        for (int t0 = b0; t0 < b; t0 += per_job)
+            for (int h = 0; h < hp->n_head_kv; h++)
+                c->attn_jobs[n++] = (attn_job){c->tok_seq[b0], h, t0, MH_MIN(t0 + per_job, b)};
+        b0 = b;
+    }
+    return n;
+}
+
 typedef struct attn_task {
     model_ctx *c;
     int layer;
-    int pos0;
-    int B;
+    int n_jobs;
+    _Atomic int next;
 } attn_task;
 
-/* One (token, head) pair per step: scores against every cached position up to its own. */
 static void attn_worker(void *arg, int ith, int nth) {
-    const attn_task *t = arg;
+    (void)nth;
+    attn_task *t = arg;
     model_ctx *c = t->c;
     const model_hparams *hp = &c->m->hp;
     int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
-    float scale = 1.0f / sqrtf((float)hd);
-    float *att = c->att + (size_t)ith * c->n_ctx;
-    const float *kc = c->k_cache + (size_t)t->layer * c->n_ctx * c->kv_dim;
-    const float *vc = c->v_cache + (size_t)t->layer * c->n_ctx * c->kv_dim;
-    int n_tasks = t->B * hp->n_head;
-    for (int task = ith; task < n_tasks; task += nth) {
-        int b = task / hp->n_head, h = task % hp->n_head;
-        int pos = t->pos0 + b;
-        int start = hp->sliding_window ? MH_MAX(0, pos - hp->sliding_window + 1) : 0;
-        const float *q = c->q + (size_t)b * c->q_dim + (size_t)h * hd;
-        int kvh = h / group;
-        size_t first = (size_t)start * c->kv_dim + (size_t)kvh * hd;
-        attn_head(q, kc + first, vc + first, (size_t)c->kv_dim, pos - start + 1, hd, scale, att,
-                  c->attn_out + (size_t)b * c->q_dim + (size_t)h * hd);
+    float *scratch = c->attn_scratch + (size_t)ith * c->attn_scratch_floats;
+    const float *qr[ATTN_MAX_ROWS];
+    float *orow[ATTN_MAX_ROWS];
+    int start[ATTN_MAX_ROWS], end[ATTN_MAX_ROWS];
+    for (;;) {
+        int ji = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
+        if (ji >= t->n_jobs) break;
+        const attn_job *j = &c->attn_jobs[ji];
+        int nq = 0;
+        for (int b = j->t0; b < j->t1; b++) {
+            int pos = c->tok_pos[b];
+            int lo = hp->sliding_window ? MH_MAX(0, pos - hp->sliding_window + 1) : 0;
+            for (int g = 0; g < group; g++) {
+                int h = j->kvh * group + g;
+                qr[nq] = c->q + (size_t)b * c->q_dim + (size_t)h * hd;
+                orow[nq] = c->attn_out + (size_t)b * c->q_dim + (size_t)h * hd;
+                start[nq] = lo;
+                end[nq] = pos + 1;
+                nq++;
+            }
+        }
+        size_t head_off = (size_t)j->kvh * hd * c->kv_elt;
+        attn_rows_args a = {
+            .nq = nq,
+            .hd = hd,
+            .q = qr,
+            .out = orow,
+            .start = start,
+            .end = end,
+            .k = kv_at(c, c->k_cache, j->seq, t->layer, 0) + head_off,
+            .v = kv_at(c, c->v_cache, j->seq, t->layer, 0) + head_off,
+            .kv_stride = (size_t)c->kv_dim,
+            .kv_f16 = c->kv_type == MODEL_KV_F16,
+            .scale = 1.0f / sqrtf((float)hd),
+            .scratch = scratch,
+        };
+        attn_rows(&a);
+    }
+}
+
+/* Write this pass's keys and values into each token's sequence at its position. */
+static void kv_store(model_ctx *c, int l, int B) {
+    const type_traits *f16 = kernels_traits(GGML_TYPE_F16);
+    for (int b = 0; b < B; b++) {
+        uint8_t *kd = kv_at(c, c->k_cache, c->tok_seq[b], l, c->tok_pos[b]);
+        uint8_t *vd = kv_at(c, c->v_cache, c->tok_seq[b], l, c->tok_pos[b]);
+        const float *ks = c->k_cur + (size_t)b * c->kv_dim, *vs = c->v_cur + (size_t)b * c->kv_dim;
+        if (c->kv_type == MODEL_KV_F16) {
+            f16->from_f32(ks, kd, c->kv_dim);
+            f16->from_f32(vs, vd, c->kv_dim);
+        } else {
+            memcpy(kd, ks, (size_t)c->kv_dim * sizeof(float));
+            memcpy(vd, vs, (size_t)c->kv_dim * sizeof(float));
+        }
     }
 }
 
 /* ==== Forward ==== */
 
-/* Run one batch of B <= BATCH_MAX tokens at positions n_past... Leaves the final residual
- * stream of each token in c->x. */
-static void forward_batch(model_ctx *c, const int32_t *tokens, int B) {
+/* Run one pass of B <= n_batch tokens (tok_id, tok_seq, tok_pos filled). Leaves the final
+ * residual stream of each token in c->x. */
+static void forward_pass(model_ctx *c, int B) {
     const model *m = c->m;
     const model_hparams *hp = &m->hp;
-    int D = hp->n_embd, pos0 = c->n_past;
+    int D = hp->n_embd;
 
     for (int b = 0; b < B; b++)
         m->tok_embd.tt->to_f32((const uint8_t *)m->tok_embd.data +
-                                   (size_t)tokens[b] * m->tok_embd.row_bytes,
+                                   (size_t)c->tok_id[b] * m->tok_embd.row_bytes,
                                c->x + (size_t)b * D, D);
-    rope_prepare(c, pos0, B);
+    rope_prepare(c, B);
+    int n_attn = plan_attention(c, B);
+    uint64_t attn_work = 0;
+    for (int b = 0; b < B; b++) attn_work += (uint64_t)(c->tok_pos[b] + 1);
+    attn_work *= (uint64_t)hp->n_head * hp->head_dim;
 
     for (int l = 0; l < hp->n_layer; l++) {
         const layer *L = &m->layers[l];
-        float *kc = c->k_cache + ((size_t)l * c->n_ctx + pos0) * c->kv_dim;
-        float *vc = c->v_cache + ((size_t)l * c->n_ctx + pos0) * c->kv_dim;
-
         for (int b = 0; b < B; b++)
             rmsnorm(c->xn + (size_t)b * D, c->x + (size_t)b * D, L->attn_norm, D, hp->rms_eps);
         mm_job qkv[3] = {
             {&L->wq, c->xn, c->q, c->q_dim, 0},
-            {&L->wk, c->xn, kc, c->kv_dim, 0},
-            {&L->wv, c->xn, vc, c->kv_dim, 0},
+            {&L->wk, c->xn, c->k_cur, c->kv_dim, 0},
+            {&L->wv, c->xn, c->v_cur, c->kv_dim, 0},
         };
         matmul(c, qkv, 3, B);
         for (int b = 0; b < B; b++) {
-            float *q = c->q + (size_t)b * c->q_dim, *k = kc + (size_t)b * c->kv_dim;
-            float *v = vc + (size_t)b * c->kv_dim;
+            float *q = c->q + (size_t)b * c->q_dim, *k = c->k_cur + (size_t)b * c->kv_dim;
+            float *v = c->v_cur + (size_t)b * c->kv_dim;
             if (L->bq) {
                 for (int i = 0; i < c->q_dim; i++) q[i] += L->bq[i];
                 for (int i = 0; i < c->kv_dim; i++) k[i] += L->bk[i];
@@ -565,9 +758,10 @@ static void forward_batch(model_ctx *c, const int32_t *tokens, int B) {
             rope_apply(c, q, hp->n_head, b);
             rope_apply(c, k, hp->n_head_kv, b);
         }
+        kv_store(c, l, B);
 
-        attn_task at = {c, l, pos0, B};
-        uint64_t attn_work = (uint64_t)B * hp->n_head * (uint64_t)(pos0 + B) * hp->head_dim;
+        attn_task at = {.c = c, .layer = l, .n_jobs = n_attn};
+        atomic_init(&at.next, 0);
         if (!c->tp || c->n_threads == 1 || attn_work < MIN_MACS_PER_DISPATCH)
             attn_worker(&at, 0, 1);
         else
@@ -588,55 +782,122 @@ static void forward_batch(model_ctx *c, const int32_t *tokens, int B) {
         mm_job down = {&L->w_down, c->hb, c->x, D, 1};
         matmul(c, &down, 1, B);
     }
-    c->n_past += B;
 }
 
-static int check_tokens(const model_ctx *c, const int32_t *tokens, int n) {
-    if (n <= 0 || n > c->n_ctx - c->n_past) return -1;
-    for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= c->m->hp.n_vocab) return -1;
-    return 0;
-}
-
-int model_ctx_eval(model_ctx *c, const int32_t *tokens, int n) {
-    if (check_tokens(c, tokens, n) < 0) return -1;
+/* After a pass: pool and output head for the tokens that asked. */
+static void pass_outputs(model_ctx *c, int B) {
     const model_hparams *hp = &c->m->hp;
-    int B = 0;
-    for (int done = 0; done < n; done += B) {
-        if (c->abort_flag && *c->abort_flag) return -2;
-        B = MH_MIN(BATCH_MAX, n - done);
-        forward_batch(c, tokens + done, B);
-    }
-    float *last = c->xn; /* final norm of the last token, then the output head */
-    rmsnorm(last, c->x + (size_t)(B - 1) * hp->n_embd, c->m->output_norm, hp->n_embd, hp->rms_eps);
-    mm_job head = {&c->m->output, last, c->logits, hp->n_vocab, 0};
-    matmul(c, &head, 1, 1);
-    return 0;
-}
-
-int model_ctx_embed(model_ctx *c, const int32_t *tokens, int n, float *out) {
-    c->n_past = 0;
-    if (check_tokens(c, tokens, n) < 0) return -1;
-    const model_hparams *hp = &c->m->hp;
-    int D = hp->n_embd;
-    memset(c->embd_sum, 0, (size_t)D * sizeof(float));
-    for (int done = 0; done < n;) {
-        if (c->abort_flag && *c->abort_flag) return -2;
-        int B = MH_MIN(BATCH_MAX, n - done);
-        forward_batch(c, tokens + done, B);
-        for (int b = 0; b < B; b++) {
-            rmsnorm(c->xn, c->x + (size_t)b * D, c->m->output_norm, D, hp->rms_eps);
-            for (int i = 0; i < D; i++) c->embd_sum[i] += c->xn[i];
+    int D = hp->n_embd, n_head = 0;
+    int head_seq[MODEL_BATCH_MAX];
+    for (int b = 0; b < B; b++) {
+        if (c->tok_out[b] == MODEL_OUT_POOL) {
+            int s = c->tok_seq[b];
+            float *sum = c->pool_sum + (size_t)s * D;
+            if (c->pool_n[s] == 0) memset(sum, 0, (size_t)D * sizeof(float));
+            rmsnorm(c->head_in, c->x + (size_t)b * D, c->m->output_norm, D, hp->rms_eps);
+            for (int i = 0; i < D; i++) sum[i] += c->head_in[i];
+            c->pool_n[s]++;
         }
-        done += B;
     }
+    for (int b = 0; b < B; b++)
+        if (c->tok_out[b] == MODEL_OUT_LOGITS) {
+            rmsnorm(c->head_in + (size_t)n_head * D, c->x + (size_t)b * D, c->m->output_norm, D,
+                    hp->rms_eps);
+            head_seq[n_head++] = c->tok_seq[b];
+        }
+    if (n_head == 0) return;
+    size_t V = (size_t)hp->n_vocab;
+    /* one row: straight into its sequence's logits; several: one matmul, then copied */
+    float *dst = n_head == 1 ? c->logits + (size_t)head_seq[0] * V : c->head_out;
+    mm_job head = {&c->m->output, c->head_in, dst, hp->n_vocab, 0};
+    matmul(c, &head, 1, n_head);
+    if (n_head > 1)
+        for (int i = 0; i < n_head; i++)
+            memcpy(c->logits + (size_t)head_seq[i] * V, c->head_out + (size_t)i * V,
+                   V * sizeof(float));
+}
+
+static int check_items(const model_ctx *c, const model_batch_item *items, int n_items) {
+    if (n_items <= 0) return -1;
+    for (int i = 0; i < n_items; i++) {
+        const model_batch_item *it = &items[i];
+        if (it->seq < 0 || it->seq >= c->n_seq || it->n <= 0 || !it->tokens ||
+            it->n > c->n_ctx - c->n_past[it->seq] || it->output < MODEL_OUT_NONE ||
+            it->output > MODEL_OUT_POOL)
+            return -1;
+        for (int k = 0; k < i; k++)
+            if (items[k].seq == it->seq) return -1;
+        for (int k = 0; k < it->n; k++)
+            if (it->tokens[k] < 0 || it->tokens[k] >= c->m->hp.n_vocab) return -1;
+    }
+    return 0;
+}
+
+int model_ctx_decode(model_ctx *c, const model_batch_item *items, int n_items) {
+    if (check_items(c, items, n_items) < 0) return -1;
+    /* lay the items' tokens side by side, n_batch per pass; an item may span passes */
+    int item = 0, done = 0; /* next token: items[item].tokens[done] */
+    while (item < n_items) {
+        if (c->abort_flag && *c->abort_flag) return -2;
+        int B = 0;
+        while (B < c->n_batch && item < n_items) {
+            const model_batch_item *it = &items[item];
+            int take = MH_MIN(c->n_batch - B, it->n - done);
+            int pos0 = c->n_past[it->seq];
+            for (int k = 0; k < take; k++) {
+                c->tok_id[B] = it->tokens[done + k];
+                c->tok_seq[B] = it->seq;
+                c->tok_pos[B] = pos0 + k;
+                int last = done + k == it->n - 1;
+                c->tok_out[B] = it->output == MODEL_OUT_POOL             ? MODEL_OUT_POOL
+                                : it->output == MODEL_OUT_LOGITS && last ? MODEL_OUT_LOGITS
+                                                                         : MODEL_OUT_NONE;
+                B++;
+            }
+            done += take;
+            if (done == it->n) {
+                item++;
+                done = 0;
+            }
+        }
+        forward_pass(c, B);
+        pass_outputs(c, B);
+        /* the pass's tokens are in the caches now */
+        for (int b = 0; b < B; b++) {
+            int s = c->tok_seq[b];
+            if (c->tok_pos[b] + 1 > c->n_past[s]) c->n_past[s] = c->tok_pos[b] + 1;
+            if (c->n_past[s] > c->n_touched[s]) c->n_touched[s] = c->n_past[s];
+        }
+    }
+    return 0;
+}
+
+int model_ctx_eval(model_ctx *c, int seq, const int32_t *tokens, int n) {
+    model_batch_item it = {seq, tokens, n, MODEL_OUT_LOGITS};
+    return model_ctx_decode(c, &it, 1);
+}
+
+int model_ctx_pooled(const model_ctx *c, int seq, float *out) {
+    MH_ASSERT(seq >= 0 && seq < c->n_seq);
+    int n = c->pool_n[seq], D = c->m->hp.n_embd;
+    if (n <= 0) return -1;
+    const float *sum = c->pool_sum + (size_t)seq * D;
     double norm = 0;
     for (int i = 0; i < D; i++) {
-        out[i] = c->embd_sum[i] / (float)n;
+        out[i] = sum[i] / (float)n;
         norm += (double)out[i] * out[i];
     }
     float inv = norm > 0 ? (float)(1.0 / sqrt(norm)) : 0.0f;
     for (int i = 0; i < D; i++) out[i] *= inv;
-    c->n_past = 0;
     return 0;
+}
+
+int model_ctx_embed(model_ctx *c, int seq, const int32_t *tokens, int n, float *out) {
+    if (seq < 0 || seq >= c->n_seq) return -1;
+    model_ctx_rewind(c, seq, 0);
+    model_batch_item it = {seq, tokens, n, MODEL_OUT_POOL};
+    int rc = model_ctx_decode(c, &it, 1);
+    if (rc == 0) rc = model_ctx_pooled(c, seq, out);
+    model_ctx_rewind(c, seq, 0);
+    return rc;
 }

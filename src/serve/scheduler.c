@@ -11,9 +11,9 @@
 #include "util/common.h"
 #include "util/log.h"
 
-/* Prompt tokens one slot evaluates per turn, so other slots keep generating during a long
- * prefill (and a cancelled prefill stops within one chunk). */
-#define PREFILL_CHUNK 128
+/* When the generating slots alone fill the step's budget, prompts still get this share of it,
+ * so a new request is never starved by many streams. */
+#define MIN_PREFILL_SHARE 4 /* budget / 4 */
 
 struct sched_job {
     atomic_int refs; /* the caller's and the scheduler's */
@@ -32,8 +32,16 @@ struct sched_job {
     sched_job *next;  /* queue link */
 };
 
+enum slot_phase {
+    SLOT_FREE,
+    SLOT_CLAIMED,  /* taken from the queue, not begun */
+    SLOT_PREFILL,  /* evaluating its prompt */
+    SLOT_GENERATE, /* the logits of its last token are ready to sample */
+};
+
 typedef struct slot {
-    model_ctx *ctx;
+    int seq; /* its sequence in the shared context */
+    int phase;
     sampler *smp;
     int32_t *tokens; /* (n_ctx) the tokens whose keys and values are in the cache */
     int n_tokens;
@@ -41,6 +49,8 @@ typedef struct slot {
     int n_prompt_done;
     int n_cached;
     int n_gen;
+    int32_t next;  /* token sampled this step, evaluated in the step's pass */
+    int step_take; /* tokens this slot put in the current pass */
     tokenizer_stream ts;
     char *pending; /* text held back because it may be the start of a stop string */
     size_t pending_len, pending_cap;
@@ -52,9 +62,11 @@ struct sched {
     model *m;
     const tokenizer *tok;
     sched_config cfg;
+    model_ctx *ctx; /* one sequence per slot */
     slot *slots;
     int n_slots;
-    uint64_t bytes;
+    model_batch_item *items; /* (n_slots) one step's pass */
+    slot **order;            /* (n_slots) prefilling slots by start time */
 
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -64,6 +76,7 @@ struct sched {
     sched_job *queue_head, *queue_tail;
     atomic_int n_queued;
     atomic_int n_active;
+    _Atomic uint64_t bytes; /* buffers + KV pages touched, refreshed after each step */
 };
 
 static void job_unref(sched_job *j) {
@@ -166,6 +179,7 @@ static void slot_finish(sched *s, slot *sl, int finish, const char *error) {
     }
     j->on_event(j->arg, &ev);
     sl->job = NULL;
+    sl->phase = SLOT_FREE;
     atomic_fetch_sub(&s->n_active, 1);
     job_unref(j);
 }
@@ -177,82 +191,39 @@ static int common_prefix(const int32_t *a, int na, const int32_t *b, int nb) {
     return n;
 }
 
-static void slot_begin(sched *s, slot *sl, sched_job *j) {
-    sl->job = j;
+static void slot_begin(sched *s, slot *sl) {
+    sched_job *j = sl->job;
+    sl->phase = SLOT_PREFILL;
     sl->n_gen = 0;
     sl->pending_len = 0;
     memset(&sl->ts, 0, sizeof sl->ts);
     sl->t_start = mh_now_mono();
     sl->t_prompt_end = 0;
-    if (j->embedding) {
-        sl->n_cached = 0;
-        sl->n_prompt_done = 0;
-    } else {
-        /* reuse the cached prefix, but evaluate at least one token to get fresh logits */
-        int keep = s->cfg.no_prompt_cache
-                       ? 0
-                       : common_prefix(sl->tokens, sl->n_tokens, j->prompt, j->n_prompt);
-        if (keep >= j->n_prompt) keep = j->n_prompt - 1;
-        model_ctx_rewind(sl->ctx, keep);
-        sl->n_tokens = keep;
-        sl->n_cached = keep;
-        sl->n_prompt_done = keep;
-        sampler_reset(sl->smp, &j->sp);
-    }
+    /* reuse the cached prefix, but evaluate at least one token to get fresh logits; an
+     * embedding pools every token, so it starts from nothing */
+    int keep = s->cfg.no_prompt_cache || j->embedding
+                   ? 0
+                   : common_prefix(sl->tokens, sl->n_tokens, j->prompt, j->n_prompt);
+    if (keep >= j->n_prompt) keep = j->n_prompt - 1;
+    model_ctx_rewind(s->ctx, sl->seq, keep);
+    sl->n_tokens = keep;
+    sl->n_cached = keep;
+    sl->n_prompt_done = keep;
+    if (!j->embedding) sampler_reset(sl->smp, &j->sp);
     sched_event ev = {.type = SCHED_EV_STARTED};
     j->on_event(j->arg, &ev);
 }
 
-/* One turn of a slot: a prefill chunk, or one generated token. */
-static void slot_step(sched *s, slot *sl) {
+/* Sample the slot's next token from its logits and pass the text on. Returns 1 when the token
+ * is to be evaluated in this step's pass, 0 when the job finished. */
+static int slot_sample(sched *s, slot *sl) {
     sched_job *j = sl->job;
     const tokenizer *tok = s->tok;
-    if (__atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE)) {
-        slot_finish(s, sl, SCHED_FINISH_CANCELLED, NULL);
-        return;
-    }
-    if (j->embedding) {
-        model_ctx_set_abort(sl->ctx, &j->cancel);
-        int rc = model_ctx_embed(sl->ctx, j->prompt, j->n_prompt, sl->embedding);
-        model_ctx_set_abort(sl->ctx, NULL);
-        sl->n_tokens = 0; /* the cache now holds nothing reusable */
-        sl->t_prompt_end = mh_now_mono();
-        slot_finish(s, sl,
-                    rc == 0    ? SCHED_FINISH_STOP
-                    : rc == -2 ? SCHED_FINISH_CANCELLED
-                               : SCHED_FINISH_ERROR,
-                    rc == -1 ? "the input does not fit the context" : NULL);
-        return;
-    }
-    if (sl->n_prompt_done < j->n_prompt) {
-        int n = MH_MIN(PREFILL_CHUNK, j->n_prompt - sl->n_prompt_done);
-        model_ctx_set_abort(sl->ctx, &j->cancel);
-        int rc = model_ctx_eval(sl->ctx, j->prompt + sl->n_prompt_done, n);
-        model_ctx_set_abort(sl->ctx, NULL);
-        if (rc == 0) {
-            memcpy(sl->tokens + sl->n_tokens, j->prompt + sl->n_prompt_done,
-                   (size_t)n * sizeof(int32_t));
-            sl->n_tokens += n;
-            sl->n_prompt_done += n;
-        } else {
-            /* keep whatever the cache holds consistent with the token list */
-            int past = model_ctx_n_past(sl->ctx);
-            if (past > sl->n_tokens) {
-                memcpy(sl->tokens + sl->n_tokens, j->prompt + sl->n_prompt_done,
-                       (size_t)(past - sl->n_tokens) * sizeof(int32_t));
-                sl->n_tokens = past;
-            }
-            slot_finish(s, sl, rc == -2 ? SCHED_FINISH_CANCELLED : SCHED_FINISH_ERROR,
-                        rc == -2 ? NULL : "evaluating the prompt failed");
-            return;
-        }
-        if (sl->n_prompt_done == j->n_prompt) sl->t_prompt_end = mh_now_mono();
-        return;
-    }
-    int32_t next = sampler_sample(sl->smp, model_ctx_logits(sl->ctx), sl->tokens, sl->n_tokens);
+    int32_t next =
+        sampler_sample(sl->smp, model_ctx_logits(s->ctx, sl->seq), sl->tokens, sl->n_tokens);
     if (tokenizer_is_eog(tok, next)) {
         slot_finish(s, sl, SCHED_FINISH_STOP, NULL);
-        return;
+        return 0;
     }
     sl->n_gen++;
     char piece[512];
@@ -261,22 +232,95 @@ static void slot_step(sched *s, slot *sl) {
     if (j->n_stop > 0) {
         if (flush_pending(sl, 0)) {
             slot_finish(s, sl, SCHED_FINISH_STOP, NULL);
-            return;
+            return 0;
         }
     } else {
         emit_text(j, sl->pending, sl->pending_len);
         sl->pending_len = 0;
     }
     if ((j->max_tokens > 0 && sl->n_gen >= j->max_tokens) ||
-        sl->n_tokens >= model_ctx_n_ctx(sl->ctx)) {
+        sl->n_tokens >= model_ctx_n_ctx(s->ctx)) {
         slot_finish(s, sl, SCHED_FINISH_LENGTH, NULL);
-        return;
+        return 0;
     }
-    if (model_ctx_eval(sl->ctx, &next, 1) != 0) {
-        slot_finish(s, sl, SCHED_FINISH_ERROR, "evaluating a token failed");
-        return;
+    sl->next = next;
+    return 1;
+}
+
+static int by_start_time(const void *a, const void *b) {
+    const slot *x = *(slot *const *)a, *y = *(slot *const *)b;
+    return (x->t_start > y->t_start) - (x->t_start < y->t_start);
+}
+
+/* One engine step: sample every generating slot, lay out its next token and the prompt chunks
+ * the budget allows in one pass, run it, and move each slot on. */
+static void engine_step(sched *s) {
+    int n_items = 0, n_decode = 0, n_prefill = 0;
+    for (int i = 0; i < s->n_slots; i++) {
+        slot *sl = &s->slots[i];
+        sl->step_take = 0;
+        if (!sl->job) continue;
+        if (__atomic_load_n(&sl->job->cancel, __ATOMIC_ACQUIRE)) {
+            slot_finish(s, sl, SCHED_FINISH_CANCELLED, NULL);
+            continue;
+        }
+        if (sl->phase == SLOT_GENERATE && slot_sample(s, sl)) {
+            s->items[n_items++] = (model_batch_item){sl->seq, &sl->next, 1, MODEL_OUT_LOGITS};
+            sl->step_take = 1;
+            n_decode++;
+        } else if (sl->phase == SLOT_PREFILL) {
+            s->order[n_prefill++] = sl;
+        }
     }
-    sl->tokens[sl->n_tokens++] = next;
+    int budget =
+        MH_MAX(model_ctx_n_batch(s->ctx) - n_decode, model_ctx_n_batch(s->ctx) / MIN_PREFILL_SHARE);
+    /* the oldest prompt first: finishing one prompt early beats sharing the budget evenly */
+    qsort(s->order, (size_t)n_prefill, sizeof *s->order, by_start_time);
+    for (int i = 0; i < n_prefill && budget > 0; i++) {
+        slot *sl = s->order[i];
+        sched_job *j = sl->job;
+        int take = MH_MIN(budget, j->n_prompt - sl->n_prompt_done);
+        int last = sl->n_prompt_done + take == j->n_prompt;
+        int out = j->embedding ? MODEL_OUT_POOL : last ? MODEL_OUT_LOGITS : MODEL_OUT_NONE;
+        s->items[n_items++] = (model_batch_item){sl->seq, j->prompt + sl->n_prompt_done, take, out};
+        sl->step_take = take;
+        budget -= take;
+    }
+    if (n_items == 0) return;
+    int rc = model_ctx_decode(s->ctx, s->items, n_items);
+    for (int i = 0; i < s->n_slots; i++) {
+        slot *sl = &s->slots[i];
+        if (!sl->job || sl->step_take == 0) continue;
+        sched_job *j = sl->job;
+        if (rc != 0) { /* cannot happen with validated items: fail the step's jobs loudly */
+            int past = model_ctx_n_past(s->ctx, sl->seq);
+            model_ctx_rewind(s->ctx, sl->seq, MH_MIN(past, sl->n_tokens));
+            sl->n_tokens = MH_MIN(past, sl->n_tokens);
+            slot_finish(s, sl, SCHED_FINISH_ERROR, "evaluating the batch failed");
+            continue;
+        }
+        if (sl->phase == SLOT_GENERATE) {
+            sl->tokens[sl->n_tokens++] = sl->next;
+            continue;
+        }
+        memcpy(sl->tokens + sl->n_tokens, j->prompt + sl->n_prompt_done,
+               (size_t)sl->step_take * sizeof(int32_t));
+        sl->n_tokens += sl->step_take;
+        sl->n_prompt_done += sl->step_take;
+        if (sl->n_prompt_done < j->n_prompt) continue;
+        sl->t_prompt_end = mh_now_mono();
+        if (!j->embedding) {
+            sl->phase = SLOT_GENERATE;
+            continue;
+        }
+        int prc = model_ctx_pooled(s->ctx, sl->seq, sl->embedding);
+        /* the cache holds no reusable prompt: a generation's prefix never pooled */
+        model_ctx_rewind(s->ctx, sl->seq, 0);
+        sl->n_tokens = 0;
+        slot_finish(s, sl, prc == 0 ? SCHED_FINISH_STOP : SCHED_FINISH_ERROR,
+                    prc == 0 ? NULL : "pooling the embedding failed");
+    }
+    atomic_store(&s->bytes, model_ctx_bytes(s->ctx) + model_ctx_kv_used(s->ctx));
 }
 
 /* ==== Engine thread ==== */
@@ -323,7 +367,7 @@ static void *engine_main(void *arg) {
             s->n_queued--;
             j->next = NULL;
             sl->job = j; /* claimed; begun outside the lock */
-            sl->n_prompt_done = -1;
+            sl->phase = SLOT_CLAIMED;
             atomic_fetch_add(&s->n_active, 1);
         }
         if (!s->queue_head) s->queue_tail = NULL;
@@ -356,10 +400,10 @@ static void *engine_main(void *arg) {
         for (int i = 0; i < s->n_slots; i++) {
             slot *sl = &s->slots[i];
             if (!sl->job) continue;
-            if (sl->n_prompt_done < 0) slot_begin(s, sl, sl->job);
+            if (sl->phase == SLOT_CLAIMED) slot_begin(s, sl);
             if (stopping) sched_cancel(sl->job);
-            slot_step(s, sl);
         }
+        engine_step(s);
         pthread_mutex_lock(&s->lock);
     }
     pthread_mutex_unlock(&s->lock);
@@ -375,25 +419,32 @@ sched *sched_new(model *m, threadpool *tp, const sched_config *cfg, char *err, s
     s->cfg = *cfg;
     s->n_slots = MH_MAX(cfg->n_slots, 1);
     s->slots = mh_xcalloc((size_t)s->n_slots, sizeof *s->slots);
+    s->items = mh_xcalloc((size_t)s->n_slots, sizeof *s->items);
+    s->order = mh_xcalloc((size_t)s->n_slots, sizeof *s->order);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->wake, NULL);
     const model_hparams *hp = model_get_hparams(m);
+    model_ctx_params cp = {
+        .n_ctx = cfg->n_ctx, .n_seq = s->n_slots, .kv_type = cfg->kv_type, .n_batch = cfg->n_batch};
+    s->ctx = model_ctx_new(m, &cp, tp, err, errlen);
+    if (!s->ctx) {
+        sched_free(s);
+        return NULL;
+    }
     for (int i = 0; i < s->n_slots; i++) {
         slot *sl = &s->slots[i];
-        sl->ctx = model_ctx_new(m, cfg->n_ctx, tp, err, errlen);
+        sl->seq = i;
         sampler_params sp = sampler_defaults();
-        sl->smp = sl->ctx ? sampler_new(&sp, hp->n_vocab) : NULL;
-        if (sl->ctx) {
-            sl->tokens = malloc((size_t)model_ctx_n_ctx(sl->ctx) * sizeof *sl->tokens);
-            sl->embedding = malloc((size_t)hp->n_embd * sizeof *sl->embedding);
-        }
-        if (!sl->ctx || !sl->smp || !sl->tokens || !sl->embedding) {
-            if (sl->ctx) snprintf(err, errlen, "out of memory for slot %d", i);
+        sl->smp = sampler_new(&sp, hp->n_vocab);
+        sl->tokens = malloc((size_t)model_ctx_n_ctx(s->ctx) * sizeof *sl->tokens);
+        sl->embedding = malloc((size_t)hp->n_embd * sizeof *sl->embedding);
+        if (!sl->smp || !sl->tokens || !sl->embedding) {
+            snprintf(err, errlen, "out of memory for slot %d", i);
             sched_free(s);
             return NULL;
         }
-        s->bytes += model_ctx_bytes(sl->ctx);
     }
+    atomic_store(&s->bytes, model_ctx_bytes(s->ctx));
     if (pthread_create(&s->thread, NULL, engine_main, s) != 0) {
         snprintf(err, errlen, "cannot start the engine thread");
         sched_free(s);
@@ -414,13 +465,15 @@ void sched_free(sched *s) {
     }
     for (int i = 0; i < s->n_slots; i++) {
         slot *sl = &s->slots[i];
-        model_ctx_free(sl->ctx);
         sampler_free(sl->smp);
         free(sl->tokens);
         free(sl->pending);
         free(sl->embedding);
     }
+    model_ctx_free(s->ctx);
     free(s->slots);
+    free(s->items);
+    free(s->order);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->wake);
     free(s);
@@ -428,8 +481,7 @@ void sched_free(sched *s) {
 
 int sched_submit(sched *s, const sched_job_params *p, sched_job **out) {
     *out = NULL;
-    if (p->n_prompt <= 0 || p->n_prompt > model_ctx_n_ctx(s->slots[0].ctx))
-        return SCHED_ERR_INVALID;
+    if (p->n_prompt <= 0 || p->n_prompt > model_ctx_n_ctx(s->ctx)) return SCHED_ERR_INVALID;
     sched_job *j = mh_xcalloc(1, sizeof *j);
     atomic_init(&j->refs, 2);
     j->prompt = mh_xmalloc((size_t)p->n_prompt * sizeof *j->prompt);
@@ -474,5 +526,11 @@ int sched_active(const sched *s) {
     return atomic_load(&s->n_active);
 }
 uint64_t sched_bytes(const sched *s) {
-    return s->bytes;
+    return atomic_load(&((sched *)s)->bytes);
+}
+uint64_t sched_kv_reserved(const sched *s) {
+    return model_ctx_kv_reserved(s->ctx);
+}
+int sched_n_ctx(const sched *s) {
+    return model_ctx_n_ctx(s->ctx);
 }

@@ -1,9 +1,13 @@
 /* scheduler.h — runs generation and embedding jobs for one loaded model.
  *
- * One engine thread owns N slots (each a model context with its own KV cache) and a bounded FIFO
- * queue. Active slots advance in turn, one token (or one prefill chunk) each, so N requests
- * generate at once. A slot keeps the tokens of its last job in its cache: a new job goes to the
- * free slot sharing the longest prefix with its prompt and evaluates only the rest (prompt cache).
+ * One engine thread owns N slots (each a sequence of one shared model context, with its own KV
+ * cache) and a bounded FIFO queue. Every engine step is one batched forward pass (continuous
+ * batching): the next token of every generating slot, plus prompt chunks of the slots still
+ * prefilling, up to a token budget per step (n_batch) so a long prompt does not stall the
+ * streams. The weights are read once per step for all of them. Jobs join at the next step and
+ * leave when they finish. A slot keeps the tokens of its last job in its cache: a new job goes to
+ * the free slot sharing the longest prefix with its prompt and evaluates only the rest (prompt
+ * cache).
  *
  * Threads: sched_submit/sched_cancel/sched_job_release may be called from any thread. Job events
  * are delivered on the engine thread, in order, ending with exactly one SCHED_EV_DONE.
@@ -62,7 +66,9 @@ typedef struct sched_job_params {
 
 typedef struct sched_config {
     int n_slots;          /* parallel jobs (>= 1) */
-    int n_ctx;            /* context of each slot */
+    int n_ctx;            /* context of each slot (> 0) */
+    int kv_type;          /* enum model_kv_type */
+    int n_batch;          /* tokens per engine step, 0 = MODEL_BATCH_DEFAULT */
     int queue_size;       /* jobs waiting beyond the slots; more are refused */
     double queue_timeout; /* seconds a job may wait for a slot; <= 0: no limit */
     int no_prompt_cache;  /* 1: every job evaluates its whole prompt (for measurements) */
@@ -93,7 +99,10 @@ void sched_job_release(sched_job *job);
 /* Jobs waiting for a slot / running, for status pages. Any thread. */
 int sched_queued(const sched *s);
 int sched_active(const sched *s);
-/* Bytes the slots allocated (KV caches and buffers). */
+/* Bytes the slots hold: buffers plus the KV cache pages touched so far. Any thread. */
 uint64_t sched_bytes(const sched *s);
+/* KV cache bytes reserved for all slots (n_slots x n_ctx positions). */
+uint64_t sched_kv_reserved(const sched *s);
+int sched_n_ctx(const sched *s);
 
 #endif

@@ -125,6 +125,38 @@ static void post(serve *s, msg *mm) {
     http_async_push(s->async, &mm->link);
 }
 
+/* The context of each slot: --ctx, else the model's training context, shrunk (to a multiple
+ * of 256) so that every slot's KV cache fits the memory limit. Returns -1 with `err` set when
+ * an explicit --ctx does not fit, or not even 256 positions do. */
+static int plan_context(const serve_config *cfg, const model *m, int *n_ctx, char *err,
+                        size_t errlen) {
+    const model_hparams *hp = model_get_hparams(m);
+    uint64_t per_pos = model_kv_bytes_per_pos(m, cfg->kv_type);
+    uint64_t limit = cfg->kv_mem ? cfg->kv_mem : mh_physical_memory() / 4;
+    if (limit == 0) limit = (uint64_t)4 << 30;
+    uint64_t slots = (uint64_t)cfg->parallel;
+    int want = cfg->n_ctx > 0 ? cfg->n_ctx : hp->n_ctx_train;
+    uint64_t need = slots * (uint64_t)want * per_pos;
+    if (need <= limit) {
+        *n_ctx = want;
+        return 0;
+    }
+    uint64_t fit = limit / (slots * per_pos) / 256 * 256;
+    if (cfg->n_ctx > 0 || fit < 256) {
+        snprintf(err, errlen,
+                 "%d slot(s) of %d positions need %llu MiB of %s KV cache, over the limit of "
+                 "%llu MiB (--kv-mem, or fewer/shorter slots)",
+                 cfg->parallel, want, (unsigned long long)(need >> 20),
+                 model_kv_type_name(cfg->kv_type), (unsigned long long)(limit >> 20));
+        return -1;
+    }
+    log_info("context %d -> %llu positions per slot: %d slot(s) of %s KV cache within %llu MiB",
+             want, (unsigned long long)fit, cfg->parallel, model_kv_type_name(cfg->kv_type),
+             (unsigned long long)(limit >> 20));
+    *n_ctx = (int)fit;
+    return 0;
+}
+
 static void *loader_main(void *arg) {
     serve *s = arg;
     msg *mm = mh_xcalloc(1, sizeof *mm);
@@ -137,9 +169,18 @@ static void *loader_main(void *arg) {
         post(s, mm);
         return NULL;
     }
-    sched_config sc = {s->cfg.parallel, s->cfg.n_ctx, s->cfg.queue_size, s->cfg.queue_timeout,
-                       s->cfg.no_prompt_cache};
-    sched *sch = sched_new(m, s->tp, &sc, err, sizeof err);
+    int n_ctx = 0;
+    sched *sch = NULL;
+    if (plan_context(&s->cfg, m, &n_ctx, err, sizeof err) == 0) {
+        sched_config sc = {.n_slots = s->cfg.parallel,
+                           .n_ctx = n_ctx,
+                           .kv_type = s->cfg.kv_type,
+                           .n_batch = s->cfg.n_batch,
+                           .queue_size = s->cfg.queue_size,
+                           .queue_timeout = s->cfg.queue_timeout,
+                           .no_prompt_cache = s->cfg.no_prompt_cache};
+        sch = sched_new(m, s->tp, &sc, err, sizeof err);
+    }
     if (!sch) {
         snprintf(mm->error, sizeof mm->error, "%s", err);
         mm->status = -1;
@@ -234,9 +275,10 @@ static void on_load_done(serve *s, msg *mm) {
                      s->cfg.model_path);
         free(text);
         const model_hparams *hp = model_get_hparams(s->m);
-        log_info("loaded %s (%s, %d layers, width %d, %d slot(s) of %d tokens, chat format %s)",
+        log_info("loaded %s (%s, %d layers, width %d, %d slot(s) of %d tokens, KV %s, chat "
+                 "format %s)",
                  s->cfg.model_path, hp->arch, hp->n_layer, hp->n_embd, s->cfg.parallel,
-                 s->cfg.n_ctx ? s->cfg.n_ctx : MH_MIN(hp->n_ctx_train, 4096),
+                 sched_n_ctx(s->sch), model_kv_type_name(s->cfg.kv_type),
                  chat_family_name(s->family));
     } else {
         log_error("load failed: %s", mm->error);
@@ -544,7 +586,7 @@ static int tokenize_prompt(call *c, const char *text, int32_t **out, int *n_out,
 
 static int submit(call *c, const int32_t *ids, int n, int embedding, http_error *e) {
     serve *s = c->s;
-    int n_ctx = s->cfg.n_ctx ? s->cfg.n_ctx : MH_MIN(model_get_hparams(s->m)->n_ctx_train, 4096);
+    int n_ctx = sched_n_ctx(s->sch);
     const char *param = c->kind == CALL_CHAT        ? "messages"
                         : c->kind == CALL_EMBEDDING ? "input"
                                                     : "prompt";
@@ -895,6 +937,18 @@ static void route_health(http_req *r, void *arg) {
     double at = lc_model_unload_at(s->lcm);
     json_t *body = json_pack("{s:s, s:s, s:o}", "status", "ok", "model_status", ms, "unload_at",
                              at > 0 ? json_real(round(at * 1000) / 1000) : json_null());
+    if (s->sch) { /* the slots: how long each context is and what its KV cache may take */
+        int n_ctx = sched_n_ctx(s->sch);
+        uint64_t per_pos = model_kv_bytes_per_pos(s->m, s->cfg.kv_type);
+        json_object_set_new(
+            body, "slots",
+            json_pack("{s:i, s:i, s:i, s:i, s:s, s:I, s:I, s:I}", "total", s->cfg.parallel, "busy",
+                      sched_active(s->sch), "queued", sched_queued(s->sch), "n_ctx", n_ctx,
+                      "kv_type", model_kv_type_name(s->cfg.kv_type), "kv_bytes_per_slot",
+                      (json_int_t)(per_pos * (uint64_t)n_ctx), "kv_bytes_reserved",
+                      (json_int_t)sched_kv_reserved(s->sch), "memory_bytes",
+                      (json_int_t)(model_weight_bytes(s->m) + sched_bytes(s->sch))));
+    }
     http_reply_json_take(r, 200, body);
 }
 

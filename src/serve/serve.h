@@ -8,12 +8,17 @@
 #ifndef MH_SERVE_H
 #define MH_SERVE_H
 
+#include <stdint.h>
+
 typedef struct serve_config {
     const char *model_path;
     const char *host;  /* default 127.0.0.1 */
     int port;          /* 0 = ephemeral (printed on stdout as "listening on HOST:PORT") */
     const char *alias; /* the model's name in the API; default: the file's base name */
-    int n_ctx;         /* per slot; 0 = the model's, capped at 4096 */
+    int n_ctx;         /* per slot; 0 = the model's training context, shrunk to fit kv_mem */
+    int kv_type;       /* enum model_kv_type */
+    uint64_t kv_mem;   /* bytes the KV caches of all slots may take; 0 = a quarter of RAM */
+    int n_batch;       /* tokens per engine step (0 = the engine's default) */
     int threads;       /* 0 = all cores */
     int parallel;      /* slots */
     int queue_size;

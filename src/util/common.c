@@ -63,6 +63,40 @@ int mh_parse_double(const char *s, double min, double max, double *out) {
     return 0;
 }
 
+int mh_parse_size(const char *s, uint64_t *out) {
+    if (!s || *s < '0' || *s > '9') return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno) return -1;
+    int shift = 0;
+    switch (*end) {
+    case 'K':
+    case 'k': shift = 10; break;
+    case 'M':
+    case 'm': shift = 20; break;
+    case 'G':
+    case 'g': shift = 30; break;
+    case 'T':
+    case 't': shift = 40; break;
+    default: break;
+    }
+    if (shift) {
+        end++;
+        if (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0) end += strlen(end);
+    } else if (strcmp(end, "B") == 0) {
+        end++;
+    }
+    if (*end || (shift && v > (UINT64_MAX >> shift))) return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+uint64_t mh_physical_memory(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
+}
+
 void mh_buf_append(mh_buf *b, const void *data, size_t len) {
     if (b->len + len + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;

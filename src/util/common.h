@@ -60,5 +60,10 @@ void mh_write_all(int fd, const void *buf, size_t len);
 /* Parse helpers for CLI numbers: 0 on success, -1 when `s` is not entirely a number in range. */
 int mh_parse_long(const char *s, long min, long max, long *out);
 int mh_parse_double(const char *s, double min, double max, double *out);
+/* A byte count: digits with an optional K, M, G or T (powers of 1024, optionally followed by
+ * "iB" or "B"), e.g. "512M", "4GiB", "1048576". 0 or -1 for anything else or an overflow. */
+int mh_parse_size(const char *s, uint64_t *out);
+/* Physical memory of the machine in bytes (0 when unknown). */
+uint64_t mh_physical_memory(void);
 
 #endif

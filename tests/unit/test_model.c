@@ -37,25 +37,33 @@ static void read_ids(const char *name, int32_t *prompt, int *n_prompt, int32_t *
     free(text);
 }
 
-/* Greedy generation from the prompt; returns the number of generated tokens. */
-static int greedy(model *m, threadpool *tp, const int32_t *prompt, int n_prompt, int n_gen,
-                  int32_t *out) {
+/* A one-sequence context. */
+static model_ctx *test_ctx(model *m, int n_ctx, threadpool *tp, int kv_type) {
     char err[256];
-    model_ctx *c = model_ctx_new(m, 512, tp, err, sizeof err);
+    model_ctx *c = model_ctx_new(m, &(model_ctx_params){.n_ctx = n_ctx, .kv_type = kv_type}, tp,
+                                 err, sizeof err);
+    if (!c) fail_msg("model_ctx_new: %s", err);
+    return c;
+}
+
+/* Greedy generation from the prompt; returns the number of generated tokens. */
+static int greedy(model *m, threadpool *tp, int kv_type, const int32_t *prompt, int n_prompt,
+                  int n_gen, int32_t *out) {
+    model_ctx *c = test_ctx(m, 512, tp, kv_type);
     assert_non_null(c);
-    assert_int_equal(model_ctx_eval(c, prompt, n_prompt), 0);
+    assert_int_equal(model_ctx_eval(c, 0, prompt, n_prompt), 0);
     int n = 0;
     while (n < n_gen) {
-        int32_t t = sampler_argmax(model_ctx_logits(c), model_get_hparams(m)->n_vocab);
+        int32_t t = sampler_argmax(model_ctx_logits(c, 0), model_get_hparams(m)->n_vocab);
         out[n++] = t;
-        if (n < n_gen) assert_int_equal(model_ctx_eval(c, &t, 1), 0);
+        if (n < n_gen) assert_int_equal(model_ctx_eval(c, 0, &t, 1), 0);
     }
     model_ctx_free(c);
     return n;
 }
 
-static void check_reference(const char *model_name, const char *ids_name, int force_ref,
-                            int threads) {
+static void check_reference_kv(const char *model_name, const char *ids_name, int force_ref,
+                               int threads, int kv_type) {
     kernels_init(force_ref);
     int32_t prompt[64], want[512], got[512];
     int n_prompt, n_want;
@@ -66,14 +74,22 @@ static void check_reference(const char *model_name, const char *ids_name, int fo
     int rc = model_load(test_model_path(model_name), &m, err, sizeof err);
     if (rc < 0) fail_msg("%s: %s", model_name, err);
     threadpool *tp = threadpool_new(threads);
-    greedy(m, tp, prompt, n_prompt, n_want, got);
+    greedy(m, tp, kv_type, prompt, n_prompt, n_want, got);
     for (int i = 0; i < n_want; i++)
         if (got[i] != want[i])
-            fail_msg("%s (%s kernels, %d threads): token %d is %d, reference %d", ids_name,
-                     force_ref ? "scalar" : "simd", threads, i, got[i], want[i]);
+            fail_msg("%s (%s kernels, %d threads, %s KV): token %d is %d, reference %d", ids_name,
+                     force_ref ? "scalar" : "simd", threads, model_kv_type_name(kv_type), i, got[i],
+                     want[i]);
     threadpool_free(tp);
     model_free(m);
     kernels_init(0);
+}
+
+/* Greedy ids equal the reference with either KV cache type. */
+static void check_reference(const char *model_name, const char *ids_name, int force_ref,
+                            int threads) {
+    check_reference_kv(model_name, ids_name, force_ref, threads, MODEL_KV_F32);
+    check_reference_kv(model_name, ids_name, force_ref, threads, MODEL_KV_F16);
 }
 
 static void test_stories_once_upon(void **state) {
@@ -106,7 +122,7 @@ static void test_stories_logits(void **state) {
     char err[256];
     assert_int_equal(model_load(test_model_path("stories260K.gguf"), &m, err, sizeof err), 0);
     threadpool *tp = threadpool_new(2);
-    model_ctx *c = model_ctx_new(m, 64, tp, err, sizeof err);
+    model_ctx *c = test_ctx(m, 64, tp, MODEL_KV_F32);
     assert_non_null(c);
     int n_vocab = model_get_hparams(m)->n_vocab;
     assert_int_equal(n_vocab, 512);
@@ -118,8 +134,8 @@ static void test_stories_logits(void **state) {
         assert_int_equal(sscanf(p, "pos %d token %d:%n", &fpos, &tok, &used), 2);
         assert_int_equal(fpos, pos);
         p += used;
-        assert_int_equal(model_ctx_eval(c, &(int32_t){tok}, 1), 0);
-        const float *logits = model_ctx_logits(c);
+        assert_int_equal(model_ctx_eval(c, 0, &(int32_t){tok}, 1), 0);
+        const float *logits = model_ctx_logits(c, 0);
         for (int i = 0; i < n_vocab; i++) {
             char *end;
             double want = strtod(p, &end);
@@ -151,20 +167,20 @@ static void test_batch_equals_sequential(void **state) {
     char err[256];
     assert_int_equal(model_load(test_model_path("stories260K.gguf"), &m, err, sizeof err), 0);
     threadpool *tp = threadpool_new(2);
-    model_ctx *a = model_ctx_new(m, 256, tp, err, sizeof err);
-    model_ctx *b = model_ctx_new(m, 256, tp, err, sizeof err);
+    model_ctx *a = test_ctx(m, 256, tp, MODEL_KV_F32);
+    model_ctx *b = test_ctx(m, 256, tp, MODEL_KV_F32);
     int32_t toks[150];
     for (int i = 0; i < 150; i++) toks[i] = (int32_t)((i * 37 + 11) % 512);
-    assert_int_equal(model_ctx_eval(a, toks, 150), 0); /* spans three batches */
-    for (int i = 0; i < 150; i++) assert_int_equal(model_ctx_eval(b, &toks[i], 1), 0);
+    assert_int_equal(model_ctx_eval(a, 0, toks, 150), 0); /* spans three batches */
+    for (int i = 0; i < 150; i++) assert_int_equal(model_ctx_eval(b, 0, &toks[i], 1), 0);
     for (int i = 0; i < 512; i++)
-        assert_float_equal(model_ctx_logits(a)[i], model_ctx_logits(b)[i], 1e-4);
+        assert_float_equal(model_ctx_logits(a, 0)[i], model_ctx_logits(b, 0)[i], 1e-4);
     float first[512];
-    memcpy(first, model_ctx_logits(a), sizeof first);
-    model_ctx_rewind(a, 100);
-    assert_int_equal(model_ctx_n_past(a), 100);
-    assert_int_equal(model_ctx_eval(a, toks + 100, 50), 0);
-    for (int i = 0; i < 512; i++) assert_float_equal(model_ctx_logits(a)[i], first[i], 1e-5);
+    memcpy(first, model_ctx_logits(a, 0), sizeof first);
+    model_ctx_rewind(a, 0, 100);
+    assert_int_equal(model_ctx_n_past(a, 0), 100);
+    assert_int_equal(model_ctx_eval(a, 0, toks + 100, 50), 0);
+    for (int i = 0; i < 512; i++) assert_float_equal(model_ctx_logits(a, 0)[i], first[i], 1e-5);
     model_ctx_free(a);
     model_ctx_free(b);
     threadpool_free(tp);
@@ -176,19 +192,19 @@ static void test_eval_errors(void **state) {
     model *m;
     char err[256];
     assert_int_equal(model_load(test_model_path("stories260K.gguf"), &m, err, sizeof err), 0);
-    model_ctx *c = model_ctx_new(m, 8, NULL, err, sizeof err);
+    model_ctx *c = test_ctx(m, 8, NULL, MODEL_KV_F32);
     assert_non_null(c);
     int32_t toks[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
-    assert_int_equal(model_ctx_eval(c, toks, 9), -1); /* longer than the context */
-    assert_int_equal(model_ctx_n_past(c), 0);
-    assert_int_equal(model_ctx_eval(c, (int32_t[]){512}, 1), -1); /* id out of range */
-    assert_int_equal(model_ctx_eval(c, (int32_t[]){-1}, 1), -1);
-    assert_int_equal(model_ctx_eval(c, toks, 8), 0);
-    assert_int_equal(model_ctx_eval(c, toks, 1), -1); /* full */
+    assert_int_equal(model_ctx_eval(c, 0, toks, 9), -1); /* longer than the context */
+    assert_int_equal(model_ctx_n_past(c, 0), 0);
+    assert_int_equal(model_ctx_eval(c, 0, (int32_t[]){512}, 1), -1); /* id out of range */
+    assert_int_equal(model_ctx_eval(c, 0, (int32_t[]){-1}, 1), -1);
+    assert_int_equal(model_ctx_eval(c, 0, toks, 8), 0);
+    assert_int_equal(model_ctx_eval(c, 0, toks, 1), -1); /* full */
     volatile int stop = 1;
-    model_ctx_rewind(c, 0);
+    model_ctx_rewind(c, 0, 0);
     model_ctx_set_abort(c, &stop);
-    assert_int_equal(model_ctx_eval(c, toks, 4), -2);
+    assert_int_equal(model_ctx_eval(c, 0, toks, 4), -2);
     model_ctx_set_abort(c, NULL);
     model_ctx_free(c);
     model_free(m);
@@ -199,12 +215,12 @@ static void test_embeddings(void **state) {
     model *m;
     char err[256];
     assert_int_equal(model_load(test_model_path("stories260K.gguf"), &m, err, sizeof err), 0);
-    model_ctx *c = model_ctx_new(m, 128, NULL, err, sizeof err);
+    model_ctx *c = test_ctx(m, 128, NULL, MODEL_KV_F32);
     float e1[64], e2[64], e3[64];
     int32_t a[] = {1, 403, 407, 261, 378}, b[] = {1, 403, 407, 261, 378}, d[] = {1, 300, 301};
-    assert_int_equal(model_ctx_embed(c, a, 5, e1), 0);
-    assert_int_equal(model_ctx_embed(c, b, 5, e2), 0);
-    assert_int_equal(model_ctx_embed(c, d, 3, e3), 0);
+    assert_int_equal(model_ctx_embed(c, 0, a, 5, e1), 0);
+    assert_int_equal(model_ctx_embed(c, 0, b, 5, e2), 0);
+    assert_int_equal(model_ctx_embed(c, 0, d, 3, e3), 0);
     double n1 = 0, dot12 = 0, dot13 = 0;
     for (int i = 0; i < 64; i++) {
         n1 += e1[i] * e1[i];
@@ -253,14 +269,14 @@ static void test_sliding_window(void **state) {
         model *m;
         assert_int_equal(model_load(p.path, &m, err, sizeof err), 0);
         assert_int_equal(model_get_hparams(m)->sliding_window, with == 0 ? 4 : 0);
-        model_ctx *c = model_ctx_new(m, 64, NULL, err, sizeof err);
+        model_ctx *c = test_ctx(m, 64, NULL, MODEL_KV_F32);
         int32_t a[10] = {1, 300, 301, 302, 303, 304, 305, 306, 307, 308};
         int32_t b[10] = {1, 400, 401, 402, 403, 404, 305, 306, 307, 308}; /* same last 4 */
-        assert_int_equal(model_ctx_eval(c, a, 10), 0);
-        memcpy(last[with][0], model_ctx_logits(c), sizeof last[0][0]);
-        model_ctx_rewind(c, 0);
-        assert_int_equal(model_ctx_eval(c, b, 10), 0);
-        memcpy(last[with][1], model_ctx_logits(c), sizeof last[0][0]);
+        assert_int_equal(model_ctx_eval(c, 0, a, 10), 0);
+        memcpy(last[with][0], model_ctx_logits(c, 0), sizeof last[0][0]);
+        model_ctx_rewind(c, 0, 0);
+        assert_int_equal(model_ctx_eval(c, 0, b, 10), 0);
+        memcpy(last[with][1], model_ctx_logits(c, 0), sizeof last[0][0]);
         model_ctx_free(c);
         model_free(m);
         remove(p.path);

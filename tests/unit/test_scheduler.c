@@ -127,7 +127,11 @@ static sched_job_params greedy_params(collector *c, int max_tokens) {
 
 static sched *new_sched(int slots, int queue, double timeout) {
     char err[256];
-    sched_config cfg = {slots, 512, queue, timeout, 0};
+    sched_config cfg = {.n_slots = slots,
+                        .n_ctx = 512,
+                        .kv_type = MODEL_KV_F32,
+                        .queue_size = queue,
+                        .queue_timeout = timeout};
     sched *s = sched_new(mdl, pool, &cfg, err, sizeof err);
     assert_non_null(s);
     return s;

@@ -375,10 +375,10 @@ static void test_deterministic(void **state) {
 /* Greedy continuation of `prompt` (n tokens) for `steps` tokens; logits must stay finite. */
 static void greedy(model_ctx *c, int n_vocab, const int32_t *prompt, int n, int steps,
                    int32_t *out) {
-    model_ctx_rewind(c, 0);
-    assert_int_equal(model_ctx_eval(c, prompt, n), 0);
+    model_ctx_rewind(c, 0, 0);
+    assert_int_equal(model_ctx_eval(c, 0, prompt, n), 0);
     for (int s = 0; s < steps; s++) {
-        const float *logits = model_ctx_logits(c);
+        const float *logits = model_ctx_logits(c, 0);
         int best = 0;
         float lo = logits[0], hi = logits[0];
         for (int i = 0; i < n_vocab; i++) {
@@ -388,7 +388,7 @@ static void greedy(model_ctx *c, int n_vocab, const int32_t *prompt, int n, int 
         }
         assert_true(hi - lo > 1.0f); /* not flat */
         out[s] = best;
-        assert_int_equal(model_ctx_eval(c, &out[s], 1), 0);
+        assert_int_equal(model_ctx_eval(c, 0, &out[s], 1), 0);
     }
 }
 
@@ -423,7 +423,8 @@ static void test_engine_runs_synth(void **state) {
         model *m;
         if (model_load(p.path, &m, err, sizeof err) < 0) fail_msg("model_load: %s", err);
         threadpool *tp = threadpool_new(2);
-        model_ctx *c = model_ctx_new(m, 256, tp, err, sizeof err);
+        model_ctx *c = model_ctx_new(m, &(model_ctx_params){.n_ctx = 256, .kv_type = MODEL_KV_F32},
+                                     tp, err, sizeof err);
         assert_non_null(c);
         int n_vocab = model_get_hparams(m)->n_vocab;
         const int32_t prompt_a[] = {1, 400, 500, 600, 700}, prompt_b[] = {1, 900, 800, 300};
