@@ -140,37 +140,53 @@ typedef struct bench_result {
     int32_t *generated;         /* gen_tokens ids of the first rep */
 } bench_result;
 
-/* Greedy-decode `steps` tokens after the current logits; ids go to `out` when not NULL. */
-static int decode_steps(model_ctx *c, int n_vocab, int steps, int32_t *out) {
+/* Greedy-decode `steps` tokens after the current logits of each of the n_seq sequences, one
+ * batched pass per step; ids of sequence 0 go to `out` when not NULL. */
+static int decode_steps(model_ctx *c, int n_seq, int n_vocab, int steps, int32_t *out) {
+    int32_t next[256];
+    model_batch_item items[256];
     for (int s = 0; s < steps; s++) {
-        int32_t next = argmax(model_ctx_logits(c, 0), n_vocab);
-        if (out) out[s] = next;
-        if (model_ctx_eval(c, 0, &next, 1) != 0) return -1;
+        for (int q = 0; q < n_seq; q++) {
+            next[q] = argmax(model_ctx_logits(c, q), n_vocab);
+            items[q] = (model_batch_item){q, &next[q], 1, MODEL_OUT_LOGITS};
+        }
+        if (out) out[s] = next[0];
+        if (model_ctx_decode(c, items, n_seq) != 0) return -1;
     }
     return 0;
 }
 
-static int run_bench(model_ctx *c, int n_vocab, const int32_t *prompt, int n_prompt, int n_gen,
-                     int reps, bench_result *r) {
-    if (model_ctx_eval(c, 0, prompt, n_prompt) != 0) return -1; /* warm-up */
-    if (decode_steps(c, n_vocab, MH_MIN(n_gen, WARMUP_DECODE_STEPS), NULL) < 0) return -1;
-    double *prefill = mh_xcalloc((size_t)reps, sizeof(double));
-    double *decode = mh_xcalloc((size_t)reps, sizeof(double));
+/* The prompt into every sequence (one batched call). */
+static int prefill(model_ctx *c, int n_seq, const int32_t *prompt, int n_prompt) {
+    model_batch_item items[256];
+    for (int q = 0; q < n_seq; q++) {
+        model_ctx_rewind(c, q, 0);
+        items[q] = (model_batch_item){q, prompt, n_prompt, MODEL_OUT_LOGITS};
+    }
+    return model_ctx_decode(c, items, n_seq);
+}
+
+static int run_bench(model_ctx *c, int n_seq, int n_vocab, const int32_t *prompt, int n_prompt,
+                     int n_gen, int reps, bench_result *r) {
+    if (prefill(c, n_seq, prompt, n_prompt) != 0) return -1; /* warm-up */
+    if (decode_steps(c, n_seq, n_vocab, MH_MIN(n_gen, WARMUP_DECODE_STEPS), NULL) < 0) return -1;
+    double *prefill_t = mh_xcalloc((size_t)reps, sizeof(double));
+    double *decode_t = mh_xcalloc((size_t)reps, sizeof(double));
     int rc = 0;
     for (int rep = 0; rep < reps && rc == 0; rep++) {
-        model_ctx_rewind(c, 0, 0);
         double t0 = mh_now_mono();
-        if (model_ctx_eval(c, 0, prompt, n_prompt) != 0) rc = -1;
+        if (prefill(c, n_seq, prompt, n_prompt) != 0) rc = -1;
         double t1 = mh_now_mono();
-        if (rc == 0 && decode_steps(c, n_vocab, n_gen, rep == 0 ? r->generated : NULL) < 0) rc = -1;
+        if (rc == 0 && decode_steps(c, n_seq, n_vocab, n_gen, rep == 0 ? r->generated : NULL) < 0)
+            rc = -1;
         double t2 = mh_now_mono();
-        prefill[rep] = t1 - t0;
-        decode[rep] = t2 - t1;
+        prefill_t[rep] = t1 - t0;
+        decode_t[rep] = t2 - t1;
     }
-    r->prefill_s = median(prefill, reps);
-    r->decode_s = median(decode, reps);
-    free(prefill);
-    free(decode);
+    r->prefill_s = median(prefill_t, reps);
+    r->decode_s = median(decode_t, reps);
+    free(prefill_t);
+    free(decode_t);
     return rc;
 }
 
@@ -183,7 +199,7 @@ static double per_second(double count, double seconds) {
 int cmd_bench(int argc, char **argv) {
     const char *path = NULL;
     long n_prompt = 128, n_gen = 32, threads = threadpool_default_size(), n_ctx = 0, reps = 3;
-    long memcpy_mib = -1, n_batch = 0;
+    long memcpy_mib = -1, n_batch = 0, n_seq = 1;
     int json = 0;
     const char *kv_type = "f16";
     const arg_spec specs[] = {
@@ -198,6 +214,8 @@ int cmd_bench(int argc, char **argv) {
         {"--batch", "-b", ARG_INT, &n_batch, 0, MODEL_BATCH_MAX, "N",
          "tokens per forward pass of the prefill (default 64)"},
         {"--kv-type", NULL, ARG_STRING, &kv_type, 0, 0, "T", "KV cache type, f16 or f32 (f16)"},
+        {"--seqs", "-s", ARG_INT, &n_seq, 1, 256, "N",
+         "sequences prefilled and decoded side by side in each pass (default 1)"},
         {"--reps", "-r", ARG_INT, &reps, 1, 1000, "R", "repetitions, medians reported (default 3)"},
         {"--memcpy-mib", NULL, ARG_INT, &memcpy_mib, 0, 1 << 20, "MIB",
          "memcpy test buffer, 0 skips it (default 4x the L3 cache, >= 256)"},
@@ -236,7 +254,10 @@ int cmd_bench(int argc, char **argv) {
     model_ctx *c =
         tp ? model_ctx_new(
                  m,
-                 &(model_ctx_params){.n_ctx = (int)n_ctx, .kv_type = kv, .n_batch = (int)n_batch},
+                 &(model_ctx_params){.n_ctx = (int)n_ctx,
+                                     .n_seq = (int)n_seq,
+                                     .kv_type = kv,
+                                     .n_batch = (int)n_batch},
                  tp, err, sizeof err)
            : NULL;
     if (!c) {
@@ -254,7 +275,7 @@ int cmd_bench(int argc, char **argv) {
     if (bos >= 0 && bos < hp->n_vocab) prompt[0] = bos;
 
     bench_result r = {0, 0, mh_xcalloc((size_t)n_gen, sizeof(int32_t))};
-    rc = run_bench(c, hp->n_vocab, prompt, (int)n_prompt, (int)n_gen, (int)reps, &r);
+    rc = run_bench(c, (int)n_seq, hp->n_vocab, prompt, (int)n_prompt, (int)n_gen, (int)reps, &r);
     double memcpy_bps = 0, read_bps = 0;
     size_t copy_size = memcpy_mib < 0 ? default_copy_size() : (size_t)memcpy_mib << 20;
     if (rc == 0 && copy_size > 0) {
@@ -265,8 +286,8 @@ int cmd_bench(int argc, char **argv) {
     if (rc < 0) {
         fprintf(stderr, "modelhub bench: evaluation failed\n");
     } else {
-        double prefill_tps = per_second((double)n_prompt, r.prefill_s);
-        double decode_tps = per_second((double)n_gen, r.decode_s);
+        double prefill_tps = per_second((double)(n_prompt * n_seq), r.prefill_s);
+        double decode_tps = per_second((double)(n_gen * n_seq), r.decode_s);
         uint64_t bpt = model_bytes_per_token(m);
         double decode_bps = (double)bpt * decode_tps;
         double ratio = memcpy_bps > 0 ? decode_bps / memcpy_bps : 0;
@@ -277,7 +298,7 @@ int cmd_bench(int argc, char **argv) {
                 json_array_append_new(ids, json_integer(r.generated[i]));
             json_t *o = json_pack(
                 "{s:s, s:s, s:I, s:I, s:i, s:s, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:I, "
-                "s:f, s:f, s:f, s:I, s:f, s:f, s:s, s:i, s:o}",
+                "s:f, s:f, s:f, s:I, s:f, s:f, s:s, s:i, s:i, s:o}",
                 "model", path, "name", hp->name, "n_params", (json_int_t)model_n_params(m),
                 "weight_bytes", (json_int_t)model_weight_bytes(m), "threads", (int)threads,
                 "kernels", kernels, "n_ctx", (int)n_ctx, "prompt_tokens", (int)n_prompt,
@@ -286,7 +307,7 @@ int cmd_bench(int argc, char **argv) {
                 decode_tps, "bytes_per_token", (json_int_t)bpt, "decode_gbs", decode_bps / 1e9,
                 "memcpy_gbs", memcpy_bps / 1e9, "bandwidth_ratio", ratio, "memcpy_bytes",
                 (json_int_t)copy_size, "read_gbs", read_bps / 1e9, "read_bandwidth_ratio",
-                read_ratio, "kv_type", model_kv_type_name(kv), "batch", model_ctx_n_batch(c),
+                read_ratio, "kv_type", model_kv_type_name(kv), "batch", model_ctx_n_batch(c), "seqs", (int)n_seq,
                 "generated_ids", ids);
             char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
             if (s)
@@ -302,9 +323,10 @@ int cmd_bench(int argc, char **argv) {
                    "(medians), load %.3f s\n",
                    threads, kernels, n_ctx, model_kv_type_name(kv), model_ctx_n_batch(c), reps,
                    load_s);
-            printf("prefill    %ld tokens in %.4f s = %.1f tok/s\n", n_prompt, r.prefill_s,
-                   prefill_tps);
-            printf("decode     %ld tokens in %.4f s = %.2f tok/s\n", n_gen, r.decode_s, decode_tps);
+            printf("prefill    %ld x %ld tokens in %.4f s = %.1f tok/s\n", n_seq, n_prompt,
+                   r.prefill_s, prefill_tps);
+            printf("decode     %ld x %ld tokens in %.4f s = %.2f tok/s\n", n_seq, n_gen, r.decode_s,
+                   decode_tps);
             printf("bandwidth  %.2f MB/token x %.2f tok/s = %.2f GB/s of weights read\n",
                    (double)bpt / 1e6, decode_tps, decode_bps / 1e9);
             if (memcpy_bps > 0)

@@ -239,21 +239,28 @@ TARGET_AVX2 static void rmsnorm_avx2(float *out, const float *x, const float *w,
     for (; i < n; i++) out[i] = x[i] * scale * w[i];
 }
 
-/* One row's scores against keys [lo, hi) of a tile whose keys are rows `ks` floats apart from
- * kp (position j0 first), four keys per step; s[j - j0] = scale * q . k_j. Returns the max. */
-TARGET_AVX2 static float tile_scores(const float *q, const float *kp, size_t ks, int j0, int lo,
-                                     int hi, int nc, float scale, float *s) {
+/* Eight elements of a cached key/value row, f32 or half (widened on the fly; exact). */
+#define KV_LOAD8(f16, base, off)                                                                   \
+    ((f16) ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)(base) + (off)))) \
+           : _mm256_loadu_ps((const float *)(base) + (off)))
+
+/* One row's scores against keys [lo, hi) of a tile: s[j - j0] = scale * q . k_j, key j at
+ * element (j - jb) * ks of kbase (f32 or half), four keys per step. Returns the max. The arithmetic
+ * is the same whichever way the keys are stored. */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline float
+tile_scores(const float *q, const void *kbase, int f16, size_t ks, int jb, int j0, int lo, int hi,
+            int nc, float scale, float *s) {
     float max = -INFINITY;
     int j = lo;
     for (; j + 4 <= hi; j += 4) {
-        const float *k0 = kp + (size_t)(j - j0) * ks;
+        size_t k0 = (size_t)(j - jb) * ks;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (int c = 0; c < nc; c++) {
             __m256 qc = _mm256_loadu_ps(q + 8 * c);
-            a0 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + 8 * c), a0);
-            a1 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + ks + 8 * c), a1);
-            a2 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + 2 * ks + 8 * c), a2);
-            a3 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + 3 * ks + 8 * c), a3);
+            a0 = _mm256_fmadd_ps(qc, KV_LOAD8(f16, kbase, k0 + 8 * c), a0);
+            a1 = _mm256_fmadd_ps(qc, KV_LOAD8(f16, kbase, k0 + ks + 8 * c), a1);
+            a2 = _mm256_fmadd_ps(qc, KV_LOAD8(f16, kbase, k0 + 2 * ks + 8 * c), a2);
+            a3 = _mm256_fmadd_ps(qc, KV_LOAD8(f16, kbase, k0 + 3 * ks + 8 * c), a3);
         }
         /* transpose-add the four sums into one vector of four */
         __m256 s01 = _mm256_hadd_ps(a0, a1), s23 = _mm256_hadd_ps(a2, a3);
@@ -264,27 +271,170 @@ TARGET_AVX2 static float tile_scores(const float *q, const float *kp, size_t ks,
         for (int i = 0; i < 4; i++) max = fmaxf(max, s[j - j0 + i]);
     }
     for (; j < hi; j++) {
-        const float *kj = kp + (size_t)(j - j0) * ks;
+        size_t kj = (size_t)(j - jb) * ks;
         __m256 acc = _mm256_setzero_ps();
         for (int c = 0; c < nc; c++)
-            acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + 8 * c), _mm256_loadu_ps(kj + 8 * c), acc);
+            acc =
+                _mm256_fmadd_ps(_mm256_loadu_ps(q + 8 * c), KV_LOAD8(f16, kbase, kj + 8 * c), acc);
         s[j - j0] = hsum256(acc) * scale;
         max = fmaxf(max, s[j - j0]);
     }
     return max;
 }
 
-TARGET_AVX2 void attn_rows_avx2(const attn_rows_args *a) {
-    int hd = a->hd, nq = a->nq, nc = hd / 8;
-    if (hd % 8 || hd > 256) {
-        attn_rows_ref(a);
-        return;
+/* out = out * alpha + sum_j w[j - j0] v_j over [lo, hi), 32 outputs at a time in registers;
+ * value j at element (j - jb) * vs of vbase (f32 or half). */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
+tile_values(float *o, const void *vbase, int f16, size_t vs, int jb, int j0, int lo, int hi, int nc,
+            float alpha, const float *w) {
+    __m256 va = _mm256_set1_ps(alpha);
+    for (int c0 = 0; c0 < nc; c0 += 4) {
+        int cn = nc - c0 < 4 ? nc - c0 : 4;
+        __m256 o0 = _mm256_mul_ps(_mm256_loadu_ps(o + 8 * c0), va), o1 = o0, o2 = o0, o3 = o0;
+        if (cn > 1) o1 = _mm256_mul_ps(_mm256_loadu_ps(o + 8 * c0 + 8), va);
+        if (cn > 2) o2 = _mm256_mul_ps(_mm256_loadu_ps(o + 8 * c0 + 16), va);
+        if (cn > 3) o3 = _mm256_mul_ps(_mm256_loadu_ps(o + 8 * c0 + 24), va);
+        for (int j = lo; j < hi; j++) {
+            size_t off = (size_t)(j - jb) * vs + 8 * (size_t)c0;
+            __m256 wj = _mm256_broadcast_ss(w + (j - j0));
+            o0 = _mm256_fmadd_ps(wj, KV_LOAD8(f16, vbase, off), o0);
+            if (cn > 1) o1 = _mm256_fmadd_ps(wj, KV_LOAD8(f16, vbase, off + 8), o1);
+            if (cn > 2) o2 = _mm256_fmadd_ps(wj, KV_LOAD8(f16, vbase, off + 16), o2);
+            if (cn > 3) o3 = _mm256_fmadd_ps(wj, KV_LOAD8(f16, vbase, off + 24), o3);
+        }
+        _mm256_storeu_ps(o + 8 * c0, o0);
+        if (cn > 1) _mm256_storeu_ps(o + 8 * c0 + 8, o1);
+        if (cn > 2) _mm256_storeu_ps(o + 8 * c0 + 16, o2);
+        if (cn > 3) _mm256_storeu_ps(o + 8 * c0 + 24, o3);
     }
+}
+
+/* The four tile kernels of one instruction set: [0] f32 cache, [1] half. */
+typedef struct attn_tile_ops {
+    float (*scores[2])(const float *q, const void *kbase, size_t ks, int jb, int j0, int lo, int hi,
+                       int hd, float scale, float *s);
+    void (*values[2])(float *o, const void *vbase, size_t vs, int jb, int j0, int lo, int hi,
+                      int hd, float alpha, const float *w);
+} attn_tile_ops;
+
+#define ATTN_TILE_WRAPPERS(isa, target, min_hd)                                                    \
+    target static float scores_##isa##_f32(const float *q, const void *kb, size_t ks, int jb,      \
+                                           int j0, int lo, int hi, int hd, float scale,            \
+                                           float *s) {                                             \
+        return tile_scores_##isa(q, kb, 0, ks, jb, j0, lo, hi, hd, scale, s);                      \
+    }                                                                                              \
+    target static float scores_##isa##_f16(const float *q, const void *kb, size_t ks, int jb,      \
+                                           int j0, int lo, int hi, int hd, float scale,            \
+                                           float *s) {                                             \
+        return tile_scores_##isa(q, kb, 1, ks, jb, j0, lo, hi, hd, scale, s);                      \
+    }                                                                                              \
+    target static void values_##isa##_f32(float *o, const void *vb, size_t vs, int jb, int j0,     \
+                                          int lo, int hi, int hd, float alpha, const float *w) {   \
+        tile_values_##isa(o, vb, 0, vs, jb, j0, lo, hi, hd, alpha, w);                             \
+    }                                                                                              \
+    target static void values_##isa##_f16(float *o, const void *vb, size_t vs, int jb, int j0,     \
+                                          int lo, int hi, int hd, float alpha, const float *w) {   \
+        tile_values_##isa(o, vb, 1, vs, jb, j0, lo, hi, hd, alpha, w);                             \
+    }                                                                                              \
+    static const attn_tile_ops tile_ops_##isa = {{scores_##isa##_f32, scores_##isa##_f16},         \
+                                                 {values_##isa##_f32, values_##isa##_f16}};
+
+/* (the AVX2 bodies take nc = hd / 8) */
+#define tile_scores_avx2(q, kb, f16, ks, jb, j0, lo, hi, hd, scale, s)                             \
+    tile_scores(q, kb, f16, ks, jb, j0, lo, hi, (hd) / 8, scale, s)
+#define tile_values_avx2(o, vb, f16, vs, jb, j0, lo, hi, hd, alpha, w)                             \
+    tile_values(o, vb, f16, vs, jb, j0, lo, hi, (hd) / 8, alpha, w)
+ATTN_TILE_WRAPPERS(avx2, TARGET_AVX2, 8)
+
+#define TARGET_AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
+#define KV_LOAD16(f16, base, off)                                                                  \
+    ((f16) ? _mm512_cvtph_ps(                                                                      \
+                 _mm256_loadu_si256((const __m256i *)((const uint16_t *)(base) + (off))))          \
+           : _mm512_loadu_ps((const float *)(base) + (off)))
+
+/* tile_scores with 16-float vectors (hd a multiple of 16): the four keys' sums are folded to
+ * 8 lanes and then added as in the AVX2 version. */
+__attribute__((target("avx512f,avx2,fma,f16c"), always_inline)) static inline float
+tile_scores_avx512(const float *q, const void *kbase, int f16, size_t ks, int jb, int j0, int lo,
+                   int hi, int hd, float scale, float *s) {
+    int nc = hd / 16;
+    float max = -INFINITY;
+    int j = lo;
+#define FOLD(v)                                                                                    \
+    _mm256_add_ps(_mm512_castps512_ps256(v),                                                       \
+                  _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))
+    for (; j + 4 <= hi; j += 4) {
+        size_t k0 = (size_t)(j - jb) * ks;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int c = 0; c < nc; c++) {
+            __m512 qc = _mm512_loadu_ps(q + 16 * c);
+            a0 = _mm512_fmadd_ps(qc, KV_LOAD16(f16, kbase, k0 + 16 * c), a0);
+            a1 = _mm512_fmadd_ps(qc, KV_LOAD16(f16, kbase, k0 + ks + 16 * c), a1);
+            a2 = _mm512_fmadd_ps(qc, KV_LOAD16(f16, kbase, k0 + 2 * ks + 16 * c), a2);
+            a3 = _mm512_fmadd_ps(qc, KV_LOAD16(f16, kbase, k0 + 3 * ks + 16 * c), a3);
+        }
+        __m256 s01 = _mm256_hadd_ps(FOLD(a0), FOLD(a1)), s23 = _mm256_hadd_ps(FOLD(a2), FOLD(a3));
+        __m256 s8 = _mm256_hadd_ps(s01, s23);
+        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+        s4 = _mm_mul_ps(s4, _mm_set1_ps(scale));
+        _mm_storeu_ps(s + (j - j0), s4);
+        for (int i = 0; i < 4; i++) max = fmaxf(max, s[j - j0 + i]);
+    }
+    for (; j < hi; j++) {
+        size_t kj = (size_t)(j - jb) * ks;
+        __m512 acc = _mm512_setzero_ps();
+        for (int c = 0; c < nc; c++)
+            acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + 16 * c), KV_LOAD16(f16, kbase, kj + 16 * c),
+                                  acc);
+        s[j - j0] = hsum256(FOLD(acc)) * scale;
+        max = fmaxf(max, s[j - j0]);
+    }
+#undef FOLD
+    return max;
+}
+
+/* tile_values with 16-float vectors, up to 128 outputs in registers at a time. */
+__attribute__((target("avx512f,avx2,fma,f16c"), always_inline)) static inline void
+tile_values_avx512(float *o, const void *vbase, int f16, size_t vs, int jb, int j0, int lo, int hi,
+                   int hd, float alpha, const float *w) {
+    int nc = hd / 16;
+    __m512 va = _mm512_set1_ps(alpha);
+    for (int c0 = 0; c0 < nc; c0 += 8) {
+        int cn = nc - c0 < 8 ? nc - c0 : 8;
+        __m512 acc[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++)
+            acc[c] = c < cn ? _mm512_mul_ps(_mm512_loadu_ps(o + 16 * (c0 + c)), va)
+                            : _mm512_setzero_ps();
+        for (int j = lo; j < hi; j++) {
+            size_t off = (size_t)(j - jb) * vs + 16 * (size_t)c0;
+            __m512 wj = _mm512_set1_ps(w[j - j0]);
+#pragma GCC unroll 8
+            for (int c = 0; c < 8; c++)
+                if (c < cn)
+                    acc[c] = _mm512_fmadd_ps(wj, KV_LOAD16(f16, vbase, off + 16 * c), acc[c]);
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++)
+            if (c < cn) _mm512_storeu_ps(o + 16 * (c0 + c), acc[c]);
+    }
+}
+ATTN_TILE_WRAPPERS(avx512, TARGET_AVX512, 16)
+
+/* Half-precision caches read by this many rows or more are widened once per tile into the
+ * scratch; fewer rows widen each element as they read it (cheaper than a copy they barely
+ * reuse). Both give the same bits. */
+#define ATTN_WIDEN_MIN_ROWS 6
+
+/* The online-softmax walk over the tiles, with the tile kernels of one instruction set. */
+TARGET_AVX2 static void attn_rows_with(const attn_rows_args *a, const attn_tile_ops *ops) {
+    int hd = a->hd, nq = a->nq, nc = hd / 8;
     float *kt = a->scratch;          /* (ATTN_TILE, hd) the tile's keys as f32 */
     float *vt = kt + ATTN_TILE * hd; /* (ATTN_TILE, hd) its values */
     float *s = vt + ATTN_TILE * hd;  /* (ATTN_TILE + 8) one row's scores, then weights */
     float *m = s + ATTN_TILE + 16;   /* (nq) running max of each row */
     float *l = m + nq;               /* (nq) running sum of exp(score - max) */
+    int widen = a->kv_f16 && nq >= ATTN_WIDEN_MIN_ROWS;
     int kmin = a->start[0], kmax = a->end[0];
     for (int i = 0; i < nq; i++) {
         kmin = a->start[i] < kmin ? a->start[i] : kmin;
@@ -295,33 +445,31 @@ TARGET_AVX2 void attn_rows_avx2(const attn_rows_args *a) {
     }
     for (int j0 = kmin / ATTN_TILE * ATTN_TILE; j0 < kmax; j0 += ATTN_TILE) {
         int j1 = j0 + ATTN_TILE < kmax ? j0 + ATTN_TILE : kmax;
-        const float *kp, *vp;
-        size_t ks;
-        if (a->kv_f16) { /* widen the tile once for every row */
+        /* where key j lives: element (j - jb) * ks of kb */
+        const void *kb = a->k, *vb = a->v;
+        size_t ks = a->kv_stride;
+        int f16 = a->kv_f16, jb = 0;
+        if (widen) {
             const uint16_t *k16 = a->k, *v16 = a->v;
             for (int j = j0; j < j1; j++) {
                 const uint16_t *kr = k16 + (size_t)j * a->kv_stride;
                 const uint16_t *vr = v16 + (size_t)j * a->kv_stride;
                 float *kd = kt + (size_t)(j - j0) * hd, *vd = vt + (size_t)(j - j0) * hd;
                 for (int c = 0; c < nc; c++) {
-                    _mm256_storeu_ps(kd + 8 * c, _mm256_cvtph_ps(_mm_loadu_si128(
-                                                     (const __m128i *)(kr + 8 * c))));
-                    _mm256_storeu_ps(vd + 8 * c, _mm256_cvtph_ps(_mm_loadu_si128(
-                                                     (const __m128i *)(vr + 8 * c))));
+                    _mm256_storeu_ps(kd + 8 * c, KV_LOAD8(1, kr, 8 * c));
+                    _mm256_storeu_ps(vd + 8 * c, KV_LOAD8(1, vr, 8 * c));
                 }
             }
-            kp = kt;
-            vp = vt;
+            kb = kt;
+            vb = vt;
+            jb = j0;
             ks = (size_t)hd;
-        } else {
-            kp = (const float *)a->k + (size_t)j0 * a->kv_stride;
-            vp = (const float *)a->v + (size_t)j0 * a->kv_stride;
-            ks = a->kv_stride;
+            f16 = 0;
         }
         for (int i = 0; i < nq; i++) {
             int lo = a->start[i] > j0 ? a->start[i] : j0, hi = a->end[i] < j1 ? a->end[i] : j1;
             if (lo >= hi) continue;
-            float tmax = tile_scores(a->q[i], kp, ks, j0, lo, hi, nc, a->scale, s);
+            float tmax = ops->scores[f16](a->q[i], kb, ks, jb, j0, lo, hi, hd, a->scale, s);
             float mn = fmaxf(m[i], tmax);
             float alpha = expf(m[i] - mn); /* 0 on the row's first tile */
             __m256 vmax = _mm256_set1_ps(mn), vsum = _mm256_setzero_ps();
@@ -338,29 +486,7 @@ TARGET_AVX2 void attn_rows_avx2(const attn_rows_args *a) {
             }
             l[i] = l[i] * alpha + sum + hsum256(vsum);
             m[i] = mn;
-            /* out = out * alpha + sum_j w_j v_j, 32 outputs at a time in registers */
-            float *o = a->out[i];
-            __m256 va = _mm256_set1_ps(alpha);
-            for (int c0 = 0; c0 < nc; c0 += 4) {
-                int cn = nc - c0 < 4 ? nc - c0 : 4;
-                __m256 o0 = _mm256_mul_ps(_mm256_loadu_ps(o + 8 * c0), va), o1 = o0, o2 = o0,
-                       o3 = o0;
-                if (cn > 1) o1 = _mm256_mul_ps(_mm256_loadu_ps(o + 8 * c0 + 8), va);
-                if (cn > 2) o2 = _mm256_mul_ps(_mm256_loadu_ps(o + 8 * c0 + 16), va);
-                if (cn > 3) o3 = _mm256_mul_ps(_mm256_loadu_ps(o + 8 * c0 + 24), va);
-                const float *vr = vp + (size_t)(lo - j0) * ks + 8 * c0;
-                for (j = lo; j < hi; j++, vr += ks) {
-                    __m256 w = _mm256_broadcast_ss(s + (j - j0));
-                    o0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr), o0);
-                    if (cn > 1) o1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr + 8), o1);
-                    if (cn > 2) o2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr + 16), o2);
-                    if (cn > 3) o3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr + 24), o3);
-                }
-                _mm256_storeu_ps(o + 8 * c0, o0);
-                if (cn > 1) _mm256_storeu_ps(o + 8 * c0 + 8, o1);
-                if (cn > 2) _mm256_storeu_ps(o + 8 * c0 + 16, o2);
-                if (cn > 3) _mm256_storeu_ps(o + 8 * c0 + 24, o3);
-            }
+            ops->values[f16](a->out[i], vb, ks, jb, j0, lo, hi, hd, alpha, s);
         }
     }
     for (int i = 0; i < nq; i++) {
@@ -369,6 +495,25 @@ TARGET_AVX2 void attn_rows_avx2(const attn_rows_args *a) {
             _mm256_storeu_ps(a->out[i] + 8 * c,
                              _mm256_mul_ps(_mm256_loadu_ps(a->out[i] + 8 * c), inv));
     }
+}
+
+void attn_rows_avx2(const attn_rows_args *a) {
+    if (a->hd % 8 || a->hd > 256)
+        attn_rows_ref(a);
+    else
+        attn_rows_with(a, &tile_ops_avx2);
+}
+
+void attn_rows_avx512(const attn_rows_args *a) {
+    if (a->hd % 16 || a->hd > 256)
+        attn_rows_avx2(a);
+    else
+        attn_rows_with(a, &tile_ops_avx512);
+}
+
+int kernels_have_avx512(void) {
+    __builtin_cpu_init();
+    return kernels_have_avx2() && __builtin_cpu_supports("avx512f");
 }
 
 int kernels_have_avx2(void) {
@@ -394,6 +539,12 @@ int kernels_have_avx2(void) {
 }
 void attn_rows_avx2(const attn_rows_args *a) {
     attn_rows_ref(a);
+}
+void attn_rows_avx512(const attn_rows_args *a) {
+    attn_rows_ref(a);
+}
+int kernels_have_avx512(void) {
+    return 0;
 }
 void swiglu_avx2(float *gate, const float *up, size_t n) {
     swiglu_ref(gate, up, n);
@@ -460,7 +611,9 @@ const char *kernels_init(int force_ref) {
         /* Q8_0 is both a weight type and the activation type of Q4_0/Q5_0/Q8_0: the activation
          * side is quantized with the SIMD quantizer (same results as the reference). */
         if (simd) traits[GGML_TYPE_Q8_0].from_f32 = quantize_row_q8_0_avx2;
-        attn_rows = simd ? attn_rows_avx2 : attn_rows_ref;
+        attn_rows = !simd                   ? attn_rows_ref
+                    : kernels_have_avx512() ? attn_rows_avx512
+                                            : attn_rows_avx2;
         swiglu = simd ? swiglu_avx2 : swiglu_ref;
         use_avx2 = simd;
         quant_set_packed(simd ? quant_default_pack_mode() : MH_PACK_OFF);

@@ -78,5 +78,7 @@ typedef struct attn_rows_args {
 extern void (*attn_rows)(const attn_rows_args *a);
 void attn_rows_ref(const attn_rows_args *a);
 void attn_rows_avx2(const attn_rows_args *a);
+void attn_rows_avx512(const attn_rows_args *a); /* hd % 16 == 0; else the AVX2 twin */
+int kernels_have_avx512(void);
 
 #endif

@@ -1614,7 +1614,7 @@ TILE_INLINE void tile_b32(int kind, int n, const uint8_t *g, const uint8_t *act,
     for (int t = 0; t < T; t++) out[t] = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++) {
         const uint8_t *qb = qs + qstride * (size_t)b;
-        if (T == 1) prefetch_ahead(qb, (int)(qstride / 64));
+        if (T <= 8) prefetch_ahead(qb, (int)(qstride / 64));
         __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + hdr * (size_t)b)));
         __m512i w[8];
         if (kind == 0) { /* stored signed: flip to unsigned (q + 128) for VPDPBUSD */
@@ -1666,7 +1666,7 @@ TILE_INLINE void tile_q4_K(int n, const uint8_t *g, const uint8_t *act, size_t a
         for (int t = 0; t < T; t++) acc_f[t] = _mm512_setzero_ps();
         for (int j = 0; j < 8; j++) {
             const uint8_t *cj = sb + 320 + 256 * j;
-            if (T == 1) prefetch_ahead(cj, 4);
+            if (T <= 8) prefetch_ahead(cj, 4);
             __m512i w[8];
             unpack_nibbles(cj, w);
             __m512 sc = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
@@ -1716,7 +1716,7 @@ TILE_INLINE void tile_q6_K(int n, const uint8_t *g, const uint8_t *act, size_t a
         for (int t = 0; t < T; t++) acc_f[t] = _mm512_setzero_ps();
         for (int u = 0; u < 8; u++) {
             const uint8_t *unit = sb + 320 + 384 * u;
-            if (T == 1) prefetch_ahead(unit, 6);
+            if (T <= 8) prefetch_ahead(unit, 6);
             __m512i w[8];
             __m512i h0 = _mm512_loadu_si512(unit + 256), h1 = _mm512_loadu_si512(unit + 320);
 #pragma GCC unroll 8
@@ -1780,7 +1780,7 @@ TILE_INLINE void tile_q6_K(int n, const uint8_t *g, const uint8_t *act, size_t a
 #define TARGET_AMX                                                                                 \
     __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,"       \
                           "f16c")))
-#define AMX_MIN_TOKENS 8 /* fewer tokens than this in a tile: VNNI */
+#define AMX_MIN_TOKENS 2 /* fewer tokens than this in a tile: VNNI */
 
 typedef struct amx_tilecfg {
     uint8_t palette, start_row;

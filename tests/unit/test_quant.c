@@ -475,7 +475,7 @@ static void test_matmul(void **state) {
 
 /* ==== Attention kernel (kernels.c) ==== */
 
-/* attn_rows: the SIMD twin against the two-pass reference for rows with their own key ranges
+/* attn_rows: the SIMD twins against the two-pass reference for rows with their own key ranges
  * (causal ends, sliding-window starts, ranges across tile boundaries), f32 and f16 caches; and a
  * row computed alone is bit for bit the row computed among others (batch invariance). */
 static void test_attn_rows_simd_matches_ref(void **state) {
@@ -487,57 +487,59 @@ static void test_attn_rows_simd_matches_ref(void **state) {
     static uint16_t k16[MAXN * STRIDE], v16[MAXN * STRIDE];
     static float scratch[ATTN_SCRATCH_FLOATS(NQ, 128, MAXN) + 64];
     int hds[] = {64, 128, 40, 80, 6};
-    for (size_t h = 0; h < sizeof hds / sizeof *hds; h++)
-        for (int f16 = 0; f16 < 2; f16++)
-            for (int trial = 0; trial < 6; trial++) {
-                int hd = hds[h];
-                fill_random(k, MAXN * STRIDE, 1.0f);
-                fill_random(v, MAXN * STRIDE, 1.0f);
-                f32_to_f16_row_ref(k, k16, MAXN * STRIDE);
-                f32_to_f16_row_ref(v, v16, MAXN * STRIDE);
-                const float *qr[NQ];
-                float * or [NQ], *os[NQ];
-                int start[NQ], end[NQ];
-                for (int i = 0; i < NQ; i++) {
-                    fill_random(q[i], 128, 2.0f);
-                    qr[i] = q[i];
-                    or [i] = out_r[i];
-                    os[i] = out_s[i];
-                    end[i] = 1 + (int)(((unsigned)(trial * 131 + i * 37)) % MAXN);
-                    start[i] = trial % 2 ? (end[i] > 40 ? end[i] - 40 + i : 0) : 0;
+    for (int simd = 0; simd < 2; simd++) /* AVX2, AVX512 */
+        for (size_t h = 0; h < sizeof hds / sizeof *hds; h++)
+            for (int f16 = 0; f16 < 2; f16++)
+                for (int trial = 0; trial < 6; trial++) {
+                    int hd = hds[h];
+                    fill_random(k, MAXN * STRIDE, 1.0f);
+                    fill_random(v, MAXN * STRIDE, 1.0f);
+                    f32_to_f16_row_ref(k, k16, MAXN * STRIDE);
+                    f32_to_f16_row_ref(v, v16, MAXN * STRIDE);
+                    const float *qr[NQ];
+                    float * or [NQ], *os[NQ];
+                    int start[NQ], end[NQ];
+                    for (int i = 0; i < NQ; i++) {
+                        fill_random(q[i], 128, 2.0f);
+                        qr[i] = q[i];
+                        or [i] = out_r[i];
+                        os[i] = out_s[i];
+                        end[i] = 1 + (int)(((unsigned)(trial * 131 + i * 37)) % MAXN);
+                        start[i] = trial % 2 ? (end[i] > 40 ? end[i] - 40 + i : 0) : 0;
+                    }
+                    attn_rows_args a = {.nq = NQ,
+                                        .hd = hd,
+                                        .q = qr,
+                                        .out = or
+                                        ,
+                                        .start = start,
+                                        .end = end,
+                                        .k = f16 ? (const void *)(k16 + 5) : (const void *)(k + 5),
+                                        .v = f16 ? (const void *)(v16 + 5) : (const void *)(v + 5),
+                                        .kv_stride = STRIDE,
+                                        .kv_f16 = f16,
+                                        .scale = 0.125f,
+                                        .scratch = scratch};
+                    attn_rows_ref(&a);
+                    a.out = os;
+                    if (simd == 1 && !kernels_have_avx512()) continue;
+                    (simd ? attn_rows_avx512 : attn_rows_avx2)(&a);
+                    for (int i = 0; i < NQ; i++)
+                        for (int d = 0; d < hd; d++)
+                            assert_float_equal(out_r[i][d], out_s[i][d],
+                                               2e-5 * (1 + fabsf(out_r[i][d])));
+                    for (int i = 0; i < NQ; i += 5) { /* alone: the same bits */
+                        float *o1[1] = {out_1};
+                        attn_rows_args one = a;
+                        one.nq = 1;
+                        one.q = &qr[i];
+                        one.out = o1;
+                        one.start = &start[i];
+                        one.end = &end[i];
+                        (simd ? attn_rows_avx512 : attn_rows_avx2)(&one);
+                        assert_memory_equal(out_1, out_s[i], (size_t)hd * sizeof(float));
+                    }
                 }
-                attn_rows_args a = {.nq = NQ,
-                                    .hd = hd,
-                                    .q = qr,
-                                    .out = or
-                                    ,
-                                    .start = start,
-                                    .end = end,
-                                    .k = f16 ? (const void *)(k16 + 5) : (const void *)(k + 5),
-                                    .v = f16 ? (const void *)(v16 + 5) : (const void *)(v + 5),
-                                    .kv_stride = STRIDE,
-                                    .kv_f16 = f16,
-                                    .scale = 0.125f,
-                                    .scratch = scratch};
-                attn_rows_ref(&a);
-                a.out = os;
-                attn_rows_avx2(&a);
-                for (int i = 0; i < NQ; i++)
-                    for (int d = 0; d < hd; d++)
-                        assert_float_equal(out_r[i][d], out_s[i][d],
-                                           2e-5 * (1 + fabsf(out_r[i][d])));
-                for (int i = 0; i < NQ; i += 5) { /* alone: the same bits */
-                    float *o1[1] = {out_1};
-                    attn_rows_args one = a;
-                    one.nq = 1;
-                    one.q = &qr[i];
-                    one.out = o1;
-                    one.start = &start[i];
-                    one.end = &end[i];
-                    attn_rows_avx2(&one);
-                    assert_memory_equal(out_1, out_s[i], (size_t)hd * sizeof(float));
-                }
-            }
 }
 
 static void test_swiglu_rmsnorm_simd(void **state) {
