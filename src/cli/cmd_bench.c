@@ -251,15 +251,13 @@ int cmd_bench(int argc, char **argv) {
     double load_s = mh_now_mono() - t0;
     const model_hparams *hp = model_get_hparams(m);
     threadpool *tp = threadpool_new((int)threads);
-    model_ctx *c =
-        tp ? model_ctx_new(
-                 m,
-                 &(model_ctx_params){.n_ctx = (int)n_ctx,
-                                     .n_seq = (int)n_seq,
-                                     .kv_type = kv,
-                                     .n_batch = (int)n_batch},
-                 tp, err, sizeof err)
-           : NULL;
+    model_ctx *c = tp ? model_ctx_new(m,
+                                      &(model_ctx_params){.n_ctx = (int)n_ctx,
+                                                          .n_seq = (int)n_seq,
+                                                          .kv_type = kv,
+                                                          .n_batch = (int)n_batch},
+                                      tp, err, sizeof err)
+                      : NULL;
     if (!c) {
         fprintf(stderr, "modelhub bench: %s\n", tp ? err : "cannot start the threads");
         threadpool_free(tp);
@@ -307,8 +305,8 @@ int cmd_bench(int argc, char **argv) {
                 decode_tps, "bytes_per_token", (json_int_t)bpt, "decode_gbs", decode_bps / 1e9,
                 "memcpy_gbs", memcpy_bps / 1e9, "bandwidth_ratio", ratio, "memcpy_bytes",
                 (json_int_t)copy_size, "read_gbs", read_bps / 1e9, "read_bandwidth_ratio",
-                read_ratio, "kv_type", model_kv_type_name(kv), "batch", model_ctx_n_batch(c), "seqs", (int)n_seq,
-                "generated_ids", ids);
+                read_ratio, "kv_type", model_kv_type_name(kv), "batch", model_ctx_n_batch(c),
+                "seqs", (int)n_seq, "generated_ids", ids);
             char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
             if (s)
                 printf("%s\n", s);
