@@ -77,6 +77,8 @@ struct sched {
     atomic_int n_queued;
     atomic_int n_active;
     _Atomic uint64_t bytes; /* buffers + KV pages touched, refreshed after each step */
+    _Atomic uint64_t n_steps, n_mixed_steps;
+    atomic_int max_decode, max_seqs;
 };
 
 static void job_unref(sched_job *j) {
@@ -288,6 +290,10 @@ static void engine_step(sched *s) {
     }
     if (n_items == 0) return;
     int rc = model_ctx_decode(s->ctx, s->items, n_items);
+    atomic_fetch_add(&s->n_steps, 1);
+    if (n_decode > 0 && n_items > n_decode) atomic_fetch_add(&s->n_mixed_steps, 1);
+    if (n_decode > atomic_load(&s->max_decode)) atomic_store(&s->max_decode, n_decode);
+    if (n_items > atomic_load(&s->max_seqs)) atomic_store(&s->max_seqs, n_items);
     for (int i = 0; i < s->n_slots; i++) {
         slot *sl = &s->slots[i];
         if (!sl->job || sl->step_take == 0) continue;
@@ -533,4 +539,12 @@ uint64_t sched_kv_reserved(const sched *s) {
 }
 int sched_n_ctx(const sched *s) {
     return model_ctx_n_ctx(s->ctx);
+}
+
+void sched_get_stats(const sched *s, sched_stats *out) {
+    sched *m = (sched *)s;
+    out->steps = atomic_load(&m->n_steps);
+    out->mixed_steps = atomic_load(&m->n_mixed_steps);
+    out->max_decode = atomic_load(&m->max_decode);
+    out->max_seqs = atomic_load(&m->max_seqs);
 }

@@ -105,4 +105,13 @@ uint64_t sched_bytes(const sched *s);
 uint64_t sched_kv_reserved(const sched *s);
 int sched_n_ctx(const sched *s);
 
+/* What the engine steps have carried so far (for tests and status pages). Any thread. */
+typedef struct sched_stats {
+    uint64_t steps;       /* batched passes run */
+    uint64_t mixed_steps; /* passes that carried generated tokens and prompt chunks together */
+    int max_decode;       /* most generating sequences in one pass */
+    int max_seqs;         /* most sequences (generating or prefilling) in one pass */
+} sched_stats;
+void sched_get_stats(const sched *s, sched_stats *out);
+
 #endif

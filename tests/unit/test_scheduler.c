@@ -1,5 +1,6 @@
-/* test_scheduler.c — slots, queue, stop strings, cancellation and the prompt cache, on
- * stories260K. */
+/* test_scheduler.c — slots, queue, stop strings, cancellation and the prompt cache on
+ * stories260K; continuous batching (jobs that share engine steps give exactly the text each
+ * gives alone) on stories260K and on quantized synthetic models. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,7 +9,9 @@
 #include <math.h>
 #include <pthread.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "engine/synth.h"
 #include "serve/scheduler.h"
 #include "test_util.h"
 
@@ -23,6 +26,12 @@ typedef struct collector {
     int n_embd;
     volatile int block_first_text; /* hold the engine thread at the first text event */
     int bad_utf8;
+    /* hold the engine thread at text event number hold_at (1-based) until hold_release */
+    int hold_at;
+    volatile int holding, released;
+    /* at this job's first text event, note how many text events `watch` had */
+    struct collector *watch;
+    int watch_at_first_text;
 } collector;
 
 static void collector_init(collector *c) {
@@ -43,6 +52,17 @@ static void on_event(void *arg, const sched_event *ev) {
             struct timespec ts = {0, 1000000};
             nanosleep(&ts, NULL);
         }
+    }
+    if (ev->type == SCHED_EV_TEXT && c->hold_at && c->text_events + 1 == c->hold_at) {
+        __atomic_store_n(&c->holding, 1, __ATOMIC_RELEASE);
+        while (!__atomic_load_n(&c->released, __ATOMIC_ACQUIRE)) {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (ev->type == SCHED_EV_TEXT && c->watch && c->text_events == 0) {
+        /* the watched job's events come from this same engine thread */
+        c->watch_at_first_text = c->watch->text_events;
     }
     pthread_mutex_lock(&c->lock);
     if (ev->type == SCHED_EV_STARTED) c->started = 1;
@@ -82,6 +102,19 @@ static void wait_done(collector *c) {
     int done = c->done;
     pthread_mutex_unlock(&c->lock);
     assert_int_equal(done, 1);
+}
+
+/* Wait (generously: the machine is shared) until the engine thread holds at c->hold_at. */
+static void hold_wait(collector *c) {
+    for (int i = 0; i < 60000 && !__atomic_load_n(&c->holding, __ATOMIC_ACQUIRE); i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_true(__atomic_load_n(&c->holding, __ATOMIC_ACQUIRE));
+}
+
+static void hold_release(collector *c) {
+    __atomic_store_n(&c->released, 1, __ATOMIC_RELEASE);
 }
 
 static model *mdl;
@@ -343,6 +376,271 @@ static void test_invalid_and_free_with_queue(void **state) {
     collector_destroy(&c);
 }
 
+/* ==== Continuous batching ==== */
+
+/* Greedy jobs that share engine steps must each give exactly the text the same job gives in a
+ * scheduler of its own (F32 KV: the only difference is which rows share a pass). */
+
+typedef struct prompt {
+    int32_t ids[512];
+    int n;
+    int max_tokens;
+} prompt;
+
+static void encode_prompt(model *m, prompt *p, const char *text, int max_tokens) {
+    p->n = tokenizer_encode(model_get_tokenizer(m), text, strlen(text), 1, 0, p->ids, 512);
+    assert_true(p->n > 1 && p->n < 512);
+    p->max_tokens = max_tokens;
+}
+
+/* A long prompt of ordinary tokens (a fixed pseudo-random walk over the vocabulary). */
+static void long_prompt(model *m, prompt *p, int n, int max_tokens) {
+    int n_vocab = model_get_hparams(m)->n_vocab;
+    uint32_t x = 12345;
+    p->ids[0] = 1;
+    for (int i = 1; i < n; i++) {
+        x = x * 1664525u + 1013904223u;
+        p->ids[i] = 3 + (int32_t)((x >> 8) % (uint32_t)(n_vocab - 3));
+    }
+    p->n = n;
+    p->max_tokens = max_tokens;
+}
+
+static sched *new_batching_sched(model *m, int slots, int n_batch) {
+    char err[256];
+    sched_config cfg = {.n_slots = slots,
+                        .n_ctx = 512,
+                        .kv_type = MODEL_KV_F32,
+                        .n_batch = n_batch,
+                        .queue_size = 8};
+    sched *s = sched_new(m, pool, &cfg, err, sizeof err);
+    if (!s) fail_msg("sched_new: %s", err);
+    return s;
+}
+
+static sched_job_params prompt_params(const prompt *pr, collector *c) {
+    sched_job_params p = greedy_params(c, pr->max_tokens);
+    p.prompt = pr->ids;
+    p.n_prompt = pr->n;
+    return p;
+}
+
+/* The text of one job run in a scheduler of its own. */
+static void run_alone(model *m, const prompt *pr, char *out, size_t cap) {
+    sched *s = new_batching_sched(m, 1, 0);
+    collector c;
+    collector_init(&c);
+    sched_job_params p = prompt_params(pr, &c);
+    sched_job *j;
+    assert_int_equal(sched_submit(s, &p, &j), 0);
+    wait_done(&c);
+    assert_true(c.finish == SCHED_FINISH_LENGTH || c.finish == SCHED_FINISH_STOP);
+    assert_true(c.n_gen > 0);
+    snprintf(out, cap, "%s", c.text);
+    sched_job_release(j);
+    collector_destroy(&c);
+    sched_free(s);
+}
+
+static char alone_text[4][65536];
+
+/* Four jobs with different prompts and lengths: the first is held at its first token until the
+ * other three are queued, so all four generate in the same passes from then on. */
+static void check_four_concurrent(model *m, const char *const texts[4]) {
+    prompt prs[4];
+    for (int i = 0; i < 4; i++) {
+        encode_prompt(m, &prs[i], texts[i], 24 + 8 * i);
+        run_alone(m, &prs[i], alone_text[i], sizeof alone_text[i]);
+    }
+    sched *s = new_batching_sched(m, 4, 0);
+    collector cs[4];
+    sched_job *js[4];
+    for (int i = 0; i < 4; i++) collector_init(&cs[i]);
+    cs[0].hold_at = 1;
+    sched_job_params p0 = prompt_params(&prs[0], &cs[0]);
+    assert_int_equal(sched_submit(s, &p0, &js[0]), 0);
+    hold_wait(&cs[0]);
+    for (int i = 1; i < 4; i++) {
+        sched_job_params p = prompt_params(&prs[i], &cs[i]);
+        assert_int_equal(sched_submit(s, &p, &js[i]), 0);
+    }
+    hold_release(&cs[0]);
+    for (int i = 0; i < 4; i++) {
+        wait_done(&cs[i]);
+        assert_string_equal(cs[i].text, alone_text[i]);
+        sched_job_release(js[i]);
+        collector_destroy(&cs[i]);
+    }
+    sched_stats st;
+    sched_get_stats(s, &st);
+    assert_int_equal(st.max_decode, 4); /* they really shared passes */
+    assert_true(st.mixed_steps >= 1);   /* three prompts ran beside the first one's decode */
+    sched_free(s);
+}
+
+static const char *const story_prompts[4] = {"Once upon a time", "The little dog ran",
+                                             "Lily and Ben went to the park", "One day"};
+
+static void test_batch_four_concurrent_stories(void **state) {
+    (void)state;
+    check_four_concurrent(mdl, story_prompts);
+}
+
+/* A synthetic model written to a temporary folder, loaded, and its file removed (the mapping
+ * stays valid). */
+static model *synth_model(int type, int dim) {
+    char dir[] = "/tmp/mh-sched-XXXXXX", path[600], err[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/model.gguf", dir);
+    synth_params sp;
+    synth_params_default(&sp);
+    sp.path = path;
+    sp.n_embd = dim;
+    sp.n_layer = 3;
+    sp.n_head = 4;
+    sp.n_head_kv = 2;
+    sp.n_ctx = 512;
+    sp.type = type;
+    sp.seed = 7;
+    if (synth_write(&sp, err, sizeof err) != 0) fail_msg("synth_write: %s", err);
+    model *m = NULL;
+    if (model_load(path, &m, err, sizeof err) < 0) fail_msg("model_load: %s", err);
+    unlink(path);
+    rmdir(dir);
+    return m;
+}
+
+static void test_batch_four_concurrent_q8_0(void **state) {
+    (void)state;
+    model *m = synth_model(GGML_TYPE_Q8_0, 128);
+    check_four_concurrent(m, story_prompts);
+    model_free(m);
+}
+
+static void test_batch_four_concurrent_q4_k_m(void **state) {
+    (void)state;
+    model *m = synth_model(SYNTH_TYPE_Q4_K_M, 256);
+    check_four_concurrent(m, story_prompts);
+    model_free(m);
+}
+
+/* A job that arrives while another is ten tokens into its answer joins the next step; both
+ * keep their alone text. */
+static void test_batch_join_mid_generation(void **state) {
+    (void)state;
+    prompt pa, pb;
+    encode_prompt(mdl, &pa, "Once upon a time", 60);
+    encode_prompt(mdl, &pb, "The little dog ran", 30);
+    char ta[65536], tb[65536];
+    run_alone(mdl, &pa, ta, sizeof ta);
+    run_alone(mdl, &pb, tb, sizeof tb);
+    sched *s = new_batching_sched(mdl, 2, 0);
+    collector a, b;
+    collector_init(&a);
+    collector_init(&b);
+    a.hold_at = 10;
+    sched_job_params qa = prompt_params(&pa, &a), qb = prompt_params(&pb, &b);
+    sched_job *ja, *jb;
+    assert_int_equal(sched_submit(s, &qa, &ja), 0);
+    hold_wait(&a);
+    b.watch = &a;
+    assert_int_equal(sched_submit(s, &qb, &jb), 0);
+    hold_release(&a);
+    wait_done(&a);
+    wait_done(&b);
+    assert_string_equal(a.text, ta);
+    assert_string_equal(b.text, tb);
+    assert_true(b.watch_at_first_text >= 10 && b.watch_at_first_text < 60);
+    sched_stats st;
+    sched_get_stats(s, &st);
+    assert_int_equal(st.max_decode, 2);
+    sched_job_release(ja);
+    sched_job_release(jb);
+    collector_destroy(&a);
+    collector_destroy(&b);
+    sched_free(s);
+}
+
+/* Cancelling one of three batched jobs ends it within a step; the other two are unaffected. */
+static void test_batch_cancel_one(void **state) {
+    (void)state;
+    prompt prs[3];
+    char texts[2][65536];
+    encode_prompt(mdl, &prs[0], "Once upon a time", 50);
+    encode_prompt(mdl, &prs[1], "Lily and Ben went to the park", 50);
+    encode_prompt(mdl, &prs[2], "The little dog ran", 200);
+    run_alone(mdl, &prs[0], texts[0], sizeof texts[0]);
+    run_alone(mdl, &prs[1], texts[1], sizeof texts[1]);
+    sched *s = new_batching_sched(mdl, 3, 0);
+    collector cs[3];
+    sched_job *js[3];
+    for (int i = 0; i < 3; i++) collector_init(&cs[i]);
+    cs[0].hold_at = 1;
+    sched_job_params p0 = prompt_params(&prs[0], &cs[0]);
+    assert_int_equal(sched_submit(s, &p0, &js[0]), 0);
+    hold_wait(&cs[0]);
+    cs[2].hold_at = 8;
+    for (int i = 1; i < 3; i++) {
+        sched_job_params p = prompt_params(&prs[i], &cs[i]);
+        assert_int_equal(sched_submit(s, &p, &js[i]), 0);
+    }
+    hold_release(&cs[0]);
+    hold_wait(&cs[2]); /* the third is 8 tokens in, beside the others */
+    sched_cancel(js[2]);
+    hold_release(&cs[2]);
+    for (int i = 0; i < 3; i++) wait_done(&cs[i]);
+    assert_int_equal(cs[2].finish, SCHED_FINISH_CANCELLED);
+    assert_true(cs[2].n_gen >= 8 && cs[2].n_gen <= 9);
+    assert_string_equal(cs[0].text, texts[0]);
+    assert_string_equal(cs[1].text, texts[1]);
+    assert_int_equal(cs[0].finish, SCHED_FINISH_LENGTH);
+    for (int i = 0; i < 3; i++) {
+        sched_job_release(js[i]);
+        collector_destroy(&cs[i]);
+    }
+    assert_int_equal(sched_active(s), 0);
+    sched_free(s);
+}
+
+/* A 400-token prompt arriving beside a live stream is evaluated in budget-sized chunks: the
+ * stream keeps producing a token every step meanwhile, and both keep their alone text. */
+static void test_batch_long_prefill_beside_stream(void **state) {
+    (void)state;
+    prompt pa, pb;
+    encode_prompt(mdl, &pa, "Once upon a time", 100);
+    long_prompt(mdl, &pb, 400, 20);
+    char ta[65536], tb[65536];
+    run_alone(mdl, &pa, ta, sizeof ta);
+    run_alone(mdl, &pb, tb, sizeof tb);
+    sched *s = new_batching_sched(mdl, 2, 32); /* 400 tokens take 13+ steps */
+    collector a, b;
+    collector_init(&a);
+    collector_init(&b);
+    a.hold_at = 5;
+    sched_job_params qa = prompt_params(&pa, &a), qb = prompt_params(&pb, &b);
+    sched_job *ja, *jb;
+    assert_int_equal(sched_submit(s, &qa, &ja), 0);
+    hold_wait(&a);
+    b.watch = &a;
+    assert_int_equal(sched_submit(s, &qb, &jb), 0);
+    hold_release(&a);
+    wait_done(&a);
+    wait_done(&b);
+    /* a had 5 tokens when b arrived; b's prompt needs at least 400 / 31 passes, each carrying
+     * one of a's tokens */
+    assert_true(b.watch_at_first_text >= 5 + 400 / 31);
+    assert_string_equal(a.text, ta);
+    assert_string_equal(b.text, tb);
+    sched_stats st;
+    sched_get_stats(s, &st);
+    assert_true(st.mixed_steps >= 400 / 31);
+    sched_job_release(ja);
+    sched_job_release(jb);
+    collector_destroy(&a);
+    collector_destroy(&b);
+    sched_free(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_matches_reference),
@@ -352,6 +650,12 @@ int main(void) {
         cmocka_unit_test(test_prompt_cache),
         cmocka_unit_test(test_embedding_job),
         cmocka_unit_test(test_invalid_and_free_with_queue),
+        cmocka_unit_test(test_batch_four_concurrent_stories),
+        cmocka_unit_test(test_batch_four_concurrent_q8_0),
+        cmocka_unit_test(test_batch_four_concurrent_q4_k_m),
+        cmocka_unit_test(test_batch_join_mid_generation),
+        cmocka_unit_test(test_batch_cancel_one),
+        cmocka_unit_test(test_batch_long_prefill_beside_stream),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
