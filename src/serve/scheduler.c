@@ -179,10 +179,13 @@ static void slot_finish(sched *s, slot *sl, int finish, const char *error) {
         ev.embedding = sl->embedding;
         ev.n_embd = model_get_hparams(s->m)->n_embd;
     }
-    j->on_event(j->arg, &ev);
+    /* The slot is free before the client hears it is done, so a request sent at once on seeing
+     * the end counts a free slot. Only this thread hands slots out, so the slot's buffers
+     * (ev.embedding) stay untouched until the event returns. */
     sl->job = NULL;
     sl->phase = SLOT_FREE;
     atomic_fetch_sub(&s->n_active, 1);
+    j->on_event(j->arg, &ev);
     job_unref(j);
 }
 
