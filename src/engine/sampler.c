@@ -20,6 +20,9 @@ struct sampler {
     candidate *cand; /* (n_vocab) */
     float *logits;   /* (n_vocab) working copy after penalties */
     uint8_t *seen;   /* (n_vocab) tokens already penalised this step */
+    uint32_t *count; /* (n_vocab) times each token was chosen since the reset */
+    int32_t *chosen; /* the distinct tokens chosen since the reset, n_chosen of them */
+    int n_chosen;
 };
 
 sampler_params sampler_defaults(void) {
@@ -38,6 +41,11 @@ sampler_params sampler_defaults(void) {
 
 void sampler_reset(sampler *s, const sampler_params *p) {
     s->p = *p;
+    if (s->p.n_bias < 0) s->p.n_bias = 0;
+    if (s->p.n_bias > SAMPLER_MAX_BIAS) s->p.n_bias = SAMPLER_MAX_BIAS;
+    if (s->count)
+        for (int i = 0; i < s->n_chosen; i++) s->count[s->chosen[i]] = 0;
+    s->n_chosen = 0;
     /* splitmix64 of the seed so that small seeds give well-mixed states */
     uint64_t z = p->seed + 0x9e3779b97f4a7c15ull;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -53,7 +61,9 @@ sampler *sampler_new(const sampler_params *p, int n_vocab) {
     s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
     s->logits = malloc((size_t)n_vocab * sizeof *s->logits);
     s->seen = calloc((size_t)n_vocab, 1);
-    if (!s->cand || !s->logits || !s->seen) {
+    s->count = calloc((size_t)n_vocab, sizeof *s->count);
+    s->chosen = malloc((size_t)n_vocab * sizeof *s->chosen);
+    if (!s->cand || !s->logits || !s->seen || !s->count || !s->chosen) {
         sampler_free(s);
         return NULL;
     }
@@ -65,6 +75,8 @@ void sampler_free(sampler *s) {
     free(s->cand);
     free(s->logits);
     free(s->seen);
+    free(s->count);
+    free(s->chosen);
     free(s);
 }
 
@@ -129,11 +141,16 @@ static void select_top(candidate *c, int n, int k) {
     qsort(c, (size_t)(k < n ? k : n), sizeof *c, cmp_candidate);
 }
 
-int32_t sampler_sample(sampler *s, const float *logits, const int32_t *history, int n_history) {
+/* The logits after the repetition, frequency and presence penalties and the biases: `logits`
+ * itself when none applies, else the sampler's working copy. */
+static const float *penalised(sampler *s, const float *logits, const int32_t *history,
+                              int n_history) {
     const sampler_params *p = &s->p;
-    const float *l = logits;
-    if (p->repeat_penalty != 1.0f && history && n_history > 0) {
-        memcpy(s->logits, logits, (size_t)s->n_vocab * sizeof(float));
+    int repeat = p->repeat_penalty != 1.0f && history && n_history > 0;
+    int counted = (p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f) && s->n_chosen > 0;
+    if (!repeat && !counted && p->n_bias == 0) return logits;
+    memcpy(s->logits, logits, (size_t)s->n_vocab * sizeof(float));
+    if (repeat) {
         int from = n_history > p->repeat_last_n ? n_history - p->repeat_last_n : 0;
         for (int i = from; i < n_history; i++) {
             int32_t t = history[i];
@@ -144,8 +161,25 @@ int32_t sampler_sample(sampler *s, const float *logits, const int32_t *history, 
         }
         for (int i = from; i < n_history; i++)
             if (history[i] >= 0 && history[i] < s->n_vocab) s->seen[history[i]] = 0;
-        l = s->logits;
     }
+    if (counted)
+        for (int i = 0; i < s->n_chosen; i++) {
+            int32_t t = s->chosen[i];
+            s->logits[t] -= (float)s->count[t] * p->frequency_penalty + p->presence_penalty;
+        }
+    for (int i = 0; i < p->n_bias; i++) {
+        int32_t t = p->bias[i].id;
+        if (t < 0 || t >= s->n_vocab) continue;
+        /* -100 bans, as OpenAI documents: far enough below every real logit that no filter or
+         * draw can pick it, finite so that an all-banned vocabulary still yields a token. */
+        s->logits[t] = p->bias[i].bias <= -100.0f ? -1e30f : s->logits[t] + p->bias[i].bias;
+    }
+    return s->logits;
+}
+
+static int32_t pick(sampler *s, const float *logits, const int32_t *history, int n_history) {
+    const sampler_params *p = &s->p;
+    const float *l = penalised(s, logits, history, n_history);
     if (p->temperature <= 0.0f) return sampler_argmax(l, s->n_vocab);
 
     /* Candidates: tokens whose logit is within 30 of the best carry all the probability mass a
@@ -188,4 +222,10 @@ int32_t sampler_sample(sampler *s, const float *logits, const int32_t *history, 
         if (r < acc) return s->cand[i].id;
     }
     return s->cand[n - 1].id;
+}
+
+int32_t sampler_sample(sampler *s, const float *logits, const int32_t *history, int n_history) {
+    int32_t t = pick(s, logits, history, n_history);
+    if (t >= 0 && t < s->n_vocab && s->count[t]++ == 0) s->chosen[s->n_chosen++] = t;
+    return t;
 }

@@ -593,6 +593,12 @@ static int submit(call *c, const int32_t *ids, int n, int embedding, http_error 
     if (embedding ? n > n_ctx : n >= n_ctx)
         return http_error_set(e, 400, NULL, param, "context_length_exceeded",
                               "the prompt has %d tokens but the context holds %d", n, n_ctx);
+    int n_vocab = model_get_hparams(s->m)->n_vocab;
+    for (int i = 0; i < c->sp.n_bias; i++)
+        if (c->sp.bias[i].id >= n_vocab)
+            return http_error_set(e, 400, NULL, "logit_bias", NULL,
+                                  "logit_bias names token %d; the vocabulary has %d tokens",
+                                  (int)c->sp.bias[i].id, n_vocab);
     sched_job_params p = {.prompt = ids,
                           .n_prompt = n,
                           .sampling = c->sp,
@@ -726,6 +732,34 @@ static int check_model(serve *s, const json_t *body, http_error *e) {
     return 0;
 }
 
+/* "logit_bias": {"TOKEN_ID": BIAS, ...}, ids as decimal strings, biases in [-100, 100]. Whether
+ * each id is in the vocabulary is checked when the model is loaded (submit). */
+static int parse_logit_bias(sampler_params *sp, const json_t *body, http_error *e) {
+    const json_t *bias = NULL;
+    if (http_json_get_object(body, "logit_bias", 0, &bias, e) < 0) return -1;
+    sp->n_bias = 0;
+    if (!bias) return 0;
+    if (json_object_size(bias) > SAMPLER_MAX_BIAS)
+        return http_error_set(e, 400, NULL, "logit_bias", NULL,
+                              "'logit_bias' may list at most %d tokens (got %zu)", SAMPLER_MAX_BIAS,
+                              json_object_size(bias));
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)bias, key, v) {
+        char *end = NULL;
+        errno = 0;
+        long long id = strtoll(key, &end, 10);
+        if (!key[0] || *end || errno || id < 0 || id > INT32_MAX)
+            return http_error_set(e, 400, NULL, "logit_bias", NULL,
+                                  "'logit_bias' keys must be token ids (got '%.64s')", key);
+        if (!json_is_number(v) || json_number_value(v) < -100 || json_number_value(v) > 100)
+            return http_error_set(e, 400, NULL, "logit_bias", NULL,
+                                  "logit_bias['%.64s'] must be a number from -100 to 100", key);
+        sp->bias[sp->n_bias++] = (sampler_bias){(int32_t)id, (float)json_number_value(v)};
+    }
+    return 0;
+}
+
 static int parse_sampling(call *c, const json_t *body, http_error *e) {
     serve *s = c->s;
     double temp, top_p, min_p, rep;
@@ -743,10 +777,13 @@ static int parse_sampling(call *c, const json_t *body, http_error *e) {
         http_json_get_int(body, "n", 0, INT64_MIN, INT64_MAX, 1, &n, e) < 0 ||
         http_json_get_bool(body, "stream", 0, 0, &c->stream, e) < 0)
         return -1;
-    double ignored;
-    if (http_json_get_number(body, "presence_penalty", 0, -2, 2, 0, &ignored, e) < 0 ||
-        http_json_get_number(body, "frequency_penalty", 0, -2, 2, 0, &ignored, e) < 0)
+    double presence, frequency;
+    if (http_json_get_number(body, "presence_penalty", 0, -2, 2, 0, &presence, e) < 0 ||
+        http_json_get_number(body, "frequency_penalty", 0, -2, 2, 0, &frequency, e) < 0 ||
+        parse_logit_bias(&c->sp, body, e) < 0)
         return -1;
+    c->sp.presence_penalty = (float)presence;
+    c->sp.frequency_penalty = (float)frequency;
     if (n != 1)
         return http_error_set(e, 400, NULL, "n", NULL, "only n = 1 is supported (got %lld)", n);
     int logprobs = 0;

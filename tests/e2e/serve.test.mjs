@@ -152,6 +152,40 @@ describe("endpoints", () => {
     assert.equal(streamed.events.at(-2).choices[0].finish_reason, "stop");
   });
 
+  test("frequency and presence penalties and logit_bias change the greedy text", async () => {
+    // "Once upon a time" continues ", there" = ids 432 383 (bench/llamacpp-ref.mjs on stories260K)
+    const greedy = (extra) => postJson(`${s.base}/v1/completions`, {
+      prompt: "Once upon a time", temperature: 0, max_tokens: 60, ...extra,
+    });
+    const text = (r) => { assert.equal(r.status, 200, JSON.stringify(r.body)); return r.body.choices[0].text; };
+    const plain = text(await greedy({ frequency_penalty: 0, presence_penalty: 0, logit_bias: {} }));
+    assert.equal(plain, refContinuation);
+    const freq = text(await greedy({ frequency_penalty: 2 }));
+    const pres = text(await greedy({ presence_penalty: 2 }));
+    assert.notEqual(freq, plain);
+    assert.notEqual(pres, plain);
+    assert.equal(text(await greedy({ frequency_penalty: 2 })), freq); // deterministic
+    // penalties count only the completion: the first token, chosen before any, is unchanged
+    assert.ok(freq.startsWith(",") && pres.startsWith(","), `${freq} / ${pres}`);
+    const words = (t) => t.split(/\W+/).filter(Boolean);
+    const distinct = (t) => new Set(words(t)).size / words(t).length;
+    assert.ok(distinct(pres) > distinct(plain), `presence penalty repeats less: ${pres}`);
+    const banned = text(await greedy({ logit_bias: { 432: -100 } }));
+    assert.ok(!banned.startsWith(","), banned);
+    const forced = text(await greedy({ logit_bias: { 383: 100 }, max_tokens: 5 }));
+    assert.equal(forced, " there".repeat(5));
+    for (const [bias, what] of [[{ x: 1 }, /token ids/], [{ 5: 101 }, /-100 to 100/],
+                                [{ 99999: 1 }, /vocabulary has 512 tokens/], [[1], /object/]]) {
+      const r = await greedy({ logit_bias: bias });
+      assert.equal(r.status, 400, JSON.stringify(bias));
+      assert.equal(r.body.error.param, "logit_bias");
+      assert.match(r.body.error.message, what);
+    }
+    const r = await greedy({ presence_penalty: 3 });
+    assert.equal(r.status, 400);
+    assert.equal(r.body.error.param, "presence_penalty");
+  });
+
   test("sampling with a seed is reproducible", async () => {
     const req = { prompt: "Lily", max_tokens: 30, temperature: 1, seed: 42, top_k: 20, top_p: 0.9 };
     const a = await postJson(`${s.base}/v1/completions`, req);

@@ -115,6 +115,92 @@ static void test_seed_reproducible(void **state) {
     sampler_free(d);
 }
 
+/* OpenAI's formula: a token chosen c times before loses c x frequency + (c > 0) x presence. Greedy
+ * on fixed logits shows each: token 0 leads by 1.0 over token 1, 2.0 over token 2. */
+static void test_frequency_presence(void **state) {
+    (void)state;
+    float logits[3] = {3.0f, 2.0f, 1.0f};
+    int32_t seq[6];
+    /* no penalty: always token 0 */
+    sampler_params p = plain(0, 1);
+    sampler *s = sampler_new(&p, 3);
+    for (int i = 0; i < 6; i++) assert_int_equal(sampler_sample(s, logits, NULL, 0), 0);
+    /* frequency 0.6: 0 (3.0), 0 (2.4), then 1 (2.0 > 1.8), 0 (1.8 > 1.4), ... */
+    p.frequency_penalty = 0.6f;
+    sampler_reset(s, &p);
+    for (int i = 0; i < 6; i++) seq[i] = sampler_sample(s, logits, NULL, 0);
+    assert_int_equal(seq[0], 0);
+    assert_int_equal(seq[1], 0);
+    assert_int_equal(seq[2], 1);
+    assert_int_equal(seq[3], 0);
+    /* presence 1.5 (once per token): 0, then 1 (2.0 > 1.5), then 0 (1.5 > 1.0 > 0.5)... */
+    p.frequency_penalty = 0.0f;
+    p.presence_penalty = 1.5f;
+    sampler_reset(s, &p);
+    for (int i = 0; i < 4; i++) seq[i] = sampler_sample(s, logits, NULL, 0);
+    assert_int_equal(seq[0], 0);
+    assert_int_equal(seq[1], 1);
+    assert_int_equal(seq[2], 0);
+    assert_int_equal(seq[3], 0);
+    /* a negative penalty favours repeats; a reset forgets what was chosen */
+    p.presence_penalty = -2.0f;
+    sampler_reset(s, &p);
+    float flat[3] = {1.0f, 2.0f, 1.9f};
+    assert_int_equal(sampler_sample(s, flat, NULL, 0), 1);
+    sampler_reset(s, &p);
+    assert_int_equal(sampler_sample(s, logits, NULL, 0), 0);
+    sampler_free(s);
+}
+
+/* logit_bias adds to a logit; -100 bans a token even at temperature 1 with no filters. */
+static void test_logit_bias(void **state) {
+    (void)state;
+    float logits[4] = {2.0f, 1.0f, 0.0f, 0.5f};
+    sampler_params p = plain(0, 1);
+    p.n_bias = 1;
+    p.bias[0] = (sampler_bias){2, 2.5f};
+    sampler *s = sampler_new(&p, 4);
+    assert_int_equal(sampler_sample(s, logits, NULL, 0), 2);
+    p.bias[0] = (sampler_bias){0, -100.0f};
+    p.bias[1] = (sampler_bias){7, 50.0f}; /* outside the vocabulary: ignored by the sampler */
+    p.n_bias = 2;
+    sampler_reset(s, &p);
+    assert_int_equal(sampler_sample(s, logits, NULL, 0), 1);
+    sampler_free(s);
+    p = plain(1.0f, 42);
+    p.n_bias = 1;
+    p.bias[0] = (sampler_bias){0, -100.0f};
+    int c[4];
+    counts(p, logits, 4, 2000, c);
+    assert_int_equal(c[0], 0);
+    assert_true(c[1] > 0 && c[2] > 0 && c[3] > 0);
+    /* every token banned still yields a token */
+    p = plain(0, 1);
+    p.n_bias = 4;
+    for (int i = 0; i < 4; i++) p.bias[i] = (sampler_bias){i, -100.0f};
+    s = sampler_new(&p, 4);
+    int32_t t = sampler_sample(s, logits, NULL, 0);
+    assert_true(t >= 0 && t < 4);
+    sampler_free(s);
+}
+
+/* The argmax keeps the first of equal maxima at every offset of its eight lanes and the tail. */
+static void test_argmax_lanes(void **state) {
+    (void)state;
+    float v[37];
+    for (int at = 0; at < 37; at++) {
+        for (int i = 0; i < 37; i++) v[i] = (float)(i % 5) * 0.1f - 5.0f;
+        v[at] = 1.0f;
+        if (at + 9 < 37) v[at + 9] = 1.0f;
+        assert_int_equal(sampler_argmax(v, 37), at);
+    }
+    for (int i = 0; i < 37; i++) v[i] = -INFINITY;
+    assert_int_equal(sampler_argmax(v, 37), 0);
+    v[3] = NAN;
+    v[20] = -1.0f;
+    assert_int_equal(sampler_argmax(v, 37), 20);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy),
@@ -122,6 +208,9 @@ int main(void) {
         cmocka_unit_test(test_filters),
         cmocka_unit_test(test_repetition_penalty),
         cmocka_unit_test(test_seed_reproducible),
+        cmocka_unit_test(test_frequency_presence),
+        cmocka_unit_test(test_logit_bias),
+        cmocka_unit_test(test_argmax_lanes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
