@@ -91,7 +91,8 @@ static float rng_uniform(sampler *s) {
 
 /* The first index of the largest logit (NaN never wins). The maximum comes from eight running
  * maxima the compiler can keep in vector registers; a second pass finds where it first occurs.
- * One dependent compare per element made this a visible share of a batched step over a 49k vocab. */
+ * One dependent compare per element made this a visible share of a batched step over a 49k vocab.
+ */
 int32_t sampler_argmax(const float *logits, int n) {
     float m[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
                   -INFINITY, -INFINITY, -INFINITY, -INFINITY};

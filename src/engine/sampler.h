@@ -31,12 +31,12 @@ typedef struct sampler_bias {
 #define SAMPLER_MAX_BIAS 512
 
 typedef struct sampler_params {
-    float temperature;    /* 0 = greedy */
-    int top_k;            /* <= 0: disabled */
-    float top_p;          /* 1 = disabled */
-    float min_p;          /* 0 = disabled */
-    float repeat_penalty; /* 1 = disabled */
-    int repeat_last_n;    /* tokens of history the penalty looks at */
+    float temperature;       /* 0 = greedy */
+    int top_k;               /* <= 0: disabled */
+    float top_p;             /* 1 = disabled */
+    float min_p;             /* 0 = disabled */
+    float repeat_penalty;    /* 1 = disabled */
+    int repeat_last_n;       /* tokens of history the penalty looks at */
     float frequency_penalty; /* 0 = disabled; per time a token was chosen before */
     float presence_penalty;  /* 0 = disabled; once for a token chosen before */
     int n_bias;

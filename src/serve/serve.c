@@ -37,6 +37,7 @@
 #define CRON_INTERVAL_US 100000 /* 10 Hz */
 #define KEEPALIVE_S      10.0
 #define MAX_STOP_STRINGS 16
+#define MAX_CHOICES      8 /* n: choices one request may ask for, each a job of its own */
 #define MAX_EMBED_INPUTS 2048
 
 typedef struct serve serve;
@@ -50,6 +51,7 @@ typedef struct msg {
     http_async_item link;
     enum msg_kind kind;
     call *c;        /* MSG_EVENT */
+    int index;      /* MSG_EVENT: the choice the job computes */
     sched_event ev; /* MSG_EVENT: text/embedding/error point into the tail below */
     int status;     /* MSG_LOAD_DONE / MSG_UNLOAD_DONE */
     char error[1024];
@@ -105,12 +107,20 @@ struct call {
     const json_t *inputs; /* embeddings: array of strings, borrowed from body */
     int base64;
 
-    /* progress */
+    /* progress: one job per choice, all on the same prompt */
     lc_waiter *waiter;
     int acquired;
-    sched_job *job;
+    int n_choices;
+    int n_running; /* jobs submitted whose DONE has not arrived */
+    struct choice {
+        call *c; /* the engine events' argument: the call and which choice */
+        int index;
+        sched_job *job;
+        mh_buf text;
+        int finish;
+    } ch[MAX_CHOICES];
+    int failed;  /* an error was answered; the other choices are being cancelled */
     int started; /* the stream's head and first chunk were sent */
-    mh_buf text;
     int n_prompt, n_gen, n_cached;
     int next_input; /* embeddings */
     json_t *emb_data;
@@ -308,7 +318,7 @@ static void call_free(call *c) {
     free(c->prompt_text);
     json_decref(c->body);
     json_decref(c->emb_data);
-    mh_buf_free(&c->text);
+    for (int i = 0; i < MAX_CHOICES; i++) mh_buf_free(&c->ch[i].text);
     free(c);
 }
 
@@ -336,9 +346,16 @@ static void call_fail(call *c, const http_error *e) {
     }
 }
 
+static void cancel_jobs(call *c) {
+    for (int i = 0; i < c->n_choices; i++)
+        if (c->ch[i].job) sched_cancel(c->ch[i].job);
+}
+
 static void call_finish(call *c) {
-    if (c->job) sched_job_release(c->job);
-    c->job = NULL;
+    for (int i = 0; i < c->n_choices; i++) {
+        if (c->ch[i].job) sched_job_release(c->ch[i].job);
+        c->ch[i].job = NULL;
+    }
     if (c->acquired) lc_release(c->s->lcm, (uint64_t)c->n_gen);
     c->acquired = 0;
     if (c->req) { /* the client went away: terminal call only frees */
@@ -356,6 +373,8 @@ static call *call_new(serve *s, http_req *r, int kind) {
     c->s = s;
     c->req = r;
     c->kind = kind;
+    c->n_choices = 1;
+    for (int i = 0; i < MAX_CHOICES; i++) c->ch[i] = (struct choice){.c = c, .index = i};
     c->t_start = mh_now_mono();
     c->created = (long)mh_now_wall();
     static unsigned long counter;
@@ -379,18 +398,19 @@ static json_t *usage_json(const call *c) {
                      "cached_tokens", c->n_cached);
 }
 
-/* One streamed chunk: delta text (NULL = none), role (first chunk), finish (NULL = null). */
-static json_t *chunk_json(const call *c, const char *text, size_t len, int with_role,
+/* One streamed chunk of choice `index`: delta text (NULL = none), role (first chunk), finish
+ * (NULL = null). */
+static json_t *chunk_json(const call *c, int index, const char *text, size_t len, int with_role,
                           const char *finish) {
     json_t *choice;
     if (c->kind == CALL_CHAT) {
         json_t *delta = json_object();
         if (with_role) json_object_set_new(delta, "role", json_string("assistant"));
         if (text) json_object_set_new(delta, "content", json_stringn(text, len));
-        choice = json_pack("{s:i, s:o, s:n, s:o}", "index", 0, "delta", delta, "logprobs",
+        choice = json_pack("{s:i, s:o, s:n, s:o}", "index", index, "delta", delta, "logprobs",
                            "finish_reason", finish ? json_string(finish) : json_null());
     } else {
-        choice = json_pack("{s:i, s:o, s:n, s:o}", "index", 0, "text",
+        choice = json_pack("{s:i, s:o, s:n, s:o}", "index", index, "text",
                            text ? json_stringn(text, len) : json_string(""), "logprobs",
                            "finish_reason", finish ? json_string(finish) : json_null());
     }
@@ -410,24 +430,33 @@ static void call_started(call *c) {
     if (http_stream_start_sse(c->req) < 0) return;
     c->started = 1;
     c->last_write = mh_now_mono();
-    if (c->kind == CALL_CHAT) stream_chunk(c, chunk_json(c, "", 0, 1, NULL)); /* the role */
+    if (c->kind == CALL_CHAT) /* the role, once per choice */
+        for (int i = 0; i < c->n_choices; i++) stream_chunk(c, chunk_json(c, i, "", 0, 1, NULL));
 }
 
-static void call_text(call *c, const char *text, size_t len) {
+static void call_text(call *c, int index, const char *text, size_t len) {
     if (c->stream) {
         if (!c->started) call_started(c);
-        if (c->started) stream_chunk(c, chunk_json(c, text, len, 0, NULL));
+        if (c->started) stream_chunk(c, chunk_json(c, index, text, len, 0, NULL));
     } else {
-        mh_buf_append(&c->text, text, len);
+        mh_buf_append(&c->ch[index].text, text, len);
     }
 }
 
-static void call_complete(call *c, int finish) {
+/* Choice `index` ended: its finish chunk when streaming. */
+static void choice_complete(call *c, int index, int finish) {
+    c->ch[index].finish = finish;
+    if (!c->stream || !c->req || http_req_gone(c->req)) return;
+    if (!c->started) call_started(c);
+    if (c->started) stream_chunk(c, chunk_json(c, index, NULL, 0, 0, finish_name(finish)));
+}
+
+/* Every choice ended: the usage and [DONE], or the whole answer. */
+static void call_complete(call *c) {
     if (!c->req || http_req_gone(c->req)) return;
     call_note(c);
     if (c->stream) {
         if (!c->started) call_started(c);
-        stream_chunk(c, chunk_json(c, NULL, 0, 0, finish_name(finish)));
         if (c->include_usage) {
             json_t *u = json_pack(
                 "{s:s, s:s, s:i, s:s, s:[], s:o}", "id", c->id, "object",
@@ -440,19 +469,23 @@ static void call_complete(call *c, int finish) {
         c->req = NULL;
         return;
     }
-    json_t *content = json_stringn(c->text.data ? c->text.data : "", c->text.len);
-    json_t *choice;
-    if (c->kind == CALL_CHAT)
-        choice =
-            json_pack("{s:i, s:{s:s, s:o}, s:n, s:s}", "index", 0, "message", "role", "assistant",
-                      "content", content, "logprobs", "finish_reason", finish_name(finish));
-    else
-        choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "text", content, "logprobs",
-                           "finish_reason", finish_name(finish));
+    json_t *choices = json_array();
+    for (int i = 0; i < c->n_choices; i++) {
+        const mh_buf *t = &c->ch[i].text;
+        json_t *content = json_stringn(t->data ? t->data : "", t->len);
+        const char *finish = finish_name(c->ch[i].finish);
+        json_array_append_new(choices,
+                              c->kind == CALL_CHAT
+                                  ? json_pack("{s:i, s:{s:s, s:o}, s:n, s:s}", "index", i,
+                                              "message", "role", "assistant", "content", content,
+                                              "logprobs", "finish_reason", finish)
+                                  : json_pack("{s:i, s:o, s:n, s:s}", "index", i, "text", content,
+                                              "logprobs", "finish_reason", finish));
+    }
     json_t *body =
-        json_pack("{s:s, s:s, s:i, s:s, s:[o], s:o}", "id", c->id, "object",
+        json_pack("{s:s, s:s, s:i, s:s, s:o, s:o}", "id", c->id, "object",
                   c->kind == CALL_CHAT ? "chat.completion" : "text_completion", "created",
-                  (int)c->created, "model", c->s->name, "choices", choice, "usage", usage_json(c));
+                  (int)c->created, "model", c->s->name, "choices", choices, "usage", usage_json(c));
     http_reply_json_take(c->req, 200, body);
     c->req = NULL;
 }
@@ -501,13 +534,15 @@ static void embed_reply(call *c) {
 /* ==== Engine events ==== */
 
 static void on_engine_event(void *arg, const sched_event *ev) {
-    call *c = arg;
+    struct choice *ch = arg;
+    call *c = ch->c;
     size_t extra = 0;
     if (ev->type == SCHED_EV_TEXT) extra = ev->len;
     if (ev->type == SCHED_EV_DONE && ev->embedding) extra = (size_t)ev->n_embd * sizeof(float);
     msg *mm = mh_xcalloc(1, sizeof *mm + extra + 1);
     mm->kind = MSG_EVENT;
     mm->c = c;
+    mm->index = ch->index;
     mm->ev = *ev;
     mm->extra_len = extra;
     if (ev->type == SCHED_EV_TEXT) memcpy(mm->extra, ev->text, ev->len);
@@ -522,21 +557,33 @@ static void on_call_event(call *c, msg *mm) {
         call_started(c);
         return;
     }
+    int index = mm->index;
     if (ev->type == SCHED_EV_TEXT) {
-        call_text(c, mm->extra, mm->extra_len);
+        if (!c->failed) call_text(c, index, mm->extra, mm->extra_len);
         return;
     }
-    /* DONE */
-    c->n_prompt += ev->n_prompt;
+    /* DONE. The choices share one prompt: its tokens count once. */
+    if (index == 0) {
+        c->n_prompt += ev->n_prompt;
+        c->n_cached += ev->n_cached;
+    }
     c->n_gen += ev->n_gen;
-    c->n_cached += ev->n_cached;
-    sched_job_release(c->job);
-    c->job = NULL;
+    sched_job_release(c->ch[index].job);
+    c->ch[index].job = NULL;
+    c->n_running--;
+    if (c->failed) {
+        if (c->n_running == 0) call_finish(c);
+        return;
+    }
     http_error e;
     switch (ev->finish) {
     case SCHED_FINISH_STOP:
     case SCHED_FINISH_LENGTH:
-        if (c->kind == CALL_EMBEDDING) {
+        if (c->kind != CALL_EMBEDDING) {
+            choice_complete(c, index, ev->finish);
+            if (c->n_running > 0) return;
+            call_complete(c);
+        } else {
             embed_store(c, (const float *)(void *)mm->extra, (int)(mm->extra_len / sizeof(float)));
             if (c->next_input < (int)json_array_size(c->inputs) && c->req &&
                 !http_req_gone(c->req)) {
@@ -544,8 +591,6 @@ static void on_call_event(call *c, msg *mm) {
                 return;
             }
             embed_reply(c);
-        } else {
-            call_complete(c, ev->finish);
         }
         break;
     case SCHED_FINISH_TIMEOUT:
@@ -558,6 +603,11 @@ static void on_call_event(call *c, msg *mm) {
         call_fail(c, &e);
         break;
     default: break; /* cancelled: the client is gone */
+    }
+    if (c->n_running > 0) { /* answered (or gone): the other choices stop, then the call ends */
+        c->failed = 1;
+        cancel_jobs(c);
+        return;
     }
     call_finish(c);
 }
@@ -599,21 +649,35 @@ static int submit(call *c, const int32_t *ids, int n, int embedding, http_error 
             return http_error_set(e, 400, NULL, "logit_bias", NULL,
                                   "logit_bias names token %d; the vocabulary has %d tokens",
                                   (int)c->sp.bias[i].id, n_vocab);
-    sched_job_params p = {.prompt = ids,
-                          .n_prompt = n,
-                          .sampling = c->sp,
-                          .max_tokens = c->max_tokens,
-                          .stop = (const char *const *)c->stop,
-                          .n_stop = c->n_stop,
-                          .embedding = embedding,
-                          .on_event = on_engine_event,
-                          .arg = c};
-    int rc = sched_submit(s->sch, &p, &c->job);
-    if (rc == SCHED_ERR_QUEUE_FULL)
-        return http_error_set(e, 429, NULL, NULL, "queue_full",
-                              "the request queue is full (%d waiting); try again later",
-                              s->cfg.queue_size);
-    if (rc < 0) return http_error_set(e, 400, NULL, param, NULL, "invalid prompt");
+    int n_jobs = embedding ? 1 : c->n_choices;
+    for (int i = 0; i < n_jobs; i++) {
+        sched_job_params p = {.prompt = ids,
+                              .n_prompt = n,
+                              .sampling = c->sp,
+                              .max_tokens = c->max_tokens,
+                              .stop = (const char *const *)c->stop,
+                              .n_stop = c->n_stop,
+                              .embedding = embedding,
+                              .on_event = on_engine_event,
+                              .arg = &c->ch[i]};
+        p.sampling.seed += (uint64_t)i; /* each choice its own draws */
+        int rc = sched_submit(s->sch, &p, &c->ch[i].job);
+        if (rc < 0) {
+            if (rc == SCHED_ERR_QUEUE_FULL)
+                http_error_set(e, 429, NULL, NULL, "queue_full",
+                               "the request queue is full (%d waiting); try again later",
+                               s->cfg.queue_size);
+            else
+                http_error_set(e, 400, NULL, param, NULL, "invalid prompt");
+            if (i == 0) return -1;
+            /* some choices are queued already: answer now, end the call when they are gone */
+            call_fail(c, e);
+            c->failed = 1;
+            cancel_jobs(c);
+            return 1;
+        }
+        c->n_running++;
+    }
     return 0;
 }
 
@@ -634,8 +698,8 @@ static void embed_next(call *c) {
 static void on_client_gone(http_req *r, void *arg) {
     call *c = arg;
     (void)r;
-    if (c->job) {
-        sched_cancel(c->job); /* DONE follows and finishes the call */
+    if (c->n_running > 0) {
+        cancel_jobs(c); /* DONE follows and finishes the call */
         return;
     }
     if (c->waiter) { /* still waiting for the model: nothing else will finish it */
@@ -784,8 +848,10 @@ static int parse_sampling(call *c, const json_t *body, http_error *e) {
         return -1;
     c->sp.presence_penalty = (float)presence;
     c->sp.frequency_penalty = (float)frequency;
-    if (n != 1)
-        return http_error_set(e, 400, NULL, "n", NULL, "only n = 1 is supported (got %lld)", n);
+    if (n < 1 || n > MAX_CHOICES)
+        return http_error_set(e, 400, NULL, "n", NULL, "'n' must be from 1 to %d (got %lld)",
+                              MAX_CHOICES, n);
+    c->n_choices = (int)n;
     int logprobs = 0;
     if (http_json_get_bool(body, "logprobs", 0, 0, &logprobs, e) < 0) return -1;
     if (logprobs)
@@ -1100,8 +1166,7 @@ static void begin_shutdown(serve *s, const char *why) {
     if (s->stopping) return;
     s->stopping = 1;
     log_info("shutting down (%s)", why);
-    for (call *c = s->calls; c; c = c->next)
-        if (c->job) sched_cancel(c->job);
+    for (call *c = s->calls; c; c = c->next) cancel_jobs(c);
     if (lc_shutdown(s->reg, on_stopped, s) == LC_READY) event_base_loopexit(s->base, NULL);
 }
 

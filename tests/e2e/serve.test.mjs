@@ -186,6 +186,40 @@ describe("endpoints", () => {
     assert.equal(r.body.error.param, "presence_penalty");
   });
 
+  test("n choices: each its own draws, choice 0 as with n = 1, streamed by index", async () => {
+    const req = { prompt: "Lily", max_tokens: 20, temperature: 1, seed: 42, top_k: 20, top_p: 0.9 };
+    const one = await postJson(`${s.base}/v1/completions`, req);
+    const three = await postJson(`${s.base}/v1/completions`, { ...req, n: 3 });
+    assert.equal(three.status, 200);
+    const ch = three.body.choices;
+    assert.deepEqual(ch.map((c) => c.index), [0, 1, 2]);
+    assert.equal(ch[0].text, one.body.choices[0].text);
+    assert.ok(new Set(ch.map((c) => c.text)).size >= 2, JSON.stringify(ch));
+    assert.equal(three.body.usage.prompt_tokens, one.body.usage.prompt_tokens);
+    assert.equal(three.body.usage.completion_tokens, 60);
+    const streamed = await postStream(`${s.base}/v1/chat/completions`, {
+      messages: [{ role: "user", content: "Lily" }], ...req, n: 2, stream: true,
+      stream_options: { include_usage: true },
+    });
+    const plainChat = await postJson(`${s.base}/v1/chat/completions`, {
+      messages: [{ role: "user", content: "Lily" }], ...req, n: 2,
+    });
+    const chunks = streamed.events.filter((e) => e.choices && e.choices.length);
+    for (const i of [0, 1]) {
+      const mine = chunks.filter((e) => e.choices[0].index === i);
+      assert.equal(mine[0].choices[0].delta.role, "assistant");
+      assert.equal(mine.map((e) => e.choices[0].delta.content ?? "").join(""),
+                   plainChat.body.choices[i].message.content);
+      assert.equal(mine.at(-1).choices[0].finish_reason, "length");
+    }
+    assert.equal(streamed.events.at(-2).usage.completion_tokens, 40);
+    for (const n of [0, 9, 1.5]) {
+      const r = await postJson(`${s.base}/v1/completions`, { ...req, n });
+      assert.equal(r.status, 400);
+      assert.equal(r.body.error.param, "n");
+    }
+  });
+
   test("sampling with a seed is reproducible", async () => {
     const req = { prompt: "Lily", max_tokens: 30, temperature: 1, seed: 42, top_k: 20, top_p: 0.9 };
     const a = await postJson(`${s.base}/v1/completions`, req);
@@ -233,7 +267,7 @@ describe("endpoints", () => {
       [chat, { messages: [{ role: "user", content: "x" }], top_p: -1 }, 400, "top_p", /top_p/],
       [chat, { messages: [{ role: "user", content: "x" }], max_tokens: 0 }, 400, "max_tokens", /max_tokens/],
       [chat, { messages: [{ role: "user", content: "x" }], max_tokens: 2.5 }, 400, "max_tokens", /max_tokens/],
-      [chat, { messages: [{ role: "user", content: "x" }], n: 2 }, 400, "n", /n = 1/],
+      [chat, { messages: [{ role: "user", content: "x" }], n: 9 }, 400, "n", /from 1 to 8/],
       [chat, { messages: [{ role: "user", content: "x" }], stream: "yes" }, 400, "stream", /stream/],
       [chat, { messages: [{ role: "user", content: "x" }], stop: 7 }, 400, "stop", /stop/],
       [chat, { messages: [{ role: "user", content: "x" }], model: "gpt-9" }, 404, "model", /gpt-9/],
