@@ -115,33 +115,29 @@ static void test_seed_reproducible(void **state) {
     sampler_free(d);
 }
 
+/* Draw len tokens in a row from the same logits and check each is want[i]. */
+static void expect_draws(sampler *s, const float *logits, const int32_t *want, int len) {
+    for (int i = 0; i < len; i++) assert_int_equal(sampler_sample(s, logits, NULL, 0), want[i]);
+}
+
 /* OpenAI's formula: a token chosen c times before loses c x frequency + (c > 0) x presence. Greedy
  * on fixed logits shows each: token 0 leads by 1.0 over token 1, 2.0 over token 2. */
 static void test_frequency_presence(void **state) {
     (void)state;
     float logits[3] = {3.0f, 2.0f, 1.0f};
-    int32_t seq[6];
     /* no penalty: always token 0 */
     sampler_params p = plain(0, 1);
     sampler *s = sampler_new(&p, 3);
-    for (int i = 0; i < 6; i++) assert_int_equal(sampler_sample(s, logits, NULL, 0), 0);
-    /* frequency 0.6: 0 (3.0), 0 (2.4), then 1 (2.0 > 1.8), 0 (1.8 > 1.4), ... */
+    expect_draws(s, logits, (const int32_t[]){0, 0, 0, 0, 0, 0}, 6);
+    /* frequency 0.6: 0 (3.0), 0 (2.4), then 1 (2.0 > 1.8), 0 (1.8 > 1.4) */
     p.frequency_penalty = 0.6f;
     sampler_reset(s, &p);
-    for (int i = 0; i < 6; i++) seq[i] = sampler_sample(s, logits, NULL, 0);
-    assert_int_equal(seq[0], 0);
-    assert_int_equal(seq[1], 0);
-    assert_int_equal(seq[2], 1);
-    assert_int_equal(seq[3], 0);
-    /* presence 1.5 (once per token): 0, then 1 (2.0 > 1.5), then 0 (1.5 > 1.0 > 0.5)... */
+    expect_draws(s, logits, (const int32_t[]){0, 0, 1, 0}, 4);
+    /* presence 1.5 (once per token): 0, then 1 (2.0 > 1.5), then 0 (1.5 > 1.0 > 0.5), 0 */
     p.frequency_penalty = 0.0f;
     p.presence_penalty = 1.5f;
     sampler_reset(s, &p);
-    for (int i = 0; i < 4; i++) seq[i] = sampler_sample(s, logits, NULL, 0);
-    assert_int_equal(seq[0], 0);
-    assert_int_equal(seq[1], 1);
-    assert_int_equal(seq[2], 0);
-    assert_int_equal(seq[3], 0);
+    expect_draws(s, logits, (const int32_t[]){0, 1, 0, 0}, 4);
     /* a negative penalty favours repeats; a reset forgets what was chosen */
     p.presence_penalty = -2.0f;
     sampler_reset(s, &p);
