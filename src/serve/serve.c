@@ -106,6 +106,7 @@ struct call {
     char *prompt_text;    /* formatted prompt (chat) or the prompt (completion) */
     const json_t *inputs; /* embeddings: array of strings, borrowed from body */
     int base64;
+    const char *user; /* "user" / "safety_identifier", borrowed from body: goes in the log line */
 
     /* progress: one job per choice, all on the same prompt */
     lc_waiter *waiter;
@@ -324,8 +325,8 @@ static void call_free(call *c) {
 
 static void call_note(call *c) {
     if (c->req)
-        http_req_set_note(c->req, "model=%s prompt_tokens=%d gen_tokens=%d", c->s->name,
-                          c->n_prompt, c->n_gen);
+        http_req_set_note(c->req, "model=%s prompt_tokens=%d gen_tokens=%d%s%.64s", c->s->name,
+                          c->n_prompt, c->n_gen, c->user ? " user=" : "", c->user ? c->user : "");
 }
 
 /* Answer with an error (terminal) and finish the call. */
@@ -796,6 +797,135 @@ static int check_model(serve *s, const json_t *body, http_error *e) {
     return 0;
 }
 
+/* ==== Request fields ====
+ *
+ * Every field each route accepts. A field not listed is answered 400, as OpenAI answers an
+ * unrecognized argument, so none is ever silently ignored. Fields marked APPLIED are parsed and
+ * used by the code below; the others are checked here and accepted only with the value the
+ * server honours (null counts as absent, as it does for OpenAI). */
+
+enum { F_CHAT = 1 << CALL_CHAT, F_COMP = 1 << CALL_COMPLETION, F_EMB = 1 << CALL_EMBEDDING };
+#define F_GEN (F_CHAT | F_COMP)
+#define F_ALL (F_GEN | F_EMB)
+
+enum field_rule {
+    FIELD_APPLIED,     /* parsed and applied by the route's own code */
+    FIELD_USER,        /* an end-user id: recorded in the request's log line */
+    FIELD_FALSE,       /* a boolean only false is honoured for */
+    FIELD_TIER,        /* service_tier: we have one tier, "auto" and "default" name it */
+    FIELD_TEXT_ONLY,   /* modalities: only ["text"] */
+    FIELD_BEST_OF,     /* best_of: only equal to n (no server-side ranking) */
+    FIELD_EMPTY,       /* a string honoured only when empty (suffix) */
+    FIELD_UNSUPPORTED, /* not implemented: any non-null value is a 400 with the reason */
+};
+
+static const struct request_field {
+    const char *name;
+    unsigned kinds;
+    enum field_rule rule;
+    const char *why; /* FIELD_UNSUPPORTED and the checked rules: what the 400 says */
+} request_fields[] = {
+    {"model", F_ALL, FIELD_APPLIED, NULL},
+    {"messages", F_CHAT, FIELD_APPLIED, NULL},
+    {"prompt", F_COMP, FIELD_APPLIED, NULL},
+    {"echo", F_COMP, FIELD_APPLIED, NULL},
+    {"input", F_EMB, FIELD_APPLIED, NULL},
+    {"encoding_format", F_EMB, FIELD_APPLIED, NULL},
+    {"stream", F_GEN, FIELD_APPLIED, NULL},
+    {"stream_options", F_GEN, FIELD_APPLIED, NULL},
+    {"temperature", F_GEN, FIELD_APPLIED, NULL},
+    {"top_p", F_GEN, FIELD_APPLIED, NULL},
+    {"top_k", F_GEN, FIELD_APPLIED, NULL},
+    {"min_p", F_GEN, FIELD_APPLIED, NULL},
+    {"repeat_penalty", F_GEN, FIELD_APPLIED, NULL},
+    {"presence_penalty", F_GEN, FIELD_APPLIED, NULL},
+    {"frequency_penalty", F_GEN, FIELD_APPLIED, NULL},
+    {"logit_bias", F_GEN, FIELD_APPLIED, NULL},
+    {"seed", F_GEN, FIELD_APPLIED, NULL},
+    {"max_tokens", F_GEN, FIELD_APPLIED, NULL},
+    {"max_completion_tokens", F_GEN, FIELD_APPLIED, NULL},
+    {"n", F_GEN, FIELD_APPLIED, NULL},
+    {"stop", F_GEN, FIELD_APPLIED, NULL},
+    {"logprobs", F_GEN, FIELD_APPLIED, NULL},
+    {"user", F_ALL, FIELD_USER, NULL},
+    {"safety_identifier", F_CHAT, FIELD_USER, NULL},
+    {"store", F_CHAT, FIELD_FALSE, "stored completions are not supported"},
+    {"service_tier", F_CHAT, FIELD_TIER, "only the 'auto' and 'default' tiers exist here"},
+    {"modalities", F_CHAT, FIELD_TEXT_ONLY, "only [\"text\"] output is supported"},
+    {"best_of", F_COMP, FIELD_BEST_OF, "best_of must equal n (candidates are not ranked)"},
+    {"suffix", F_COMP, FIELD_EMPTY, "suffix (insertion) is not supported"},
+    {"top_logprobs", F_CHAT, FIELD_UNSUPPORTED, "top_logprobs are not supported"},
+    {"response_format", F_CHAT, FIELD_UNSUPPORTED, "response_format is not supported"},
+    {"tools", F_CHAT, FIELD_UNSUPPORTED, "tools are not supported"},
+    {"tool_choice", F_CHAT, FIELD_UNSUPPORTED, "tool_choice is not supported (no tools)"},
+    {"parallel_tool_calls", F_CHAT, FIELD_UNSUPPORTED, "parallel_tool_calls is not supported"},
+    {"functions", F_CHAT, FIELD_UNSUPPORTED, "functions (deprecated) are not supported"},
+    {"function_call", F_CHAT, FIELD_UNSUPPORTED, "function_call (deprecated) is not supported"},
+    {"metadata", F_CHAT, FIELD_UNSUPPORTED, "metadata is for stored completions (not supported)"},
+    {"audio", F_CHAT, FIELD_UNSUPPORTED, "audio output is not supported"},
+    {"prediction", F_CHAT, FIELD_UNSUPPORTED, "predicted outputs are not supported"},
+    {"reasoning_effort", F_CHAT, FIELD_UNSUPPORTED, "reasoning_effort is not supported"},
+    {"verbosity", F_CHAT, FIELD_UNSUPPORTED, "verbosity is not supported"},
+    {"web_search_options", F_CHAT, FIELD_UNSUPPORTED, "web search is not supported"},
+    {"prompt_cache_key", F_CHAT, FIELD_UNSUPPORTED, "prompt_cache_key is not supported"},
+    {"dimensions", F_EMB, FIELD_UNSUPPORTED, "dimensions is not supported (fixed width)"},
+};
+
+static int field_error(http_error *e, const char *name, const char *why) {
+    return http_error_set(e, 400, NULL, name, NULL, "'%s': %s", name, why);
+}
+
+/* Checks every field of `body` against request_fields for a call of `kind`. */
+static int check_fields(int kind, call *c, const json_t *body, http_error *e) {
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)body, key, v) {
+        const struct request_field *f = NULL;
+        for (size_t i = 0; i < sizeof request_fields / sizeof *request_fields; i++)
+            if (!strcmp(request_fields[i].name, key) && (request_fields[i].kinds & 1u << kind))
+                f = &request_fields[i];
+        if (!f)
+            return http_error_set(e, 400, NULL, key, "unknown_parameter",
+                                  "unrecognized request argument supplied: %.64s", key);
+        if (json_is_null(v)) continue;
+        switch (f->rule) {
+        case FIELD_APPLIED: break;
+        case FIELD_USER:
+            if (!json_is_string(v) || json_string_length(v) > 256)
+                return field_error(e, key, "must be a string of at most 256 characters");
+            c->user = json_string_value(v);
+            break;
+        case FIELD_FALSE:
+            if (!json_is_boolean(v)) return field_error(e, key, "must be a boolean");
+            if (json_is_true(v)) return field_error(e, key, f->why);
+            break;
+        case FIELD_TIER:
+            if (!json_is_string(v) ||
+                (strcmp(json_string_value(v), "auto") && strcmp(json_string_value(v), "default")))
+                return field_error(e, key, f->why);
+            break;
+        case FIELD_TEXT_ONLY:
+            if (!json_is_array(v) || json_array_size(v) != 1 ||
+                !json_is_string(json_array_get(v, 0)) ||
+                strcmp(json_string_value(json_array_get(v, 0)), "text"))
+                return field_error(e, key, f->why);
+            break;
+        case FIELD_BEST_OF: {
+            const json_t *n = json_object_get(body, "n");
+            json_int_t want = json_is_integer(n) ? json_integer_value(n) : 1;
+            if (!json_is_integer(v) || json_integer_value(v) != want)
+                return field_error(e, key, f->why);
+            break;
+        }
+        case FIELD_EMPTY:
+            if (!json_is_string(v) || json_string_length(v) > 0) return field_error(e, key, f->why);
+            break;
+        case FIELD_UNSUPPORTED: return field_error(e, key, f->why);
+        }
+    }
+    return 0;
+}
+
 /* "logit_bias": {"TOKEN_ID": BIAS, ...}, ids as decimal strings, biases in [-100, 100]. Whether
  * each id is in the vocabulary is checked when the model is loaded (submit). */
 static int parse_logit_bias(sampler_params *sp, const json_t *body, http_error *e) {
@@ -944,7 +1074,8 @@ static void begin_call(serve *s, http_req *r, int kind) {
     }
     call *c = call_new(s, r, kind);
     c->body = body;
-    int rc = check_model(s, body, &e);
+    int rc = check_fields(kind, c, body, &e);
+    if (rc == 0) rc = check_model(s, body, &e);
     if (rc == 0 && kind == CALL_CHAT) rc = parse_messages(body, &e);
     if (rc == 0 && kind == CALL_COMPLETION) {
         const json_t *p = json_object_get(body, "prompt");

@@ -197,12 +197,13 @@ describe("endpoints", () => {
     assert.ok(new Set(ch.map((c) => c.text)).size >= 2, JSON.stringify(ch));
     assert.equal(three.body.usage.prompt_tokens, one.body.usage.prompt_tokens);
     assert.equal(three.body.usage.completion_tokens, 60);
+    const { prompt: _, ...sampling } = req; // chat takes messages, and refuses "prompt"
     const streamed = await postStream(`${s.base}/v1/chat/completions`, {
-      messages: [{ role: "user", content: "Lily" }], ...req, n: 2, stream: true,
+      messages: [{ role: "user", content: "Lily" }], ...sampling, n: 2, stream: true,
       stream_options: { include_usage: true },
     });
     const plainChat = await postJson(`${s.base}/v1/chat/completions`, {
-      messages: [{ role: "user", content: "Lily" }], ...req, n: 2,
+      messages: [{ role: "user", content: "Lily" }], ...sampling, n: 2,
     });
     const chunks = streamed.events.filter((e) => e.choices && e.choices.length);
     for (const i of [0, 1]) {
@@ -300,6 +301,42 @@ describe("endpoints", () => {
     // still serving
     const ok = await postJson(`${s.base}/v1/completions`, { prompt: "Once", max_tokens: 3 });
     assert.equal(ok.status, 200);
+  });
+
+  test("every request field is applied or refused with 400 naming it, never ignored", async () => {
+    const chat = `${s.base}/v1/chat/completions`;
+    const comp = `${s.base}/v1/completions`;
+    const msg = { messages: [{ role: "user", content: "x" }], max_tokens: 2 };
+    const refused = [
+      [chat, { ...msg, frobnicate: 1 }, "frobnicate", /unrecognized/],
+      [chat, { ...msg, prompt: "x" }, "prompt", /unrecognized/],
+      [comp, { prompt: "x", messages: [] }, "messages", /unrecognized/],
+      [chat, { ...msg, store: true }, "store", /stored/],
+      [chat, { ...msg, service_tier: "flex" }, "service_tier", /tiers/],
+      [chat, { ...msg, modalities: ["text", "audio"] }, "modalities", /text/],
+      [chat, { ...msg, audio: { voice: "x" } }, "audio", /audio/],
+      [chat, { ...msg, user: 7 }, "user", /string/],
+      [comp, { prompt: "x", best_of: 3 }, "best_of", /equal n/],
+      [comp, { prompt: "x", suffix: "end" }, "suffix", /suffix/],
+      [`${s.base}/v1/embeddings`, { input: "x", dimensions: 8 }, "dimensions", /dimensions/],
+    ];
+    for (const [url, body, param, message] of refused) {
+      const r = await postJson(url, body);
+      assert.equal(r.status, 400, `${JSON.stringify(body)} -> ${r.status}`);
+      assert.equal(r.body.error.param, param, JSON.stringify(r.body));
+      assert.match(r.body.error.message, message);
+    }
+    const accepted = [
+      [chat, { ...msg, store: false, service_tier: "auto", modalities: ["text"], tools: null }],
+      [comp, { prompt: "x", max_tokens: 2, best_of: 2, n: 2, suffix: "" }],
+      [chat, { ...msg, user: "field-test-user" }],
+    ];
+    for (const [url, body] of accepted) {
+      const r = await postJson(url, body);
+      assert.equal(r.status, 200, `${JSON.stringify(body)} -> ${JSON.stringify(r.body)}`);
+    }
+    await waitFor(() => /POST \/v1\/chat\/completions 200 .* user=field-test-user/.test(
+      readFileSync(path.join(logs.dir, "serve.log"), "utf8")), { what: "the user id in the log line" });
   });
 
   test("one log line per request with model and token counts", async () => {
