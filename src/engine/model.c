@@ -575,6 +575,21 @@ void model_ctx_clear(model_ctx *c, int seq) {
     c->n_touched[seq] = 0;
 }
 
+void model_ctx_copy_prefix(model_ctx *c, int dst, int src, int n) {
+    MH_ASSERT(dst >= 0 && dst < c->n_seq && src >= 0 && src < c->n_seq && dst != src);
+    MH_ASSERT(n <= c->n_past[src] && n <= c->n_ctx);
+    int from = c->n_past[dst];
+    if (n <= from) return;
+    size_t bytes = (size_t)(n - from) * (size_t)c->kv_dim * c->kv_elt;
+    for (int l = 0; l < c->m->hp.n_layer; l++) {
+        memcpy(kv_at(c, c->k_cache, dst, l, from), kv_at(c, c->k_cache, src, l, from), bytes);
+        memcpy(kv_at(c, c->v_cache, dst, l, from), kv_at(c, c->v_cache, src, l, from), bytes);
+    }
+    c->n_past[dst] = n;
+    if (n > c->n_touched[dst]) c->n_touched[dst] = n;
+    c->pool_n[dst] = 0; /* what was copied was never pooled here: not an embedding's state */
+}
+
 /* ==== Matmul ==== */
 
 static void matmul(model_ctx *c, const mm_job *jobs, int n_jobs, int B) {

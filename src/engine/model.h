@@ -89,6 +89,11 @@ int model_ctx_kv_type(const model_ctx *c);
 int model_ctx_n_past(const model_ctx *c, int seq);
 /* Forget positions >= n (n <= n_past) of a sequence: the next eval continues from n. */
 void model_ctx_rewind(model_ctx *c, int seq, int n);
+/* Fill positions [n_past(dst), n) of sequence dst with the keys and values of sequence src at
+ * the same positions (n <= n_past(src)): the caller knows both sequences hold the same tokens
+ * there, so dst continues from n as if it had evaluated them. Not for embeddings (pooling
+ * starts over). */
+void model_ctx_copy_prefix(model_ctx *c, int dst, int src, int n);
 /* Rewind to 0 and hand the sequence's KV pages back to the system. */
 void model_ctx_clear(model_ctx *c, int seq);
 /* Bytes of the activation buffers and scratch (allocated at creation). */

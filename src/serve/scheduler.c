@@ -219,6 +219,58 @@ static void slot_begin(sched *s, slot *sl) {
     j->on_event(j->arg, &ev);
 }
 
+/* ==== Prompt sharing between slots ====
+ *
+ * Slots working on prompts with a common prefix (the n choices of one request, requests with
+ * the same system prompt) compute that prefix once: a prefilling slot copies the keys and
+ * values another slot already holds for the same tokens, and waits a step rather than compute
+ * a long prefix a slot ahead of it is computing. */
+
+#define SHARE_MIN_WAIT 32 /* tokens: a shorter common prefix is computed, not waited for */
+
+/* The prefix of the job's prompt (at most all but its last token, whose logits the slot needs)
+ * that slot `o` holds in its cache (held) or will hold once its prompt is done (planned). */
+static int shared_with(const slot *o, const sched_job *j, int planned) {
+    int limit = j->n_prompt - 1;
+    if (planned)
+        return o->phase == SLOT_PREFILL && !o->job->embedding
+                   ? common_prefix(o->job->prompt, o->job->n_prompt, j->prompt, limit)
+                   : 0;
+    return common_prefix(o->tokens, o->n_tokens, j->prompt, limit);
+}
+
+/* Before laying out slot sl's next prompt chunk: take what other slots hold of its prompt.
+ * Returns 1 when sl should wait this step for a slot ahead of it (earlier in `order`, index
+ * `rank`, or further along) that is computing a long stretch of the same prompt. */
+static int share_prefix(sched *s, slot *sl, slot **order, int rank) {
+    sched_job *j = sl->job;
+    if (s->cfg.no_prompt_cache || j->embedding) return 0;
+    slot *best = NULL;
+    int best_len = sl->n_prompt_done;
+    for (int i = 0; i < s->n_slots; i++) {
+        slot *o = &s->slots[i];
+        if (o == sl) continue;
+        int len = shared_with(o, j, 0);
+        if (len > best_len) best = o, best_len = len;
+    }
+    if (best) {
+        model_ctx_copy_prefix(s->ctx, sl->seq, best->seq, best_len);
+        memcpy(sl->tokens + sl->n_tokens, j->prompt + sl->n_tokens,
+               (size_t)(best_len - sl->n_tokens) * sizeof(int32_t));
+        sl->n_cached += best_len - sl->n_prompt_done;
+        sl->n_tokens = sl->n_prompt_done = best_len;
+    }
+    for (int i = 0; i < s->n_slots; i++) {
+        slot *o = &s->slots[i];
+        if (o == sl || o->phase != SLOT_PREFILL) continue;
+        int ahead = o->n_prompt_done > sl->n_prompt_done;
+        if (!ahead && o->n_prompt_done == sl->n_prompt_done) /* a tie goes to the older */
+            for (int k = 0; k < rank; k++) ahead |= order[k] == o;
+        if (ahead && shared_with(o, j, 1) >= sl->n_prompt_done + SHARE_MIN_WAIT) return 1;
+    }
+    return 0;
+}
+
 /* Sample the slot's next token from its logits and pass the text on. Returns 1 when the token
  * is to be evaluated in this step's pass, 0 when the job finished. */
 static int slot_sample(sched *s, slot *sl) {
@@ -284,6 +336,7 @@ static void engine_step(sched *s) {
     for (int i = 0; i < n_prefill && budget > 0; i++) {
         slot *sl = s->order[i];
         sched_job *j = sl->job;
+        if (share_prefix(s, sl, s->order, i)) continue;
         int take = MH_MIN(budget, j->n_prompt - sl->n_prompt_done);
         int last = sl->n_prompt_done + take == j->n_prompt;
         int out = j->embedding ? MODEL_OUT_POOL : last ? MODEL_OUT_LOGITS : MODEL_OUT_NONE;

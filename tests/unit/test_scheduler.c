@@ -641,6 +641,41 @@ static void test_batch_long_prefill_beside_stream(void **state) {
     sched_free(s);
 }
 
+/* Three jobs on the same 300-token prompt, one on a prompt sharing its first 200 tokens,
+ * submitted together (n choices, a common system prompt): the prefix is computed once and the
+ * others copy its keys and values. Each still gives exactly its alone text. */
+static void test_shared_prompt_prefix(void **state) {
+    (void)state;
+    prompt prs[4];
+    for (int i = 0; i < 3; i++) long_prompt(mdl, &prs[i], 300, 16);
+    long_prompt(mdl, &prs[3], 300, 16);
+    for (int i = 200; i < 300; i++) prs[3].ids[i] = 3 + (prs[3].ids[i] * 7 + i) % 400;
+    run_alone(mdl, &prs[0], alone_text[0], sizeof alone_text[0]);
+    run_alone(mdl, &prs[3], alone_text[3], sizeof alone_text[3]);
+    sched *s = new_batching_sched(mdl, 4, 64); /* several steps per prompt */
+    collector cs[4];
+    sched_job *js[4];
+    for (int i = 0; i < 4; i++) collector_init(&cs[i]);
+    for (int i = 0; i < 4; i++) {
+        sched_job_params p = prompt_params(&prs[i], &cs[i]);
+        assert_int_equal(sched_submit(s, &p, &js[i]), 0);
+    }
+    int computed = 0, copied = 0;
+    for (int i = 0; i < 4; i++) {
+        wait_done(&cs[i]);
+        assert_string_equal(cs[i].text, alone_text[i == 3 ? 3 : 0]);
+        assert_int_equal(cs[i].n_prompt, 300);
+        if (cs[i].n_cached == 0) computed++;
+        if (i < 3 && cs[i].n_cached == 299) copied++;
+        if (i == 3) assert_true(cs[i].n_cached >= 200);
+        sched_job_release(js[i]);
+        collector_destroy(&cs[i]);
+    }
+    assert_int_equal(computed, 1); /* one slot computed the common prefix */
+    assert_int_equal(copied, 2);   /* the other two copies of that prompt copied all of it */
+    sched_free(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_matches_reference),
@@ -656,6 +691,7 @@ int main(void) {
         cmocka_unit_test(test_batch_join_mid_generation),
         cmocka_unit_test(test_batch_cancel_one),
         cmocka_unit_test(test_batch_long_prefill_beside_stream),
+        cmocka_unit_test(test_shared_prompt_prefix),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
