@@ -68,10 +68,24 @@ static void test_rejects_with_param(void **state) {
     assert_int_equal(e.status, 500);
 }
 
+/* fuzz_request crash: a parse error quoting invalid UTF-8 ("near '...'") made
+ * http_error_envelope() return NULL. The message is now made valid UTF-8. */
+static void test_envelope_of_invalid_utf8(void **state) {
+    (void)state;
+    static const char body[] = "{\"mel\":\"m\",\"mes\\u000\xcd\x9e\x98\x9a\x8c\xdd\xc5\xddm\"}";
+    http_error e;
+    assert_int_equal(serve_validate_request(SERVE_REQ_CHAT, body, sizeof body - 1, &e), -1);
+    assert_int_equal(e.status, 400);
+    json_t *env = http_error_envelope(&e);
+    assert_non_null(env);
+    json_decref(env);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accepts),
         cmocka_unit_test(test_rejects_with_param),
+        cmocka_unit_test(test_envelope_of_invalid_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
