@@ -10,7 +10,9 @@
 #include "engine/gguf.h"
 #include "engine/quant.h"
 
-#if defined(__x86_64__)
+/* MH_NO_SIMD: the portable kernels only (the fuzz build: clang 14 rejects
+ * __builtin_cpu_supports("f16c")). */
+#if defined(__x86_64__) && !defined(MH_NO_SIMD)
 #include <immintrin.h>
 #define HAVE_X86 1
 #else

@@ -13,7 +13,8 @@
 #include "engine/kernels.h"
 #include "util/common.h"
 
-#if defined(__x86_64__)
+/* MH_NO_SIMD: the portable code only (see kernels.c). */
+#if defined(__x86_64__) && !defined(MH_NO_SIMD)
 #include <immintrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>

@@ -15,6 +15,33 @@ const char *http_error_default_type(int status) {
     }
 }
 
+/* Replace every byte of s that does not start or continue a valid UTF-8 sequence with '?', in
+ * place: messages quote request bytes ("near '...'") and get cut at a fixed size, and jansson
+ * refuses to build a string that is not UTF-8 (the envelope would be NULL). */
+static void make_utf8(char *s) {
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        unsigned c = *p;
+        size_t k = c < 0x80             ? 0
+                   : (c & 0xe0) == 0xc0 ? 1
+                   : (c & 0xf0) == 0xe0 ? 2
+                   : (c & 0xf8) == 0xf0 ? 3
+                                        : 4;
+        unsigned cp = k == 1 ? c & 0x1f : k == 2 ? c & 0x0f : c & 0x07;
+        size_t j = 1;
+        for (; k < 4 && j <= k && (p[j] & 0xc0) == 0x80; j++) cp = (cp << 6) | (p[j] & 0x3f);
+        static const unsigned min[] = {0, 0x80, 0x800, 0x10000};
+        if (k == 0) {
+            p++;
+        } else if (k < 4 && j == k + 1 && cp >= min[k] && cp <= 0x10ffff &&
+                   !(cp >= 0xd800 && cp <= 0xdfff)) {
+            p += k + 1;
+        } else {
+            *p++ = '?';
+        }
+    }
+}
+
 int http_error_set(http_error *e, int status, const char *type, const char *param, const char *code,
                    const char *fmt, ...) {
     e->status = status;
@@ -26,6 +53,8 @@ int http_error_set(http_error *e, int status, const char *type, const char *para
     va_start(ap, fmt);
     vsnprintf(e->message, sizeof e->message, fmt, ap);
     va_end(ap);
+    make_utf8(e->message);
+    make_utf8(e->param);
     return -1;
 }
 

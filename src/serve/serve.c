@@ -1064,42 +1064,38 @@ static int parse_messages(const json_t *body, http_error *e) {
     return 0;
 }
 
-/* Common start of the three generation routes: auth is done by the server. */
-static void begin_call(serve *s, http_req *r, int kind) {
-    http_error e;
-    json_t *body;
-    if (http_req_json(r, &body, &e) < 0) {
-        http_reply_error(r, &e);
-        return;
-    }
-    call *c = call_new(s, r, kind);
-    c->body = body;
-    int rc = check_fields(kind, c, body, &e);
-    if (rc == 0) rc = check_model(s, body, &e);
-    if (rc == 0 && kind == CALL_CHAT) rc = parse_messages(body, &e);
+/* Everything begin_call checks in a request body before it waits for the model: the fields of
+ * `kind` (c->kind) in c->body, written into c. 0, or -1 with the error in e. */
+static int parse_call(call *c, http_error *e) {
+    serve *s = c->s;
+    json_t *body = c->body;
+    int kind = c->kind;
+    int rc = check_fields(kind, c, body, e);
+    if (rc == 0) rc = check_model(s, body, e);
+    if (rc == 0 && kind == CALL_CHAT) rc = parse_messages(body, e);
     if (rc == 0 && kind == CALL_COMPLETION) {
         const json_t *p = json_object_get(body, "prompt");
         int echo = 0;
         if (!p || json_is_null(p))
-            rc = http_error_set(&e, 400, NULL, "prompt", NULL,
-                                "missing required parameter 'prompt'");
+            rc =
+                http_error_set(e, 400, NULL, "prompt", NULL, "missing required parameter 'prompt'");
         else if (!json_is_string(p))
-            rc = http_error_set(&e, 400, NULL, "prompt", NULL,
+            rc = http_error_set(e, 400, NULL, "prompt", NULL,
                                 "'prompt' must be a string (arrays are not supported)");
-        else if (http_json_get_bool(body, "echo", 0, 0, &echo, &e) < 0)
+        else if (http_json_get_bool(body, "echo", 0, 0, &echo, e) < 0)
             rc = -1;
         else if (echo)
-            rc = http_error_set(&e, 400, NULL, "echo", NULL, "echo is not supported");
+            rc = http_error_set(e, 400, NULL, "echo", NULL, "echo is not supported");
         else
             c->prompt_text = mh_xstrdup(json_string_value(p));
     }
     if (rc == 0 && kind == CALL_EMBEDDING) {
         const json_t *in = json_object_get(body, "input");
         const char *fmt = NULL;
-        if (http_json_get_string(body, "encoding_format", 0, 16, "float", &fmt, &e) < 0)
+        if (http_json_get_string(body, "encoding_format", 0, 16, "float", &fmt, e) < 0)
             rc = -1;
         else if (strcmp(fmt, "float") && strcmp(fmt, "base64"))
-            rc = http_error_set(&e, 400, NULL, "encoding_format", NULL,
+            rc = http_error_set(e, 400, NULL, "encoding_format", NULL,
                                 "'encoding_format' must be 'float' or 'base64'");
         c->base64 = rc == 0 && strcmp(fmt, "base64") == 0;
         if (rc == 0) {
@@ -1113,20 +1109,34 @@ static void begin_call(serve *s, http_req *r, int kind) {
             const json_t *v;
             if (!json_is_array(in) || json_array_size(in) == 0 ||
                 json_array_size(in) > MAX_EMBED_INPUTS)
-                rc = http_error_set(&e, 400, NULL, "input", NULL,
+                rc = http_error_set(e, 400, NULL, "input", NULL,
                                     "'input' must be a string or a non-empty array of at most "
                                     "%d strings",
                                     MAX_EMBED_INPUTS);
             else
                 json_array_foreach(in, i, v) if (!json_is_string(v) || json_string_length(v) == 0) {
-                    rc = http_error_set(&e, 400, NULL, "input", NULL,
+                    rc = http_error_set(e, 400, NULL, "input", NULL,
                                         "input[%zu] must be a non-empty string", i);
                     break;
                 }
             c->inputs = in;
         }
     }
-    if (rc == 0 && kind != CALL_EMBEDDING) rc = parse_sampling(c, body, &e);
+    if (rc == 0 && kind != CALL_EMBEDDING) rc = parse_sampling(c, body, e);
+    return rc;
+}
+
+/* Common start of the three generation routes: auth is done by the server. */
+static void begin_call(serve *s, http_req *r, int kind) {
+    http_error e;
+    json_t *body;
+    if (http_req_json(r, &body, &e) < 0) {
+        http_reply_error(r, &e);
+        return;
+    }
+    call *c = call_new(s, r, kind);
+    c->body = body;
+    int rc = parse_call(c, &e);
     if (rc < 0) {
         call_fail(c, &e);
         call_finish(c);
@@ -1148,6 +1158,21 @@ static void route_completions(http_req *r, void *arg) {
 }
 static void route_embeddings(http_req *r, void *arg) {
     begin_call(arg, r, CALL_EMBEDDING);
+}
+
+int serve_validate_request(serve_request_kind kind, const char *body, size_t len, http_error *e) {
+    static const int kinds[] = {CALL_CHAT, CALL_COMPLETION, CALL_EMBEDDING};
+    if ((unsigned)kind >= sizeof kinds / sizeof kinds[0])
+        return http_error_set(e, 500, NULL, NULL, NULL, "unknown request kind %d", (int)kind);
+    json_t *root;
+    if (http_json_parse(body, len, 1, &root, e) < 0) return -1; /* as http_req_json does */
+    serve s = {0};
+    s.cfg.worker = 1; /* no registry: any "model" string passes, as in a hub worker */
+    call *c = call_new(&s, NULL, kinds[kind]);
+    c->body = root; /* owned by the call from here */
+    int rc = parse_call(c, e);
+    call_free(c);
+    return rc < 0 ? -1 : 0;
 }
 
 /* ==== Models, health, control ==== */

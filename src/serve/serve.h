@@ -8,7 +8,10 @@
 #ifndef MH_SERVE_H
 #define MH_SERVE_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "http/http_json.h"
 
 typedef struct serve_config {
     const char *model_path;
@@ -35,5 +38,18 @@ typedef struct serve_config {
 
 /* Run until SIGTERM/SIGINT (or the parent's death in worker mode). Returns the exit status. */
 int serve_run(const serve_config *cfg);
+
+/* The request bodies serve_validate_request() knows. */
+typedef enum serve_request_kind {
+    SERVE_REQ_CHAT,       /* POST /v1/chat/completions */
+    SERVE_REQ_COMPLETION, /* POST /v1/completions */
+    SERVE_REQ_EMBEDDING   /* POST /v1/embeddings */
+} serve_request_kind;
+
+/* Check `len` bytes of a request body exactly as the route does before it waits for the model
+ * (JSON parse, then every field), without a server or a model: "model" is not looked up (as in
+ * a hub worker). 0 when the route would go on to queue the request; -1 with the error it would
+ * answer in `e`. For tests and fuzzing; thread-safe apart from call ids' counter. */
+int serve_validate_request(serve_request_kind kind, const char *body, size_t len, http_error *e);
 
 #endif
