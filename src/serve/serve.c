@@ -31,6 +31,7 @@
 #include "http/http_stream.h"
 #include "lifecycle/lifecycle.h"
 #include "serve/scheduler.h"
+#include "serve/tools.h"
 #include "util/common.h"
 #include "util/log.h"
 
@@ -110,6 +111,9 @@ struct call {
     const char *user; /* "user" / "safety_identifier", borrowed from body: goes in the log line */
     int logprobs;     /* report token log-probabilities, with top_logprobs alternatives */
     int top_logprobs;
+    tools_request tools; /* chat: the functions the model may call, and tool_choice */
+    tools_style style;   /* how the model's template family writes them */
+    int forced;          /* tool_choice required/named: the prompt opens the call */
 
     /* progress: one job per choice, all on the same prompt */
     lc_waiter *waiter;
@@ -122,8 +126,10 @@ struct call {
         sched_job *job;
         mh_buf text;
         int finish;
-        json_t *lp;         /* not streamed: every token's entry, chat shape */
+        json_t *lp;         /* not streamed (or held back): token entries, chat shape */
         size_t text_offset; /* completions' logprobs.text_offset of the next token */
+        size_t shown;       /* streamed with tools: bytes of text sent as content */
+        int tool_calls;     /* the reply was read back as calls */
     } ch[MAX_CHOICES];
     int failed;  /* an error was answered; the other choices are being cancelled */
     int started; /* the stream's head and first chunk were sent */
@@ -401,6 +407,11 @@ static const char *finish_name(int finish) {
     return finish == SCHED_FINISH_LENGTH ? "length" : "stop";
 }
 
+/* Calls are read out of this call's replies. */
+static int reads_tools(const call *c) {
+    return c->kind == CALL_CHAT && c->tools.choice != TOOLS_NONE;
+}
+
 static json_t *usage_json(const call *c) {
     return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", c->n_prompt, "completion_tokens",
                      c->n_gen, "total_tokens", c->n_prompt + c->n_gen, "prompt_tokens_details",
@@ -517,6 +528,27 @@ static void call_started(call *c) {
 /* Text of choice `index`, with its tokens' logprob entries (NULL when not asked; borrowed). */
 static void call_text(call *c, int index, const char *text, size_t len, json_t *lp) {
     struct choice *ch = &c->ch[index];
+    if (c->stream && reads_tools(c)) { /* hold back what may be a call */
+        mh_buf_append(&ch->text, text, len);
+        if (lp) {
+            if (!ch->lp) ch->lp = json_array();
+            json_array_extend(ch->lp, lp);
+        }
+        int in_call = 0;
+        size_t safe =
+            c->forced ? 0 : tools_stream_safe(c->style, ch->text.data, ch->text.len, &in_call);
+        if (safe <= ch->shown) return;
+        if (!c->started) call_started(c);
+        json_t *held = ch->lp;
+        ch->lp = NULL;
+        if (c->started)
+            stream_chunk(c,
+                         chunk_json(c, index, ch->text.data + ch->shown, safe - ch->shown, 0, NULL,
+                                    held ? logprobs_json(c, held, &ch->text_offset) : NULL));
+        json_decref(held);
+        ch->shown = safe;
+        return;
+    }
     if (c->stream) {
         if (!c->started) call_started(c);
         if (c->started)
@@ -531,12 +563,60 @@ static void call_text(call *c, int index, const char *text, size_t len, json_t *
     }
 }
 
+/* The reply of a choice read for calls: its content and calls (NULL when none). */
+static json_t *read_calls(call *c, int index, mh_buf *content) {
+    struct choice *ch = &c->ch[index];
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "call_%s_%d", c->id, index);
+    json_t *calls = NULL;
+    tools_parse_output(&c->tools, c->style, c->forced, ch->text.data ? ch->text.data : "",
+                       ch->text.len, prefix, content, &calls);
+    ch->tool_calls = calls != NULL;
+    return calls;
+}
+
+/* Streamed with tools: the content held back, then the calls, as delta.tool_calls. */
+static void stream_held(call *c, int index) {
+    struct choice *ch = &c->ch[index];
+    mh_buf content = {0};
+    json_t *calls = read_calls(c, index, &content);
+    const char *rest = calls ? content.data : ch->text.data;
+    size_t rest_len = calls ? content.len : ch->text.len;
+    json_t *held = ch->lp;
+    ch->lp = NULL;
+    if (rest_len > ch->shown || (held && !calls)) {
+        stream_chunk(c, chunk_json(c, index, rest + ch->shown,
+                                   rest_len > ch->shown ? rest_len - ch->shown : 0, 0, NULL,
+                                   held ? logprobs_json(c, held, &ch->text_offset) : NULL));
+        json_decref(held);
+        held = NULL;
+    }
+    size_t k;
+    json_t *call;
+    json_array_foreach(calls, k, call) {
+        json_t *chunk =
+            chunk_json(c, index, NULL, 0, 0, NULL,
+                       held && k == 0 ? logprobs_json(c, held, &ch->text_offset) : NULL);
+        json_t *delta =
+            json_object_get(json_array_get(json_object_get(chunk, "choices"), 0), "delta");
+        json_object_set_new(call, "index", json_integer((json_int_t)k));
+        json_object_set_new(delta, "tool_calls", json_pack("[O]", call));
+        stream_chunk(c, chunk);
+    }
+    json_decref(held);
+    json_decref(calls);
+    mh_buf_free(&content);
+}
+
 /* Choice `index` ended: its finish chunk when streaming. */
 static void choice_complete(call *c, int index, int finish) {
     c->ch[index].finish = finish;
     if (!c->stream || !c->req || http_req_gone(c->req)) return;
     if (!c->started) call_started(c);
-    if (c->started) stream_chunk(c, chunk_json(c, index, NULL, 0, 0, finish_name(finish), NULL));
+    if (!c->started) return;
+    if (reads_tools(c)) stream_held(c, index);
+    stream_chunk(c, chunk_json(c, index, NULL, 0, 0,
+                               c->ch[index].tool_calls ? "tool_calls" : finish_name(finish), NULL));
 }
 
 /* Every choice ended: the usage and [DONE], or the whole answer. */
@@ -560,8 +640,13 @@ static void call_complete(call *c) {
     json_t *choices = json_array();
     for (int i = 0; i < c->n_choices; i++) {
         const mh_buf *t = &c->ch[i].text;
-        json_t *content = json_stringn(t->data ? t->data : "", t->len);
-        const char *finish = finish_name(c->ch[i].finish);
+        mh_buf read = {0};
+        json_t *calls = reads_tools(c) ? read_calls(c, i, &read) : NULL;
+        if (reads_tools(c)) t = &read;
+        json_t *content =
+            calls && t->len == 0 ? json_null() : json_stringn(t->data ? t->data : "", t->len);
+        mh_buf_free(&read);
+        const char *finish = calls ? "tool_calls" : finish_name(c->ch[i].finish);
         json_t *lp = json_null();
         if (c->logprobs) {
             json_t *entries = c->ch[i].lp ? json_incref(c->ch[i].lp) : json_array();
@@ -569,13 +654,14 @@ static void call_complete(call *c) {
             lp = logprobs_json(c, entries, &offset);
             json_decref(entries);
         }
-        json_array_append_new(choices,
-                              c->kind == CALL_CHAT
-                                  ? json_pack("{s:i, s:{s:s, s:o}, s:o, s:s}", "index", i,
-                                              "message", "role", "assistant", "content", content,
-                                              "logprobs", lp, "finish_reason", finish)
-                                  : json_pack("{s:i, s:o, s:o, s:s}", "index", i, "text", content,
-                                              "logprobs", lp, "finish_reason", finish));
+        json_t *choice = c->kind == CALL_CHAT
+                             ? json_pack("{s:i, s:{s:s, s:o}, s:o, s:s}", "index", i, "message",
+                                         "role", "assistant", "content", content, "logprobs", lp,
+                                         "finish_reason", finish)
+                             : json_pack("{s:i, s:o, s:o, s:s}", "index", i, "text", content,
+                                         "logprobs", lp, "finish_reason", finish);
+        if (calls) json_object_set_new(json_object_get(choice, "message"), "tool_calls", calls);
+        json_array_append_new(choices, choice);
     }
     json_t *body =
         json_pack("{s:s, s:s, s:i, s:s, s:o, s:o}", "id", c->id, "object",
@@ -833,34 +919,18 @@ static void on_acquired(void *arg, int status, const char *message) {
     }
     if (c->kind == CALL_CHAT) {
         /* format the conversation now that the model (and its template) is known */
-        size_t n = json_array_size(json_object_get(c->body, "messages"));
-        chat_message *msgs = mh_xcalloc(n ? n : 1, sizeof *msgs);
-        char **flat = mh_xcalloc(n ? n : 1, sizeof *flat);
-        for (size_t i = 0; i < n; i++) {
-            const json_t *mj = json_array_get(json_object_get(c->body, "messages"), i);
-            msgs[i].role = json_string_value(json_object_get(mj, "role"));
-            const json_t *content = json_object_get(mj, "content");
-            if (json_is_string(content)) {
-                msgs[i].content = json_string_value(content);
-            } else if (json_is_array(content)) {
-                mh_buf b = {0};
-                mh_buf_append(&b, "", 0);
-                size_t k;
-                const json_t *part;
-                json_array_foreach(content, k, part) {
-                    const char *t = json_string_value(json_object_get(part, "text"));
-                    if (t) mh_buf_append(&b, t, strlen(t));
-                }
-                flat[i] = b.data;
-                msgs[i].content = b.data;
-            }
-            if (msgs[i].role && strcmp(msgs[i].role, "developer") == 0) msgs[i].role = "system";
-        }
+        c->style = tools_style_for(s->family);
+        tools_prompt tp;
+        tools_build_messages(json_object_get(c->body, "messages"), &c->tools, c->style, &tp);
         char err[256];
-        int rc = chat_format(s->family, msgs, n, 1, &c->prompt_text, NULL, err, sizeof err);
-        for (size_t i = 0; i < n; i++) free(flat[i]);
-        free(flat);
-        free(msgs);
+        int rc = chat_format(s->family, tp.msgs, tp.n, 1, &c->prompt_text, NULL, err, sizeof err);
+        tools_prompt_free(&tp);
+        if (rc == 0 && c->forced) {
+            const char *open = tools_forced_prefix(c->style);
+            size_t len = strlen(c->prompt_text);
+            c->prompt_text = mh_xrealloc(c->prompt_text, len + strlen(open) + 1);
+            memcpy(c->prompt_text + len, open, strlen(open) + 1);
+        }
         if (rc < 0) {
             http_error_set(&e, 400, NULL, "messages", NULL, "%s", err);
             call_fail(c, &e);
@@ -946,6 +1016,9 @@ static const struct request_field {
     {"stop", F_GEN, FIELD_APPLIED, NULL},
     {"logprobs", F_GEN, FIELD_APPLIED, NULL},
     {"top_logprobs", F_CHAT, FIELD_APPLIED, NULL},
+    {"tools", F_CHAT, FIELD_APPLIED, NULL},
+    {"tool_choice", F_CHAT, FIELD_APPLIED, NULL},
+    {"parallel_tool_calls", F_CHAT, FIELD_APPLIED, NULL},
     {"user", F_ALL, FIELD_USER, NULL},
     {"safety_identifier", F_CHAT, FIELD_USER, NULL},
     {"store", F_CHAT, FIELD_FALSE, "stored completions are not supported"},
@@ -954,9 +1027,6 @@ static const struct request_field {
     {"best_of", F_COMP, FIELD_BEST_OF, "best_of must equal n (candidates are not ranked)"},
     {"suffix", F_COMP, FIELD_EMPTY, "suffix (insertion) is not supported"},
     {"response_format", F_CHAT, FIELD_UNSUPPORTED, "response_format is not supported"},
-    {"tools", F_CHAT, FIELD_UNSUPPORTED, "tools are not supported"},
-    {"tool_choice", F_CHAT, FIELD_UNSUPPORTED, "tool_choice is not supported (no tools)"},
-    {"parallel_tool_calls", F_CHAT, FIELD_UNSUPPORTED, "parallel_tool_calls is not supported"},
     {"functions", F_CHAT, FIELD_UNSUPPORTED, "functions (deprecated) are not supported"},
     {"function_call", F_CHAT, FIELD_UNSUPPORTED, "function_call (deprecated) is not supported"},
     {"metadata", F_CHAT, FIELD_UNSUPPORTED, "metadata is for stored completions (not supported)"},
@@ -1159,12 +1229,14 @@ static int parse_messages(const json_t *body, http_error *e) {
             return http_error_set(e, 400, NULL, param, NULL, "%s must be an object", param);
         const char *role = json_string_value(json_object_get(m, "role"));
         if (!role || (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") &&
-                      strcmp(role, "developer")))
+                      strcmp(role, "developer") && strcmp(role, "tool")))
             return http_error_set(e, 400, NULL, param, NULL,
-                                  "%s.role must be one of system, developer, user, assistant",
+                                  "%s.role must be one of system, developer, user, assistant, tool",
                                   param);
+        if (tools_check_message(m, i, e) < 0) return -1;
         const json_t *content = json_object_get(m, "content");
-        if (json_is_string(content) || (json_is_null(content) && !strcmp(role, "assistant")))
+        if (json_is_string(content) ||
+            ((json_is_null(content) || !content) && !strcmp(role, "assistant")))
             continue;
         if (!json_is_array(content))
             return http_error_set(e, 400, NULL, param, NULL,
@@ -1192,6 +1264,10 @@ static int parse_call(call *c, http_error *e) {
     int rc = check_fields(kind, c, body, e);
     if (rc == 0) rc = check_model(s, body, e);
     if (rc == 0 && kind == CALL_CHAT) rc = parse_messages(body, e);
+    if (rc == 0 && kind == CALL_CHAT) {
+        rc = tools_parse_request(body, &c->tools, e);
+        c->forced = c->tools.choice == TOOLS_REQUIRED || c->tools.choice == TOOLS_NAMED;
+    }
     if (rc == 0 && kind == CALL_COMPLETION) {
         const json_t *p = json_object_get(body, "prompt");
         int echo = 0;
