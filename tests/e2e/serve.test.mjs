@@ -309,6 +309,42 @@ describe("endpoints", () => {
     }
   });
 
+  test("tools: history with calls and results is accepted; bad tool input is 400 naming the field", async () => {
+    const chat = `${s.base}/v1/chat/completions`;
+    const tools = [{ type: "function", function: {
+      name: "get_weather", description: "Weather in a city",
+      parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] } } }];
+    const history = [
+      { role: "user", content: "Weather in Paris?" },
+      { role: "assistant", content: null, tool_calls: [
+        { id: "call_1", type: "function", function: { name: "get_weather", arguments: "{\"city\":\"Paris\"}" } }] },
+      { role: "tool", tool_call_id: "call_1", content: "18C and sunny" },
+    ];
+    const ok = await postJson(chat, { model: "tiny", messages: history, tools, max_tokens: 4, temperature: 0 });
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    assert.ok(["stop", "length", "tool_calls"].includes(ok.body.choices[0].finish_reason));
+    // the tools and the call make the prompt longer than the bare conversation
+    const bare = await postJson(chat, { model: "tiny", messages: [{ role: "user", content: "Weather in Paris?" }], max_tokens: 1 });
+    assert.ok(ok.body.usage.prompt_tokens > bare.body.usage.prompt_tokens + 40);
+    const none = await postJson(chat, { model: "tiny", messages: history, tools, tool_choice: "none", max_tokens: 4 });
+    assert.equal(none.status, 200);
+    assert.equal(none.body.choices[0].message.tool_calls, undefined);
+    for (const [body, param] of [
+      [{ messages: history, tools: [{ type: "function", function: { name: "f", parameters: "not a schema" } }] }, "tools[0].function.parameters"],
+      [{ messages: history, tools: [{ type: "function", function: { name: "bad name!" } }] }, "tools[0].function.name"],
+      [{ messages: history, tools, tool_choice: "sometimes" }, "tool_choice"],
+      [{ messages: history, tools, tool_choice: { type: "function", function: { name: "other" } } }, "tool_choice"],
+      [{ messages: history, tool_choice: "required" }, "tool_choice"],
+      [{ messages: [{ role: "tool", content: "18C" }], tools }, "messages[0].tool_call_id"],
+      [{ messages: [{ role: "assistant", tool_calls: [{ id: "x", type: "function", function: { name: "f", arguments: {} } }] }] }, "messages[0].tool_calls[0]"],
+      [{ messages: history, tools, parallel_tool_calls: "yes" }, "parallel_tool_calls"],
+    ]) {
+      const bad = await postJson(chat, { model: "tiny", max_tokens: 2, ...body });
+      assert.equal(bad.status, 400, JSON.stringify(body));
+      assert.equal(bad.body.error.param, param, JSON.stringify(bad.body));
+    }
+  });
+
   test("sampling with a seed is reproducible", async () => {
     const req = { prompt: "Lily", max_tokens: 30, temperature: 1, seed: 42, top_k: 20, top_p: 0.9 };
     const a = await postJson(`${s.base}/v1/completions`, req);
@@ -415,7 +451,7 @@ describe("endpoints", () => {
       assert.match(r.body.error.message, message);
     }
     const accepted = [
-      [chat, { ...msg, store: false, service_tier: "auto", modalities: ["text"], tools: null }],
+      [chat, { ...msg, store: false, service_tier: "auto", modalities: ["text"], tools: null, tool_choice: "none" }],
       [comp, { prompt: "x", max_tokens: 2, best_of: 2, n: 2, suffix: "" }],
       [chat, { ...msg, user: "field-test-user" }],
     ];
