@@ -929,11 +929,14 @@ static void on_acquired(void *arg, int status, const char *message) {
         char err[256];
         int rc = chat_format(s->family, tp.msgs, tp.n, 1, &c->prompt_text, NULL, err, sizeof err);
         tools_prompt_free(&tp);
-        if (rc == 0 && c->forced) {
+        if (rc == 0 && c->forced) { /* the reply is a call: open it, constrain the rest */
             const char *open = tools_forced_prefix(c->style);
             size_t len = strlen(c->prompt_text);
             c->prompt_text = mh_xrealloc(c->prompt_text, len + strlen(open) + 1);
             memcpy(c->prompt_text + len, open, strlen(open) + 1);
+            json_t *schema = tools_call_schema(&c->tools, c->style);
+            rc = grammar_from_schema(schema, &c->grammar, err, sizeof err);
+            json_decref(schema);
         }
         if (rc < 0) {
             http_error_set(&e, 400, NULL, "messages", NULL, "%s", err);
@@ -1259,6 +1262,30 @@ static int parse_messages(const json_t *body, http_error *e) {
     return 0;
 }
 
+/* tool_choice required or named: each allowed function's parameters must compile to a grammar
+ * (the call is constrained to them once the template's style is known, on_acquired). */
+static int check_forced_tools(call *c, http_error *e) {
+    size_t i;
+    const json_t *t;
+    json_array_foreach(c->tools.tools, i, t) {
+        const json_t *f = json_object_get(t, "function");
+        const char *name = json_string_value(json_object_get(f, "name"));
+        const json_t *params = json_object_get(f, "parameters");
+        if (!json_is_object(params) || json_object_size(params) == 0) continue;
+        if (c->tools.choice == TOOLS_NAMED && strcmp(name, c->tools.named)) continue;
+        grammar *g = NULL;
+        char err[256];
+        if (grammar_from_schema(params, &g, err, sizeof err) < 0) {
+            char param[64];
+            snprintf(param, sizeof param, "tools[%zu].function.parameters", i);
+            return http_error_set(e, 400, NULL, param, NULL,
+                                  "'%s' cannot constrain a forced call: %s", param, err);
+        }
+        grammar_free(g);
+    }
+    return 0;
+}
+
 /* "response_format": {"type": "text"} (no constraint), {"type": "json_object"} (any JSON
  * object) or {"type": "json_schema", "json_schema": {"name", "schema", "strict",
  * "description"}}: compiled into c->grammar, which constrains sampling. */
@@ -1342,6 +1369,7 @@ static int parse_call(call *c, http_error *e) {
     if (rc == 0 && kind == CALL_CHAT) {
         rc = tools_parse_request(body, &c->tools, e);
         c->forced = c->tools.choice == TOOLS_REQUIRED || c->tools.choice == TOOLS_NAMED;
+        if (rc == 0 && c->forced) rc = check_forced_tools(c, e);
     }
     if (rc == 0 && kind != CALL_EMBEDDING) rc = parse_response_format(c, body, e);
     if (rc == 0 && kind == CALL_COMPLETION) {
