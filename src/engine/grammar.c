@@ -37,6 +37,7 @@ struct grammar {
     rule *rules;
     int n_rules, cap_rules;
     int root;
+    int32_t *rest; /* (n_el) fewest bytes from each position to the end of its alternative */
 };
 
 /* Bounds that keep a compiled grammar and a parse small. */
@@ -126,6 +127,7 @@ void grammar_free(grammar *g) {
     for (int i = 0; i < g->n_rules; i++) free(g->rules[i].alts);
     free(g->rules);
     free(g->el);
+    free(g->rest);
     free(g);
 }
 
@@ -718,6 +720,35 @@ static void compiler_init(compiler *c, grammar *g, char *err, size_t errlen) {
     for (int i = 0; i <= GENERIC_DEPTH; i++) c->r_value[i] = -1;
 }
 
+#define FAR 0x3fffffff /* no finite completion known (yet) */
+
+/* rest[]: the fewest bytes that complete each position's alternative, by fixpoint over the
+ * rules' shortest lengths (every rule the compiler makes has a finite one). */
+static void finish_grammar(grammar *g) {
+    int32_t *shortest = malloc((size_t)g->n_rules * sizeof *shortest);
+    g->rest = malloc((size_t)MH_MAX(g->n_el, 1) * sizeof *g->rest);
+    MH_ASSERT(shortest && g->rest);
+    for (int r = 0; r < g->n_rules; r++) shortest[r] = FAR;
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int r = 0; r < g->n_rules; r++)
+            for (int a = 0; a < g->rules[r].n_alts; a++) {
+                long len = 0;
+                for (int p = g->rules[r].alts[a]; g->el[p].type != EL_END && len < FAR; p++)
+                    len += g->el[p].type == EL_BYTES ? 1 : shortest[g->el[p].ref];
+                if (len < shortest[r]) shortest[r] = (int32_t)len, changed = 1;
+            }
+    }
+    for (int p = g->n_el - 1; p >= 0; p--) {
+        const element *e = &g->el[p];
+        long v = e->type == EL_END
+                     ? 0
+                     : (e->type == EL_BYTES ? 1 : shortest[e->ref]) + (long)g->rest[p + 1];
+        g->rest[p] = (int32_t)MH_MIN(v, FAR);
+    }
+    free(shortest);
+}
+
 int grammar_from_schema(const json_t *schema, grammar **out, char *err, size_t errlen) {
     *out = NULL;
     grammar *g = grammar_alloc();
@@ -735,6 +766,7 @@ int grammar_from_schema(const json_t *schema, grammar **out, char *err, size_t e
         grammar_free(g);
         return -1;
     }
+    finish_grammar(g);
     *out = g;
     return 0;
 }
@@ -747,10 +779,14 @@ grammar *grammar_any_object(void) {
     int r = any_object_rule(&c, 0);
     g->root = r;
     free(c.s.el);
+    finish_grammar(g);
     return g;
 }
 
 /* ==== Parsing ==== */
+
+typedef struct stackset stackset;
+static int mask_within(grammar_state *st, int budget, uint8_t *allow);
 
 typedef struct stackset {
     int n;
@@ -811,6 +847,17 @@ static int set_accepting(const stackset *s) {
     for (int i = 0; i < s->n; i++)
         if (s->h[i] == 0) return 1;
     return 0;
+}
+
+/* Fewest bytes that complete any of the parses. */
+static long set_rest(const grammar *g, const stackset *s) {
+    long best = FAR;
+    for (int i = 0; i < s->n; i++) {
+        long sum = 0;
+        for (int k = 0; k < s->h[i]; k++) sum += g->rest[s->pos[i][k]];
+        best = MH_MIN(best, sum);
+    }
+    return best;
 }
 
 static void step(const grammar *g, const stackset *in, unsigned char byte, stackset *out) {
@@ -971,7 +1018,16 @@ int grammar_state_continuable(const grammar_state *st) {
     return 0;
 }
 
-int grammar_state_mask(grammar_state *st, uint8_t *allow) {
+int grammar_state_rest(const grammar_state *st) {
+    return (int)set_rest(st->g, &st->cur);
+}
+
+int grammar_state_mask(grammar_state *st, int budget, uint8_t *allow) {
+    int n = mask_within(st, budget, allow);
+    return n > 0 || budget < 0 ? n : mask_within(st, -1, allow);
+}
+
+static int mask_within(grammar_state *st, int budget, uint8_t *allow) {
     const grammar_vocab *v = st->v;
     memset(allow, 0, (size_t)v->n_vocab);
     int n_allowed = 0;
@@ -998,7 +1054,8 @@ int grammar_state_mask(grammar_state *st, uint8_t *allow) {
             }
         }
         good = k;
-        if (fail_at < 0) allow[id] = 1, n_allowed++;
+        if (fail_at < 0 && (budget < 0 || set_rest(st->g, &st->levels[len]) <= budget))
+            allow[id] = 1, n_allowed++;
     }
     return n_allowed;
 }

@@ -174,7 +174,7 @@ static void walk(const char *vocab_path, grammar *g, int n_walks, int check_sche
         for (int step = 0; step < 4000; step++) {
             if (grammar_state_accepting(st) && !grammar_state_continuable(st)) break;
             double t0 = mh_now_mono();
-            int n = grammar_state_mask(st, allow);
+            int n = grammar_state_mask(st, 4000 - step - 1, allow);
             t_mask += mh_now_mono() - t0;
             n_masks++;
             assert_true(n > 0);
