@@ -37,6 +37,7 @@ struct grammar {
     rule *rules;
     int n_rules, cap_rules;
     int root;
+    int32_t *rest; /* (n_el) fewest bytes from each position to the end of its alternative */
 };
 
 /* Bounds that keep a compiled grammar and a parse small. */
@@ -126,6 +127,7 @@ void grammar_free(grammar *g) {
     for (int i = 0; i < g->n_rules; i++) free(g->rules[i].alts);
     free(g->rules);
     free(g->el);
+    free(g->rest);
     free(g);
 }
 
@@ -139,7 +141,8 @@ typedef struct compiler {
     size_t errlen;
     char path[256];
     int failed;
-    int r_sp, r_char, r_int, r_num, r_bool, r_null;
+    int r_sp, r_char, r_uint, r_frac, r_bool, r_null;
+    int r_int[2], r_num[2]; /* [nonneg] */
     int r_value[GENERIC_DEPTH + 1];
     struct string_rule_key {
         int min, max, rule;
@@ -255,39 +258,47 @@ static int digits_rule(compiler *c, int n) {
     return next;
 }
 
-static int int_rule(compiler *c) {
-    if (c->r_int >= 0) return c->r_int;
+/* An integer of at most INT_DIGITS digits; nonneg: without a minus sign. */
+static int int_rule(compiler *c, int nonneg) {
+    if (c->r_int[nonneg] >= 0) return c->r_int[nonneg];
     grammar *g = c->g;
-    int more = digits_rule(c, INT_DIGITS - 1);
-    int body = new_rule(g);
-    seq_lit(&c->s, "0", 1);
-    add_alt(g, body, &c->s);
-    seq_range(&c->s, '1', '9');
-    seq_ref(&c->s, more);
-    add_alt(g, body, &c->s);
-    int r = c->r_int = new_rule(g);
-    seq_ref(&c->s, body);
+    if (c->r_uint < 0) {
+        int more = digits_rule(c, INT_DIGITS - 1);
+        c->r_uint = new_rule(g);
+        seq_lit(&c->s, "0", 1);
+        add_alt(g, c->r_uint, &c->s);
+        seq_range(&c->s, '1', '9');
+        seq_ref(&c->s, more);
+        add_alt(g, c->r_uint, &c->s);
+    }
+    int r = c->r_int[nonneg] = new_rule(g);
+    seq_ref(&c->s, c->r_uint);
     add_alt(g, r, &c->s);
-    seq_lit(&c->s, "-", 1);
-    seq_ref(&c->s, body);
-    add_alt(g, r, &c->s);
+    if (!nonneg) {
+        seq_lit(&c->s, "-", 1);
+        seq_ref(&c->s, c->r_uint);
+        add_alt(g, r, &c->s);
+    }
     return r;
 }
 
-static int num_rule(compiler *c) {
-    if (c->r_num >= 0) return c->r_num;
+/* An integer, then optionally '.' and at most FRAC_DIGITS digits. */
+static int num_rule(compiler *c, int nonneg) {
+    if (c->r_num[nonneg] >= 0) return c->r_num[nonneg];
     grammar *g = c->g;
-    int in = int_rule(c);
-    int more = digits_rule(c, FRAC_DIGITS - 1);
-    int frac = new_rule(g);
-    add_alt(g, frac, &c->s);
-    seq_lit(&c->s, ".", 1);
-    seq_range(&c->s, '0', '9');
-    seq_ref(&c->s, more);
-    add_alt(g, frac, &c->s);
-    int r = c->r_num = new_rule(g);
+    int in = int_rule(c, nonneg);
+    if (c->r_frac < 0) {
+        int more = digits_rule(c, FRAC_DIGITS - 1);
+        c->r_frac = new_rule(g);
+        add_alt(g, c->r_frac, &c->s);
+        seq_lit(&c->s, ".", 1);
+        seq_range(&c->s, '0', '9');
+        seq_ref(&c->s, more);
+        add_alt(g, c->r_frac, &c->s);
+    }
+    int r = c->r_num[nonneg] = new_rule(g);
     seq_ref(&c->s, in);
-    seq_ref(&c->s, frac);
+    seq_ref(&c->s, c->r_frac);
     add_alt(g, r, &c->s);
     return r;
 }
@@ -308,7 +319,7 @@ static int value_rule(compiler *c, int depth) {
     if (c->r_value[depth] >= 0) return c->r_value[depth];
     grammar *g = c->g;
     int str = string_rule(c, 0, GRAMMAR_MAX_STRING);
-    int num = num_rule(c), bo = bool_rule(c), nu = null_rule(c), sp = sp_rule(c);
+    int num = num_rule(c, 0), bo = bool_rule(c), nu = null_rule(c), sp = sp_rule(c);
     int r = new_rule(g);
     if (depth < GENERIC_DEPTH) {
         int inner = value_rule(c, depth + 1);
@@ -578,12 +589,30 @@ static int compile_string(compiler *c, const json_t *sch) {
     return string_rule(c, (int)min, (int)max);
 }
 
+/* minimum / maximum: only the bounds the number grammar can keep. Its numbers have at most
+ * INT_DIGITS digits before the point, so bounds beyond that (such as the safe-integer range
+ * schema generators write) hold anyway; minimum 0 drops the minus sign. */
+static int number_bounds(compiler *c, const json_t *sch, int *nonneg) {
+    const json_t *min = json_object_get(sch, "minimum"), *max = json_object_get(sch, "maximum");
+    const double reach = 1e15; /* 10^INT_DIGITS */
+    if (min &&
+        (!json_is_number(min) || (json_number_value(min) > -reach && json_number_value(min) != 0)))
+        return fail(c, "%s", "unsupported keyword 'minimum' (only 0 or at most -1e15)");
+    if (max && (!json_is_number(max) || json_number_value(max) < reach))
+        return fail(c, "%s", "unsupported keyword 'maximum' (only at least 1e15)");
+    *nonneg = min && json_number_value(min) == 0;
+    return 0;
+}
+
 static int compile_type(compiler *c, const json_t *sch, const char *type, int depth) {
     if (!strcmp(type, "object")) return compile_object(c, sch, depth);
     if (!strcmp(type, "array")) return compile_array(c, sch, depth);
     if (!strcmp(type, "string")) return compile_string(c, sch);
-    if (!strcmp(type, "number")) return num_rule(c);
-    if (!strcmp(type, "integer")) return int_rule(c);
+    if (!strcmp(type, "number") || !strcmp(type, "integer")) {
+        int nonneg = 0;
+        if (number_bounds(c, sch, &nonneg) < 0) return -1;
+        return !strcmp(type, "number") ? num_rule(c, nonneg) : int_rule(c, nonneg);
+    }
     if (!strcmp(type, "boolean")) return bool_rule(c);
     if (!strcmp(type, "null")) return null_rule(c);
     return fail(c,
@@ -600,7 +629,7 @@ static const char *const known_keywords[] = {
     "$ref",        "$defs",      "definitions", "title",
     "description", "default",    "examples",    "$schema",
     "$id",         "$comment",   "deprecated",  "readOnly",
-    "writeOnly",   "strict",
+    "writeOnly",   "strict",     "minimum",     "maximum",
 };
 
 /* "#/$defs/name" or "#/definitions/name" in the root schema. */
@@ -714,8 +743,38 @@ static void compiler_init(compiler *c, grammar *g, char *err, size_t errlen) {
     c->g = g;
     c->err = err;
     c->errlen = errlen;
-    c->r_sp = c->r_char = c->r_int = c->r_num = c->r_bool = c->r_null = -1;
+    c->r_sp = c->r_char = c->r_uint = c->r_frac = c->r_bool = c->r_null = -1;
+    c->r_int[0] = c->r_int[1] = c->r_num[0] = c->r_num[1] = -1;
     for (int i = 0; i <= GENERIC_DEPTH; i++) c->r_value[i] = -1;
+}
+
+#define FAR 0x3fffffff /* no finite completion known (yet) */
+
+/* rest[]: the fewest bytes that complete each position's alternative, by fixpoint over the
+ * rules' shortest lengths (every rule the compiler makes has a finite one). */
+static void finish_grammar(grammar *g) {
+    int32_t *shortest = malloc((size_t)g->n_rules * sizeof *shortest);
+    g->rest = malloc((size_t)MH_MAX(g->n_el, 1) * sizeof *g->rest);
+    MH_ASSERT(shortest && g->rest);
+    for (int r = 0; r < g->n_rules; r++) shortest[r] = FAR;
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int r = 0; r < g->n_rules; r++)
+            for (int a = 0; a < g->rules[r].n_alts; a++) {
+                long len = 0;
+                for (int p = g->rules[r].alts[a]; g->el[p].type != EL_END && len < FAR; p++)
+                    len += g->el[p].type == EL_BYTES ? 1 : shortest[g->el[p].ref];
+                if (len < shortest[r]) shortest[r] = (int32_t)len, changed = 1;
+            }
+    }
+    for (int p = g->n_el - 1; p >= 0; p--) {
+        const element *e = &g->el[p];
+        long v = e->type == EL_END
+                     ? 0
+                     : (e->type == EL_BYTES ? 1 : shortest[e->ref]) + (long)g->rest[p + 1];
+        g->rest[p] = (int32_t)MH_MIN(v, FAR);
+    }
+    free(shortest);
 }
 
 int grammar_from_schema(const json_t *schema, grammar **out, char *err, size_t errlen) {
@@ -735,6 +794,7 @@ int grammar_from_schema(const json_t *schema, grammar **out, char *err, size_t e
         grammar_free(g);
         return -1;
     }
+    finish_grammar(g);
     *out = g;
     return 0;
 }
@@ -747,10 +807,14 @@ grammar *grammar_any_object(void) {
     int r = any_object_rule(&c, 0);
     g->root = r;
     free(c.s.el);
+    finish_grammar(g);
     return g;
 }
 
 /* ==== Parsing ==== */
+
+typedef struct stackset stackset;
+static int mask_within(grammar_state *st, int budget, uint8_t *allow);
 
 typedef struct stackset {
     int n;
@@ -811,6 +875,17 @@ static int set_accepting(const stackset *s) {
     for (int i = 0; i < s->n; i++)
         if (s->h[i] == 0) return 1;
     return 0;
+}
+
+/* Fewest bytes that complete any of the parses. */
+static long set_rest(const grammar *g, const stackset *s) {
+    long best = FAR;
+    for (int i = 0; i < s->n; i++) {
+        long sum = 0;
+        for (int k = 0; k < s->h[i]; k++) sum += g->rest[s->pos[i][k]];
+        best = MH_MIN(best, sum);
+    }
+    return best;
 }
 
 static void step(const grammar *g, const stackset *in, unsigned char byte, stackset *out) {
@@ -971,7 +1046,16 @@ int grammar_state_continuable(const grammar_state *st) {
     return 0;
 }
 
-int grammar_state_mask(grammar_state *st, uint8_t *allow) {
+int grammar_state_rest(const grammar_state *st) {
+    return (int)set_rest(st->g, &st->cur);
+}
+
+int grammar_state_mask(grammar_state *st, int budget, uint8_t *allow) {
+    int n = mask_within(st, budget, allow);
+    return n > 0 || budget < 0 ? n : mask_within(st, -1, allow);
+}
+
+static int mask_within(grammar_state *st, int budget, uint8_t *allow) {
     const grammar_vocab *v = st->v;
     memset(allow, 0, (size_t)v->n_vocab);
     int n_allowed = 0;
@@ -998,7 +1082,8 @@ int grammar_state_mask(grammar_state *st, uint8_t *allow) {
             }
         }
         good = k;
-        if (fail_at < 0) allow[id] = 1, n_allowed++;
+        if (fail_at < 0 && (budget < 0 || set_rest(st->g, &st->levels[len]) <= budget))
+            allow[id] = 1, n_allowed++;
     }
     return n_allowed;
 }

@@ -64,8 +64,14 @@ int grammar_state_continuable(const grammar_state *st);
 
 /* Which tokens may come next: allow[id] = 1 for each token whose bytes the machine accepts
  * from here, and for end-of-generation tokens when accepting; 0 for the rest. `allow` holds the
- * vocabulary's n_vocab entries. Returns how many are allowed. */
-int grammar_state_mask(grammar_state *st, uint8_t *allow);
+ * vocabulary's n_vocab entries. Returns how many are allowed.
+ * budget >= 0: the tokens that may follow this one. A token is then allowed only when the
+ * output can still be completed in that many bytes (each closing byte is one token at worst),
+ * so a generation cut by max_tokens or the context still ends complete. When no token fits,
+ * the budget is ignored. budget < 0: no limit. */
+int grammar_state_mask(grammar_state *st, int budget, uint8_t *allow);
+/* Fewest bytes that complete the output from here (0 when accepting). */
+int grammar_state_rest(const grammar_state *st);
 /* Advance over token `id` (its bytes; an end-of-generation token changes nothing). 0, or -1
  * when the token is not allowed (state unchanged). */
 int grammar_state_accept_token(grammar_state *st, int32_t id);

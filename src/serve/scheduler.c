@@ -225,10 +225,13 @@ static void grammar_begin(sched *s, slot *sl) {
     if (!sl->gs) log_error("out of memory for a grammar: this job's output is not constrained");
 }
 
-/* The logits with every token the grammar refuses at -inf. */
+/* The logits with every token the grammar refuses at -inf; also the tokens that would leave
+ * the output unfinishable within max_tokens or the context. */
 static const float *grammar_mask(sched *s, slot *sl, const float *logits) {
     int n_vocab = model_get_hparams(s->m)->n_vocab;
-    grammar_state_mask(sl->gs, sl->allow);
+    int budget = model_ctx_n_ctx(s->ctx) - sl->n_tokens - 1;
+    if (sl->job->max_tokens > 0) budget = MH_MIN(budget, sl->job->max_tokens - sl->n_gen - 1);
+    grammar_state_mask(sl->gs, MH_MAX(budget, 0), sl->allow);
     for (int i = 0; i < n_vocab; i++) sl->masked[i] = sl->allow[i] ? logits[i] : -INFINITY;
     return sl->masked;
 }
@@ -360,7 +363,8 @@ static int slot_sample(sched *s, slot *sl) {
     }
     if ((j->max_tokens > 0 && sl->n_gen >= j->max_tokens) ||
         sl->n_tokens >= model_ctx_n_ctx(s->ctx)) {
-        slot_finish(s, sl, SCHED_FINISH_LENGTH, NULL);
+        int done = sl->gs && grammar_state_accepting(sl->gs); /* complete output: a stop */
+        slot_finish(s, sl, done ? SCHED_FINISH_STOP : SCHED_FINISH_LENGTH, NULL);
         return 0;
     }
     sl->next = next;

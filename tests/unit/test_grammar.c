@@ -104,6 +104,11 @@ static void test_schema_object(void **state) {
     assert_false(matches(g, "\"3\""));
     grammar_free(g);
 
+    g = compile("{\"type\":\"integer\",\"minimum\":0,\"maximum\":9007199254740991}");
+    assert_true(matches(g, "42"));
+    assert_false(matches(g, "-1"));
+    grammar_free(g);
+
     g = compile("{\"$defs\":{\"p\":{\"type\":\"integer\"}},\"type\":\"array\","
                 "\"items\":{\"$ref\":\"#/$defs/p\"}}");
     assert_true(matches(g, "[1, 2,3]"));
@@ -126,6 +131,7 @@ static void test_schema_errors(void **state) {
     assert_non_null(strstr(compile_error("{\"properties\":{\"a\":5}}"), "must be an object"));
     assert_non_null(strstr(compile_error("{\"required\":[\"a\"]}"), "'a'"));
     assert_non_null(strstr(compile_error("{\"enum\":[]}"), "'enum'"));
+    assert_non_null(strstr(compile_error("{\"type\":\"number\",\"maximum\":10}"), "'maximum'"));
     assert_non_null(strstr(compile_error("{\"type\":\"array\",\"maxItems\":-1}"), "maxItems"));
     assert_non_null(strstr(compile_error("{\"$ref\":\"http://x/y\"}"), "'$ref'"));
     assert_non_null(strstr(compile_error("{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/a\"}},"
@@ -174,7 +180,7 @@ static void walk(const char *vocab_path, grammar *g, int n_walks, int check_sche
         for (int step = 0; step < 4000; step++) {
             if (grammar_state_accepting(st) && !grammar_state_continuable(st)) break;
             double t0 = mh_now_mono();
-            int n = grammar_state_mask(st, allow);
+            int n = grammar_state_mask(st, 4000 - step - 1, allow);
             t_mask += mh_now_mono() - t0;
             n_masks++;
             assert_true(n > 0);
@@ -182,7 +188,7 @@ static void walk(const char *vocab_path, grammar *g, int n_walks, int check_sche
             for (int id = 0; id < n_vocab; id++)
                 if (allow[id]) ids[k++] = id;
             assert_int_equal(k, n);
-            if (w == 0 && step < 3) /* the mask is exactly the tokens that feed */
+            if (w == 0 && step < (n_vocab > 50000 ? 1 : 3)) /* the mask is what feeds */
                 for (int id = 0; id < n_vocab; id++) {
                     char buf[1024];
                     int len = tokenizer_piece(t, id, 0, buf, sizeof buf);
@@ -248,7 +254,7 @@ static void test_masks(void **state) {
     grammar_free(g);
     g = grammar_any_object();
     walk(test_model_path("stories260K.gguf"), g, 50, 0);
-    walk(path, g, 2, 0);
+    walk(path, g, 1, 0);
     grammar_free(g);
 }
 
