@@ -41,8 +41,10 @@ static void test_rejects_with_param(void **state) {
     char param[64];
     assert_int_equal(check(SERVE_REQ_CHAT, "{\"messages\":[]}", param), 400);
     assert_string_equal(param, "messages");
-    assert_int_equal(check(SERVE_REQ_CHAT, "{\"messages\":[{\"role\":\"tool\"}]}", param), 400);
+    assert_int_equal(check(SERVE_REQ_CHAT, "{\"messages\":[{\"role\":\"robot\"}]}", param), 400);
     assert_string_equal(param, "messages[0]");
+    assert_int_equal(check(SERVE_REQ_CHAT, "{\"messages\":[{\"role\":\"tool\"}]}", param), 400);
+    assert_string_equal(param, "messages[0].tool_call_id");
     assert_int_equal(check(SERVE_REQ_CHAT,
                            "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"n\":9}", param),
                      400);
