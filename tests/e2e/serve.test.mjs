@@ -309,6 +309,97 @@ describe("endpoints", () => {
     }
   });
 
+  test("tools: history with calls and results is accepted; bad tool input is 400 naming the field", async () => {
+    const chat = `${s.base}/v1/chat/completions`;
+    const tools = [{ type: "function", function: {
+      name: "get_weather", description: "Weather in a city",
+      parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] } } }];
+    const history = [
+      { role: "user", content: "Weather in Paris?" },
+      { role: "assistant", content: null, tool_calls: [
+        { id: "call_1", type: "function", function: { name: "get_weather", arguments: "{\"city\":\"Paris\"}" } }] },
+      { role: "tool", tool_call_id: "call_1", content: "18C and sunny" },
+    ];
+    const ok = await postJson(chat, { model: "tiny", messages: history, tools, max_tokens: 4, temperature: 0 });
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    assert.ok(["stop", "length", "tool_calls"].includes(ok.body.choices[0].finish_reason));
+    // the tools and the call make the prompt longer than the bare conversation
+    const bare = await postJson(chat, { model: "tiny", messages: [{ role: "user", content: "Weather in Paris?" }], max_tokens: 1 });
+    assert.ok(ok.body.usage.prompt_tokens > bare.body.usage.prompt_tokens + 40);
+    const none = await postJson(chat, { model: "tiny", messages: history, tools, tool_choice: "none", max_tokens: 4 });
+    assert.equal(none.status, 200);
+    assert.equal(none.body.choices[0].message.tool_calls, undefined);
+    for (const [body, param] of [
+      [{ messages: history, tools: [{ type: "function", function: { name: "f", parameters: "not a schema" } }] }, "tools[0].function.parameters"],
+      [{ messages: history, tools: [{ type: "function", function: { name: "bad name!" } }] }, "tools[0].function.name"],
+      [{ messages: history, tools, tool_choice: "sometimes" }, "tool_choice"],
+      [{ messages: history, tools, tool_choice: { type: "function", function: { name: "other" } } }, "tool_choice"],
+      [{ messages: history, tool_choice: "required" }, "tool_choice"],
+      [{ messages: [{ role: "tool", content: "18C" }], tools }, "messages[0].tool_call_id"],
+      [{ messages: [{ role: "assistant", tool_calls: [{ id: "x", type: "function", function: { name: "f", arguments: {} } }] }] }, "messages[0].tool_calls[0]"],
+      [{ messages: history, tools, parallel_tool_calls: "yes" }, "parallel_tool_calls"],
+    ]) {
+      const bad = await postJson(chat, { model: "tiny", max_tokens: 2, ...body });
+      assert.equal(bad.status, 400, JSON.stringify(body));
+      assert.equal(bad.body.error.param, param, JSON.stringify(bad.body));
+    }
+  });
+
+  test("tools: a forced call (required or named) always parses and fits the function's schema", async () => {
+    const chat = `${s.base}/v1/chat/completions`;
+    const tools = [
+      { type: "function", function: { name: "get_weather", parameters: {
+        type: "object", properties: { city: { type: "string", maxLength: 12 },
+          unit: { enum: ["C", "F"] }, days: { type: "integer" } }, required: ["city", "unit"] } } },
+      { type: "function", function: { name: "get_time" } },
+    ];
+    const messages = [{ role: "user", content: "What is the weather in Oslo?" }];
+    const check = (call, allowed) => {
+      assert.equal(call.type, "function");
+      assert.match(call.id, /^call_/);
+      assert.ok(allowed.includes(call.function.name), call.function.name);
+      const args = JSON.parse(call.function.arguments);
+      if (call.function.name === "get_time") return assert.deepEqual(args, {});
+      assert.equal(typeof args.city, "string");
+      assert.ok(args.city.length <= 12);
+      assert.ok(["C", "F"].includes(args.unit));
+      if ("days" in args) assert.ok(Number.isInteger(args.days));
+      assert.deepEqual(Object.keys(args).filter((k) => !["city", "unit", "days"].includes(k)), []);
+    };
+    const seen = new Set();
+    for (let seed = 1; seed <= 6; seed++) {
+      const r = await postJson(chat, { model: "tiny", messages, tools, tool_choice: "required", seed, temperature: 1 });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      const c = r.body.choices[0];
+      assert.equal(c.finish_reason, "tool_calls", JSON.stringify(c));
+      assert.equal(c.message.content, null);
+      assert.equal(c.message.tool_calls.length, 1);
+      check(c.message.tool_calls[0], ["get_weather", "get_time"]);
+      seen.add(c.message.tool_calls[0].function.name);
+      // named: only that function
+      const named = await postJson(chat, { model: "tiny", messages, tools, seed, temperature: 1,
+        tool_choice: { type: "function", function: { name: "get_weather" } } });
+      check(named.body.choices[0].message.tool_calls[0], ["get_weather"]);
+      // streamed: one delta.tool_calls chunk with the whole call, then finish tool_calls
+      const st = await postStream(chat, { model: "tiny", messages, tools, seed, temperature: 1, stream: true,
+        tool_choice: { type: "function", function: { name: "get_weather" } } });
+      const chunks = st.events.filter((e) => e !== "[DONE]");
+      const calls = chunks.flatMap((e) => e.choices[0].delta.tool_calls ?? []);
+      assert.equal(calls.length, 1);
+      assert.equal(calls[0].index, 0);
+      check(calls[0], ["get_weather"]);
+      assert.equal(chunks.at(-1).choices[0].finish_reason, "tool_calls");
+      assert.ok(chunks.every((e) => !e.choices[0].delta.content), "no content beside a forced call");
+    }
+    assert.ok(seen.size >= 1);
+    // a schema the call cannot be constrained to is refused before anything runs
+    const bad = await postJson(chat, { model: "tiny", messages, tool_choice: "required", tools: [
+      { type: "function", function: { name: "f", parameters: { type: "object", properties: { a: { type: "string", pattern: "x+" } } } } }] });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.error.param, "tools[0].function.parameters");
+    assert.match(bad.body.error.message, /pattern/);
+  });
+
   test("sampling with a seed is reproducible", async () => {
     const req = { prompt: "Lily", max_tokens: 30, temperature: 1, seed: 42, top_k: 20, top_p: 0.9 };
     const a = await postJson(`${s.base}/v1/completions`, req);
@@ -415,7 +506,7 @@ describe("endpoints", () => {
       assert.match(r.body.error.message, message);
     }
     const accepted = [
-      [chat, { ...msg, store: false, service_tier: "auto", modalities: ["text"], tools: null }],
+      [chat, { ...msg, store: false, service_tier: "auto", modalities: ["text"], tools: null, tool_choice: "none" }],
       [comp, { prompt: "x", max_tokens: 2, best_of: 2, n: 2, suffix: "" }],
       [chat, { ...msg, user: "field-test-user" }],
     ];
