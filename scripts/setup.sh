@@ -28,7 +28,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# npm packages of the tests (openai client, playwright-core), pinned by package-lock.json.
+# npm packages of the tests (openai, ai, @langchain/openai, ajv, playwright-core), pinned by package-lock.json.
 if [ -f package-lock.json ]; then
   if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     echo "setup: npm ci"

@@ -658,9 +658,9 @@ static void call_complete(call *c) {
             json_decref(entries);
         }
         json_t *choice = c->kind == CALL_CHAT
-                             ? json_pack("{s:i, s:{s:s, s:o}, s:o, s:s}", "index", i, "message",
-                                         "role", "assistant", "content", content, "logprobs", lp,
-                                         "finish_reason", finish)
+                             ? json_pack("{s:i, s:{s:s, s:o, s:n}, s:o, s:s}", "index", i,
+                                         "message", "role", "assistant", "content", content,
+                                         "refusal", "logprobs", lp, "finish_reason", finish)
                              : json_pack("{s:i, s:o, s:o, s:s}", "index", i, "text", content,
                                          "logprobs", lp, "finish_reason", finish);
         if (calls) json_object_set_new(json_object_get(choice, "message"), "tool_calls", calls);
