@@ -26,6 +26,7 @@ struct sched_job {
     int n_stop;
     size_t max_stop_len;
     int embedding;
+    int logprobs; /* -1: none; else the number of top tokens to report with each token */
     sched_event_fn on_event;
     void *arg;
     double submitted; /* monotonic */
@@ -54,6 +55,8 @@ typedef struct slot {
     tokenizer_stream ts;
     char *pending; /* text held back because it may be the start of a stop string */
     size_t pending_len, pending_cap;
+    sampler_token_lp *lp; /* tokens sampled whose text has not been emitted (job->logprobs) */
+    int n_lp, lp_cap;
     double t_start, t_prompt_end;
     float *embedding; /* (n_embd) */
 } slot;
@@ -106,10 +109,12 @@ static void emit_done_unstarted(sched_job *j, int finish, const char *error) {
 
 /* ==== Text and stop strings ==== */
 
-static void emit_text(sched_job *j, const char *text, size_t len) {
+static void emit_text(slot *sl, const char *text, size_t len) {
     if (len == 0) return;
-    sched_event ev = {.type = SCHED_EV_TEXT, .text = text, .len = len};
-    j->on_event(j->arg, &ev);
+    sched_event ev = {
+        .type = SCHED_EV_TEXT, .text = text, .len = len, .lp = sl->lp, .n_lp = sl->n_lp};
+    sl->job->on_event(sl->job->arg, &ev);
+    sl->n_lp = 0;
 }
 
 static void pending_append(slot *sl, const char *text, size_t len) {
@@ -134,7 +139,7 @@ static int flush_pending(slot *sl, int final) {
         if (hit && (size_t)(hit - sl->pending) < first) first = (size_t)(hit - sl->pending);
     }
     if (first < n) {
-        emit_text(j, sl->pending, first);
+        emit_text(sl, sl->pending, first);
         sl->pending_len = 0;
         return 1;
     }
@@ -148,7 +153,7 @@ static int flush_pending(slot *sl, int final) {
                     break;
                 }
         }
-    emit_text(j, sl->pending, n - hold);
+    emit_text(sl, sl->pending, n - hold);
     memmove(sl->pending, sl->pending + n - hold, hold);
     sl->pending_len = hold;
     return 0;
@@ -201,6 +206,7 @@ static void slot_begin(sched *s, slot *sl) {
     sl->phase = SLOT_PREFILL;
     sl->n_gen = 0;
     sl->pending_len = 0;
+    sl->n_lp = 0;
     memset(&sl->ts, 0, sizeof sl->ts);
     sl->t_start = mh_now_mono();
     sl->t_prompt_end = 0;
@@ -276,13 +282,21 @@ static int share_prefix(sched *s, slot *sl, slot **order, int rank) {
 static int slot_sample(sched *s, slot *sl) {
     sched_job *j = sl->job;
     const tokenizer *tok = s->tok;
-    int32_t next =
-        sampler_sample(sl->smp, model_ctx_logits(s->ctx, sl->seq), sl->tokens, sl->n_tokens);
+    sampler_token_lp lp;
+    int32_t next = sampler_sample_lp(sl->smp, model_ctx_logits(s->ctx, sl->seq), sl->tokens,
+                                     sl->n_tokens, j->logprobs, j->logprobs >= 0 ? &lp : NULL);
     if (tokenizer_is_eog(tok, next)) {
         slot_finish(s, sl, SCHED_FINISH_STOP, NULL);
         return 0;
     }
     sl->n_gen++;
+    if (j->logprobs >= 0) {
+        if (sl->n_lp == sl->lp_cap) {
+            sl->lp_cap = sl->lp_cap ? sl->lp_cap * 2 : 16;
+            sl->lp = mh_xrealloc(sl->lp, (size_t)sl->lp_cap * sizeof *sl->lp);
+        }
+        sl->lp[sl->n_lp++] = lp;
+    }
     char piece[512];
     size_t len = tokenizer_stream_push(&sl->ts, tok, next, piece, sizeof piece);
     pending_append(sl, piece, len);
@@ -292,7 +306,7 @@ static int slot_sample(sched *s, slot *sl) {
             return 0;
         }
     } else {
-        emit_text(j, sl->pending, sl->pending_len);
+        emit_text(sl, sl->pending, sl->pending_len);
         sl->pending_len = 0;
     }
     if ((j->max_tokens > 0 && sl->n_gen >= j->max_tokens) ||
@@ -530,6 +544,7 @@ void sched_free(sched *s) {
         sampler_free(sl->smp);
         free(sl->tokens);
         free(sl->pending);
+        free(sl->lp);
         free(sl->embedding);
     }
     model_ctx_free(s->ctx);
@@ -552,6 +567,7 @@ int sched_submit(sched *s, const sched_job_params *p, sched_job **out) {
     j->sp = p->sampling;
     j->max_tokens = p->max_tokens;
     j->embedding = p->embedding;
+    j->logprobs = p->embedding || !p->logprobs ? -1 : p->top_logprobs;
     j->on_event = p->on_event;
     j->arg = p->arg;
     if (p->n_stop > 0) {
