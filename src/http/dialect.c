@@ -599,6 +599,10 @@ const char *dialect_out_stream_type(const dialect_out *d) {
     return is_ollama(d->api) ? "application/x-ndjson" : "text/event-stream";
 }
 
+dialect_api dialect_out_api(const dialect_out *d) {
+    return d->api;
+}
+
 int dialect_out_closed(const dialect_out *d) {
     return d->closed;
 }
@@ -680,7 +684,10 @@ static json_t *responses_part(const char *text, size_t len) {
 
 static json_t *responses_item(const dialect_out *d, const char *text, size_t len, int done) {
     return json_pack("{s:s, s:s, s:s, s:s, s:o}", "type", "message", "id", d->item_id, "status",
-                     done ? "completed" : "in_progress", "role", "assistant", "content",
+                     !done                              ? "in_progress"
+                     : strcmp(d->finish, "length") == 0 ? "incomplete"
+                                                        : "completed",
+                     "role", "assistant", "content",
                      text ? json_pack("[o]", responses_part(text, len)) : json_array());
 }
 

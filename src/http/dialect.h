@@ -80,6 +80,9 @@ void dialect_out_done(dialect_out *d, mh_buf *out);
 /* The stream failed (an error before or instead of [DONE]): append the dialect's error event. */
 void dialect_out_error(dialect_out *d, const http_error *e, mh_buf *out);
 
+/* The dialect this translator writes. */
+dialect_api dialect_out_api(const dialect_out *d);
+
 /* 1 once done or error closed the stream. */
 int dialect_out_closed(const dialect_out *d);
 
