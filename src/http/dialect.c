@@ -733,7 +733,17 @@ static void emit(dialect_out *d, mh_buf *out, const char *name, json_t *v) {
     free(s);
 }
 
+static json_t *translate_response(dialect_out *d, const json_t *openai);
+
 json_t *dialect_out_response(dialect_out *d, const json_t *openai) {
+    json_t *body = translate_response(d, openai);
+    if (body) return body;
+    http_error e; /* an answer without the members we read (a foreign worker's odd reply) */
+    http_error_set(&e, 502, NULL, NULL, NULL, "the model's answer could not be translated");
+    return dialect_error_body(d->api, &e);
+}
+
+static json_t *translate_response(dialect_out *d, const json_t *openai) {
     if (json_object_get(openai, "error")) {
         http_error e;
         dialect_error_parse(openai, 500, &e);
