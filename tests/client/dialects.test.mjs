@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { Ollama } from "ollama";
 import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
-import { STORIES, startServe, startHub } from "../e2e/lib.mjs";
+import { BIN, STORIES, startServe, startHub } from "../e2e/lib.mjs";
 
 const PROMPT = "Once upon a time";
 
@@ -171,6 +171,15 @@ function suite(label, start) {
       assert.equal((await r.json()).error.code, "model_not_found");
     });
 
+    test("clients that leave mid-stream", async () => {
+      const stream = anthropic.messages.stream({ model: t.model, max_tokens: 200, temperature: 0,
+        messages: [{ role: "user", content: PROMPT }] });
+      await new Promise((resolve) => stream.on("text", () => { stream.abort(); resolve(); }));
+      await stream.done().catch(() => {});
+      const it = await ollama.generate({ model: t.model, prompt: PROMPT, stream: true, options: { num_predict: 200 } });
+      for await (const part of it) { if (part.response) { it.abort(); break; } }
+    });
+
     test("still serving after the bad requests", async () => {
       const r = await ollama.generate({ model: t.model, prompt: PROMPT, raw: true, stream: false,
         options: { temperature: 0, num_predict: 3 } });
@@ -191,4 +200,33 @@ models:
     model_path: ${STORIES}
 `);
   return { base: h.base, model: "story-a", key: "sk-test", stop: () => h.stop() };
+});
+
+describe("hub with a cmd: worker (the dialect is translated at the hub, the worker sees OpenAI)", () => {
+  let h, ollama, anthropic;
+  before(async () => {
+    h = await startHub(`models:
+  - name: ext
+    cmd: "${BIN} serve -m ${STORIES} --port \${PORT} --alias ext"
+`);
+    ollama = new Ollama({ host: h.base });
+    anthropic = new Anthropic({ baseURL: h.base, apiKey: "unused", maxRetries: 0 });
+  });
+  after(async () => h.stop());
+
+  test("ollama chat streamed and anthropic stream through the external worker", async () => {
+    let text = "";
+    for await (const part of await ollama.chat({ model: "ext", messages: [{ role: "user", content: PROMPT }], stream: true,
+      options: { temperature: 0, num_predict: 6 } }))
+      text += part.message.content;
+    assert.ok(text.length > 0);
+    const final = await anthropic.messages.stream({ model: "ext", max_tokens: 6, temperature: 0,
+      messages: [{ role: "user", content: PROMPT }] }).finalMessage();
+    assert.equal(final.content[0].text, text);
+    assert.equal(final.usage.output_tokens, 6);
+    const tags = await ollama.list();
+    assert.deepEqual(tags.models.map((m) => m.name), ["ext"]);
+    const logs = await (await fetch(`${h.base}/hub/models/ext/logs?tail=50`)).text();
+    assert.match(logs, /POST \/v1\/chat\/completions 200/, "the worker was asked in OpenAI");
+  });
 });
