@@ -806,6 +806,10 @@ static void start_stream(dialect_out *d, mh_buf *out) {
     }
 }
 
+void dialect_out_first_text(dialect_out *d) {
+    if (d->t_first == 0) d->t_first = mh_now_mono();
+}
+
 void dialect_out_chunk(dialect_out *d, const json_t *chunk, mh_buf *out) {
     if (d->closed) return;
     if (json_object_get(chunk, "error")) {

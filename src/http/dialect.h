@@ -70,6 +70,10 @@ const char *dialect_out_stream_type(const dialect_out *d);
  * envelope becomes the dialect's error body. */
 json_t *dialect_out_response(dialect_out *d, const json_t *openai);
 
+/* Note that the first generated text exists now (streams notice it themselves). Without it a
+ * whole answer's Ollama durations count everything as prompt evaluation. Later calls do nothing. */
+void dialect_out_first_text(dialect_out *d);
+
 /* One OpenAI stream chunk (chat.completion.chunk, text_completion, a usage-only chunk, or an
  * error envelope): append the dialect's bytes (SSE events or NDJSON lines) to `out`. */
 void dialect_out_chunk(dialect_out *d, const json_t *chunk, mh_buf *out);

@@ -592,6 +592,7 @@ static void call_text(call *c, int index, const char *text, size_t len, json_t *
             stream_chunk(c, chunk_json(c, index, text, len, 0, NULL,
                                        lp ? logprobs_json(c, lp, &ch->text_offset) : NULL));
     } else {
+        if (c->dout) dialect_out_first_text(c->dout); /* splits Ollama's durations */
         mh_buf_append(&ch->text, text, len);
         if (lp) {
             if (!ch->lp) ch->lp = json_array();
