@@ -357,6 +357,7 @@ static void call_fail(call *c, const http_error *e) {
             mh_buf_free(&b);
             http_stream_end(c->req);
         } else {
+            if (e->status == 503) http_req_set_header(c->req, "Retry-After", "1");
             http_reply_json_take(c->req, e->status,
                                  dialect_error_body(dialect_out_api(c->dout), e));
         }
