@@ -570,7 +570,9 @@ struct dialect_out {
     int have_usage;
     long long n_deltas; /* content chunks seen (the eval count when no usage arrives) */
     long long seq;      /* Responses: sequence_number of the next event */
-    mh_buf text;        /* Responses: the whole text, for the .done events */
+    mh_buf text;        /* Responses, and a gathered stream: the whole text */
+    int failed;         /* a gathered stream carried an error: err */
+    http_error err;
 };
 
 dialect_out *dialect_out_new(dialect_api api, int stream) {
@@ -820,7 +822,7 @@ void dialect_out_chunk(dialect_out *d, const json_t *chunk, mh_buf *out) {
     }
     take_model(d, chunk);
     take_usage(d, json_object_get(chunk, "usage"));
-    start_stream(d, out);
+    if (d->stream) start_stream(d, out);
     const json_t *choice = json_array_get(json_object_get(chunk, "choices"), 0);
     const char *finish = json_string_value(json_object_get(choice, "finish_reason"));
     if (finish) snprintf(d->finish, sizeof d->finish, "%s", finish);
@@ -831,6 +833,10 @@ void dialect_out_chunk(dialect_out *d, const json_t *chunk, mh_buf *out) {
     size_t len = json_string_length(text);
     if (d->t_first == 0) d->t_first = mh_now_mono();
     d->n_deltas++;
+    if (!d->stream) { /* gathered for dialect_out_whole */
+        mh_buf_append(&d->text, t, len);
+        return;
+    }
     switch (d->api) {
     case DIALECT_ANTHROPIC_MESSAGES:
         emit(d, out, "content_block_delta",
@@ -849,10 +855,11 @@ void dialect_out_chunk(dialect_out *d, const json_t *chunk, mh_buf *out) {
 
 void dialect_out_done(dialect_out *d, mh_buf *out) {
     if (d->closed) return;
-    start_stream(d, out);
+    if (d->stream) start_stream(d, out);
     d->closed = 1;
     if (!d->have_usage) d->completion_tokens = d->n_deltas;
     if (!d->finish[0]) snprintf(d->finish, sizeof d->finish, "stop");
+    if (!d->stream) return;
     if (d->api == DIALECT_ANTHROPIC_MESSAGES) {
         emit(d, out, "content_block_stop",
              json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 0));
@@ -882,6 +889,11 @@ void dialect_out_done(dialect_out *d, mh_buf *out) {
 void dialect_out_error(dialect_out *d, const http_error *e, mh_buf *out) {
     if (d->closed) return;
     d->closed = 1;
+    if (!d->stream) {
+        d->failed = 1;
+        d->err = *e;
+        return;
+    }
     if (is_ollama(d->api)) {
         emit(d, out, NULL, json_pack("{s:s}", "error", e->message));
     } else if (is_anthropic(d->api)) {
@@ -890,6 +902,23 @@ void dialect_out_error(dialect_out *d, const http_error *e, mh_buf *out) {
         emit(d, out, "error",
              json_pack("{s:s, s:s, s:o}", "code", e->code[0] ? e->code : e->type, "message",
                        e->message, "param", e->param[0] ? json_string(e->param) : json_null()));
+    }
+}
+
+json_t *dialect_out_whole(dialect_out *d, int *status) {
+    *status = 200;
+    if (!d->closed || d->failed) {
+        http_error e;
+        if (!d->closed) http_error_set(&e, 502, NULL, NULL, NULL, "the model's stream ended early");
+        *status = d->failed ? d->err.status : 502;
+        return dialect_error_body(d->api, d->failed ? &d->err : &e);
+    }
+    const char *t = d->text.data;
+    size_t len = d->text.len;
+    switch (d->api) {
+    case DIALECT_ANTHROPIC_MESSAGES: return anthropic_message(d, t, len);
+    case DIALECT_OPENAI_RESPONSES: return responses_object(d, t, len);
+    default: return ollama_object(d, t, len, 1);
     }
 }
 

@@ -87,6 +87,12 @@ void dialect_out_error(dialect_out *d, const http_error *e, mh_buf *out);
 /* The dialect this translator writes. */
 dialect_api dialect_out_api(const dialect_out *d);
 
+/* A translator made with stream = 0 may also be fed a stream (chunks, then done or error): it
+ * gathers instead of writing (the hub asks workers for a stream so that Ollama's durations split
+ * at the first token). After that, the whole answer in the dialect, with its HTTP status in
+ * *status (the error a chunk carried, or 502 when the stream did not end). New reference. */
+json_t *dialect_out_whole(dialect_out *d, int *status);
+
 /* 1 once done or error closed the stream. */
 int dialect_out_closed(const dialect_out *d);
 

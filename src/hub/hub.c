@@ -187,6 +187,7 @@ struct proxy {
     mh_buf buffered; /* a non-stream answer, sent whole once complete */
     sse_parser *sse;
     dialect_out *dout; /* a dialect route (dialect.h): translates the OpenAI answer; else NULL */
+    int gather;        /* dout: the worker streams, the client gets one answer at the end */
     uint64_t tokens;
     double t_start;
     proxy *prev, *next;
@@ -308,6 +309,10 @@ static void on_upstream_head(http_client_req *cr, int status, void *arg) {
     http_client_req_each_header(cr, keep_header, p);
     p->streaming = strncasecmp(p->content_type, "text/event-stream", 17) == 0;
     if (!p->streaming || !p->req || http_req_gone(p->req)) return;
+    if (p->gather) {
+        p->sse = sse_parser_new(0);
+        return;
+    }
     for (int i = 0; i < p->n_hdrs; i++)
         http_req_set_header(p->req, p->hdr_names[i], p->hdr_values[i]);
     http_stream_start(p->req, status, p->dout ? dialect_out_stream_type(p->dout) : p->content_type);
@@ -338,6 +343,16 @@ static void on_upstream_done(http_client_req *cr, const http_client_result *res,
         return;
     }
     const char *name = lc_model_name(p->m);
+    if (p->streaming && p->gather) { /* the whole answer gathered from the worker's stream */
+        int status;
+        json_t *body = dialect_out_whole(p->dout, &status);
+        p->status = status;
+        proxy_note(p);
+        http_reply_json_take(p->req, status, body);
+        p->req = NULL;
+        proxy_finish(p);
+        return;
+    }
     if (p->streaming && p->dout) {
         if (!dialect_out_closed(p->dout)) { /* no [DONE]: never a clean end */
             http_error e;
@@ -483,7 +498,7 @@ static void on_proxy_client_gone(http_req *r, void *arg) {
 }
 
 static void proxy_start(hub *h, http_req *r, const char *name, const char *body, size_t len,
-                        const char *path, dialect_out *dout);
+                        const char *path, dialect_out *dout, int gather);
 
 static void route_proxy(http_req *r, void *arg) {
     hub *h = arg;
@@ -502,19 +517,21 @@ static void route_proxy(http_req *r, void *arg) {
         http_reply_error(r, &e);
         return;
     }
-    proxy_start(h, r, name, body, len, http_req_raw_path(r), NULL);
+    proxy_start(h, r, name, body, len, http_req_raw_path(r), NULL, 0);
     json_decref(j);
 }
 
 /* Route `len` bytes of `body` (copied) for model `name` to `path` on its backend once the model
- * is ready; `dout` (stolen; NULL for the OpenAI routes) translates the answer. */
+ * is ready; `dout` (stolen; NULL for the OpenAI routes) translates the answer, gathering a
+ * streamed one into a whole answer when `gather`. */
 static void proxy_start(hub *h, http_req *r, const char *name, const char *body, size_t len,
-                        const char *path, dialect_out *dout) {
+                        const char *path, dialect_out *dout, int gather) {
     lc_model *m = lc_find(h->reg, name, 0);
     proxy *p = mh_xcalloc(1, sizeof *p);
     p->h = h;
     p->req = r;
     p->dout = dout;
+    p->gather = gather;
     if (!m) {
         http_error e;
         http_error_set(&e, 404, NULL, "model", "model_not_found",
@@ -564,12 +581,18 @@ static void dialect_proxy(hub *h, http_req *r, dialect_api api) {
         http_reply_json_take(r, e.status, dialect_error_body(api, &e));
         return;
     }
+    int gather = !dr.stream && strcmp(dr.path, "/v1/embeddings") != 0;
+    if (gather) { /* a stream from the worker times the first token (Ollama's durations) */
+        json_object_set_new(dr.body, "stream", json_true());
+        json_object_set_new(dr.body, "stream_options", json_pack("{s:b}", "include_usage", 1));
+    }
     char *body = http_json_dump(dr.body);
     if (!body) {
         http_error_set(&e, 500, NULL, NULL, NULL, "out of memory");
         http_reply_json_take(r, 500, dialect_error_body(api, &e));
     } else {
-        proxy_start(h, r, dr.model, body, strlen(body), dr.path, dialect_out_new(api, dr.stream));
+        proxy_start(h, r, dr.model, body, strlen(body), dr.path, dialect_out_new(api, dr.stream),
+                    gather);
     }
     free(body);
     json_decref(dr.body);

@@ -47,6 +47,8 @@ function suite(label, start) {
       assert.equal(r.eval_count, 12);
       assert.ok(r.prompt_eval_count > 0);
       assert.ok(r.total_duration > 0 && Number.isInteger(r.total_duration));
+      assert.ok(r.prompt_eval_duration > 0 && r.eval_duration > 0, "split at the first token");
+      assert.ok(r.prompt_eval_duration + r.eval_duration <= r.total_duration);
       let text = "", last;
       for await (const part of await ollama.chat({ model: t.model, messages, options, stream: true })) {
         text += part.message.content;
