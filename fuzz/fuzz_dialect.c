@@ -2,8 +2,9 @@
  *
  * Byte 0 picks the dialect (mod 6), the rest is a JSON document. It is translated as a request
  * (a refusal must be a 4xx naming its reason; an acceptance must give an OpenAI body that
- * serializes), then fed to a stream translator as an OpenAI chunk (twice, then [DONE]) and to a
- * whole-answer translator: neither may crash, and the whole answer must be a JSON body.
+ * serializes), then fed to a stream translator as an OpenAI chunk (twice, then [DONE]), to a
+ * whole-answer translator and to a gathering one: none may crash, a gathering one writes
+ * nothing, and whole answers must be JSON bodies.
  */
 #include <jansson.h>
 #include <stddef.h>
@@ -49,6 +50,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     d = dialect_out_new(api, 0);
     json_t *whole = dialect_out_response(d, in);
     CHECK(whole);
+    json_decref(whole);
+    dialect_out_free(d);
+    d = dialect_out_new(api, 0); /* a stream gathered into one answer */
+    int status;
+    dialect_out_chunk(d, in, &out);
+    if (data[0] & 0x80) dialect_out_done(d, &out);
+    CHECK(out.len == 0);
+    whole = dialect_out_whole(d, &status);
+    CHECK(whole && status >= 200);
     json_decref(whole);
     dialect_out_free(d);
     json_decref(in);

@@ -231,6 +231,17 @@ static void test_streams(void **state) {
     dialect_out_free(d);
     mh_buf_free(&b);
 
+    d = dialect_out_new(DIALECT_OLLAMA_GENERATE, 0); /* gathered into one answer */
+    feed(d, texts, 2, "stop", &b);
+    assert_int_equal(b.len, 0);
+    int status;
+    json_t *whole = dialect_out_whole(d, &status);
+    assert_int_equal(status, 200);
+    assert_string_equal(str_at(whole, "response"), "Hello");
+    assert_true(json_is_true(json_object_get(whole, "done")));
+    json_decref(whole);
+    dialect_out_free(d);
+
     d = dialect_out_new(DIALECT_OPENAI_RESPONSES, 1);
     feed(d, texts, 2, "stop", &b);
     assert_non_null(strstr(b.data, "event: response.created"));
