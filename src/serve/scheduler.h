@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/grammar.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
 
@@ -64,9 +65,10 @@ typedef struct sched_job_params {
     int max_tokens;          /* <= 0: until the context is full */
     const char *const *stop; /* stop strings, copied; matched across tokens, never emitted */
     int n_stop;
-    int embedding;           /* compute an embedding instead of generating */
-    int logprobs;            /* report each token's log-probability (TEXT events' lp) */
-    int top_logprobs;        /* with logprobs: and this many most likely tokens (0-20) */
+    int embedding;    /* compute an embedding instead of generating */
+    int logprobs;     /* report each token's log-probability (TEXT events' lp) */
+    int top_logprobs; /* with logprobs: and this many most likely tokens (0-20) */
+    grammar *grammar; /* NULL, or only tokens it allows (retained; the output ends when complete) */
     sched_event_fn on_event; /* engine thread */
     void *arg;
 } sched_job_params;

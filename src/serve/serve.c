@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "engine/chat.h"
+#include "engine/grammar.h"
 #include "engine/model.h"
 #include "http/dialect.h"
 #include "http/http_async.h"
@@ -113,6 +114,7 @@ struct call {
     int logprobs;     /* report token log-probabilities, with top_logprobs alternatives */
     int top_logprobs;
     tools_request tools; /* chat: the functions the model may call, and tool_choice */
+    grammar *grammar;    /* response_format json_object / json_schema; NULL: free text */
     tools_style style;   /* how the model's template family writes them */
     int forced;          /* tool_choice required/named: the prompt opens the call */
 
@@ -330,6 +332,7 @@ static void call_free(call *c) {
     if (c->next) c->next->prev = c->prev;
     for (int i = 0; i < c->n_stop; i++) free(c->stop[i]);
     free(c->prompt_text);
+    grammar_free(c->grammar);
     json_decref(c->body);
     json_decref(c->emb_data);
     dialect_out_free(c->dout);
@@ -887,6 +890,7 @@ static int submit(call *c, const int32_t *ids, int n, int embedding, http_error 
                               .embedding = embedding,
                               .logprobs = c->logprobs,
                               .top_logprobs = c->top_logprobs,
+                              .grammar = c->grammar,
                               .on_event = on_engine_event,
                               .arg = &c->ch[i]};
         p.sampling.seed += (uint64_t)i; /* each choice its own draws */
@@ -969,11 +973,14 @@ static void on_acquired(void *arg, int status, const char *message) {
         char err[256];
         int rc = chat_format(s->family, tp.msgs, tp.n, 1, &c->prompt_text, NULL, err, sizeof err);
         tools_prompt_free(&tp);
-        if (rc == 0 && c->forced) {
+        if (rc == 0 && c->forced) { /* the reply is a call: open it, constrain the rest */
             const char *open = tools_forced_prefix(c->style);
             size_t len = strlen(c->prompt_text);
             c->prompt_text = mh_xrealloc(c->prompt_text, len + strlen(open) + 1);
             memcpy(c->prompt_text + len, open, strlen(open) + 1);
+            json_t *schema = tools_call_schema(&c->tools, c->style);
+            rc = grammar_from_schema(schema, &c->grammar, err, sizeof err);
+            json_decref(schema);
         }
         if (rc < 0) {
             http_error_set(&e, 400, NULL, "messages", NULL, "%s", err);
@@ -1053,6 +1060,7 @@ static const struct request_field {
     {"presence_penalty", F_GEN, FIELD_APPLIED, NULL},
     {"frequency_penalty", F_GEN, FIELD_APPLIED, NULL},
     {"logit_bias", F_GEN, FIELD_APPLIED, NULL},
+    {"response_format", F_GEN, FIELD_APPLIED, NULL},
     {"seed", F_GEN, FIELD_APPLIED, NULL},
     {"max_tokens", F_GEN, FIELD_APPLIED, NULL},
     {"max_completion_tokens", F_GEN, FIELD_APPLIED, NULL},
@@ -1070,7 +1078,6 @@ static const struct request_field {
     {"modalities", F_CHAT, FIELD_TEXT_ONLY, "only [\"text\"] output is supported"},
     {"best_of", F_COMP, FIELD_BEST_OF, "best_of must equal n (candidates are not ranked)"},
     {"suffix", F_COMP, FIELD_EMPTY, "suffix (insertion) is not supported"},
-    {"response_format", F_CHAT, FIELD_UNSUPPORTED, "response_format is not supported"},
     {"functions", F_CHAT, FIELD_UNSUPPORTED, "functions (deprecated) are not supported"},
     {"function_call", F_CHAT, FIELD_UNSUPPORTED, "function_call (deprecated) is not supported"},
     {"metadata", F_CHAT, FIELD_UNSUPPORTED, "metadata is for stored completions (not supported)"},
@@ -1299,6 +1306,101 @@ static int parse_messages(const json_t *body, http_error *e) {
     return 0;
 }
 
+/* tool_choice required or named: each allowed function's parameters must compile to a grammar
+ * (the call is constrained to them once the template's style is known, on_acquired). */
+static int check_forced_tools(call *c, http_error *e) {
+    size_t i;
+    const json_t *t;
+    json_array_foreach(c->tools.tools, i, t) {
+        const json_t *f = json_object_get(t, "function");
+        const char *name = json_string_value(json_object_get(f, "name"));
+        const json_t *params = json_object_get(f, "parameters");
+        if (!json_is_object(params) || json_object_size(params) == 0) continue;
+        if (c->tools.choice == TOOLS_NAMED && strcmp(name, c->tools.named)) continue;
+        grammar *g = NULL;
+        char err[256];
+        if (grammar_from_schema(params, &g, err, sizeof err) < 0) {
+            char param[64];
+            snprintf(param, sizeof param, "tools[%zu].function.parameters", i);
+            return http_error_set(e, 400, NULL, param, NULL,
+                                  "'%s' cannot constrain a forced call: %s", param, err);
+        }
+        grammar_free(g);
+    }
+    return 0;
+}
+
+/* "response_format": {"type": "text"} (no constraint), {"type": "json_object"} (any JSON
+ * object) or {"type": "json_schema", "json_schema": {"name", "schema", "strict",
+ * "description"}}: compiled into c->grammar, which constrains sampling. */
+static int parse_response_format(call *c, const json_t *body, http_error *e) {
+    const json_t *rf = json_object_get(body, "response_format");
+    if (!rf || json_is_null(rf)) return 0;
+    const char *type = json_string_value(json_object_get(rf, "type"));
+    if (!json_is_object(rf))
+        return http_error_set(e, 400, NULL, "response_format", NULL,
+                              "'response_format' must be an object");
+    if (!type ||
+        (strcmp(type, "text") && strcmp(type, "json_object") && strcmp(type, "json_schema")))
+        return http_error_set(e, 400, NULL, "response_format.type", NULL,
+                              "'response_format.type' must be 'text', 'json_object' or "
+                              "'json_schema'");
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)rf, key, v) {
+        if (strcmp(key, "type") && (strcmp(key, "json_schema") || strcmp(type, "json_schema")))
+            return http_error_set(e, 400, NULL, "response_format", "unknown_parameter",
+                                  "'response_format' of type '%s' takes no '%.64s'", type, key);
+    }
+    if (!strcmp(type, "text")) return 0;
+    if (c->kind == CALL_CHAT && c->tools.choice != TOOLS_NONE)
+        return http_error_set(e, 400, NULL, "response_format", NULL,
+                              "'response_format' %s together with tools is not supported", type);
+    if (!strcmp(type, "json_object")) {
+        c->grammar = grammar_any_object();
+        return 0;
+    }
+    const json_t *js = json_object_get(rf, "json_schema");
+    if (!json_is_object(js))
+        return http_error_set(e, 400, NULL, "response_format.json_schema", NULL,
+                              "'response_format.json_schema' must be an object with 'name' "
+                              "and 'schema'");
+    json_object_foreach((json_t *)js, key, v) {
+        if (strcmp(key, "name") && strcmp(key, "schema") && strcmp(key, "strict") &&
+            strcmp(key, "description"))
+            return http_error_set(e, 400, NULL, "response_format.json_schema", "unknown_parameter",
+                                  "'response_format.json_schema' takes no '%.64s'", key);
+    }
+    const char *name = json_string_value(json_object_get(js, "name"));
+    size_t name_len = name ? strlen(name) : 0;
+    int name_ok = name_len >= 1 && name_len <= 64;
+    for (size_t i = 0; name_ok && i < name_len; i++)
+        name_ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
+                  (name[i] >= '0' && name[i] <= '9') || name[i] == '_' || name[i] == '-';
+    if (!name_ok)
+        return http_error_set(e, 400, NULL, "response_format.json_schema.name", NULL,
+                              "'response_format.json_schema.name' must be 1 to 64 letters, "
+                              "digits, '_' or '-'");
+    const json_t *strict = json_object_get(js, "strict");
+    if (strict && !json_is_boolean(strict) && !json_is_null(strict))
+        return http_error_set(e, 400, NULL, "response_format.json_schema.strict", NULL,
+                              "'response_format.json_schema.strict' must be a boolean");
+    const json_t *desc = json_object_get(js, "description");
+    if (desc && !json_is_string(desc))
+        return http_error_set(e, 400, NULL, "response_format.json_schema.description", NULL,
+                              "'response_format.json_schema.description' must be a string");
+    const json_t *schema = json_object_get(js, "schema");
+    if (!schema) { /* no schema: any JSON object */
+        c->grammar = grammar_any_object();
+        return 0;
+    }
+    char err[256];
+    if (grammar_from_schema(schema, &c->grammar, err, sizeof err) < 0)
+        return http_error_set(e, 400, NULL, "response_format.json_schema.schema", NULL,
+                              "'response_format.json_schema.schema': %s", err);
+    return 0;
+}
+
 /* Everything begin_call checks in a request body before it waits for the model: the fields of
  * `kind` (c->kind) in c->body, written into c. 0, or -1 with the error in e. */
 static int parse_call(call *c, http_error *e) {
@@ -1311,7 +1413,9 @@ static int parse_call(call *c, http_error *e) {
     if (rc == 0 && kind == CALL_CHAT) {
         rc = tools_parse_request(body, &c->tools, e);
         c->forced = c->tools.choice == TOOLS_REQUIRED || c->tools.choice == TOOLS_NAMED;
+        if (rc == 0 && c->forced) rc = check_forced_tools(c, e);
     }
+    if (rc == 0 && kind != CALL_EMBEDDING) rc = parse_response_format(c, body, e);
     if (rc == 0 && kind == CALL_COMPLETION) {
         const json_t *p = json_object_get(body, "prompt");
         int echo = 0;

@@ -361,7 +361,8 @@ json_t *tools_call_schema(const tools_request *tr, tools_style style) {
         const json_t *params = json_object_get(f, "parameters");
         json_t *p = json_is_object(params) && json_object_size(params) > 0
                         ? json_deep_copy(params)
-                        : json_pack("{s:s}", "type", "object");
+                        : json_pack("{s:s, s:{}, s:b}", "type", "object", "properties",
+                                    "additionalProperties", 0); /* no parameters: {} */
         json_array_append_new(any, json_pack("{s:s, s:{s:{s:s}, s:o}, s:[s,s], s:b}", "type",
                                              "object", "properties", "name", "const", name,
                                              args_key(style), p, "required", "name",

@@ -345,6 +345,61 @@ describe("endpoints", () => {
     }
   });
 
+  test("tools: a forced call (required or named) always parses and fits the function's schema", async () => {
+    const chat = `${s.base}/v1/chat/completions`;
+    const tools = [
+      { type: "function", function: { name: "get_weather", parameters: {
+        type: "object", properties: { city: { type: "string", maxLength: 12 },
+          unit: { enum: ["C", "F"] }, days: { type: "integer" } }, required: ["city", "unit"] } } },
+      { type: "function", function: { name: "get_time" } },
+    ];
+    const messages = [{ role: "user", content: "What is the weather in Oslo?" }];
+    const check = (call, allowed) => {
+      assert.equal(call.type, "function");
+      assert.match(call.id, /^call_/);
+      assert.ok(allowed.includes(call.function.name), call.function.name);
+      const args = JSON.parse(call.function.arguments);
+      if (call.function.name === "get_time") return assert.deepEqual(args, {});
+      assert.equal(typeof args.city, "string");
+      assert.ok(args.city.length <= 12);
+      assert.ok(["C", "F"].includes(args.unit));
+      if ("days" in args) assert.ok(Number.isInteger(args.days));
+      assert.deepEqual(Object.keys(args).filter((k) => !["city", "unit", "days"].includes(k)), []);
+    };
+    const seen = new Set();
+    for (let seed = 1; seed <= 6; seed++) {
+      const r = await postJson(chat, { model: "tiny", messages, tools, tool_choice: "required", seed, temperature: 1 });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      const c = r.body.choices[0];
+      assert.equal(c.finish_reason, "tool_calls", JSON.stringify(c));
+      assert.equal(c.message.content, null);
+      assert.equal(c.message.tool_calls.length, 1);
+      check(c.message.tool_calls[0], ["get_weather", "get_time"]);
+      seen.add(c.message.tool_calls[0].function.name);
+      // named: only that function
+      const named = await postJson(chat, { model: "tiny", messages, tools, seed, temperature: 1,
+        tool_choice: { type: "function", function: { name: "get_weather" } } });
+      check(named.body.choices[0].message.tool_calls[0], ["get_weather"]);
+      // streamed: one delta.tool_calls chunk with the whole call, then finish tool_calls
+      const st = await postStream(chat, { model: "tiny", messages, tools, seed, temperature: 1, stream: true,
+        tool_choice: { type: "function", function: { name: "get_weather" } } });
+      const chunks = st.events.filter((e) => e !== "[DONE]");
+      const calls = chunks.flatMap((e) => e.choices[0].delta.tool_calls ?? []);
+      assert.equal(calls.length, 1);
+      assert.equal(calls[0].index, 0);
+      check(calls[0], ["get_weather"]);
+      assert.equal(chunks.at(-1).choices[0].finish_reason, "tool_calls");
+      assert.ok(chunks.every((e) => !e.choices[0].delta.content), "no content beside a forced call");
+    }
+    assert.ok(seen.size >= 1);
+    // a schema the call cannot be constrained to is refused before anything runs
+    const bad = await postJson(chat, { model: "tiny", messages, tool_choice: "required", tools: [
+      { type: "function", function: { name: "f", parameters: { type: "object", properties: { a: { type: "string", pattern: "x+" } } } } }] });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.error.param, "tools[0].function.parameters");
+    assert.match(bad.body.error.message, /pattern/);
+  });
+
   test("sampling with a seed is reproducible", async () => {
     const req = { prompt: "Lily", max_tokens: 30, temperature: 1, seed: 42, top_k: 20, top_p: 0.9 };
     const a = await postJson(`${s.base}/v1/completions`, req);
