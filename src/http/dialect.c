@@ -171,10 +171,27 @@ static int ollama_options(const json_t *in, json_t *out, http_error *e) {
     return 0; /* -1 (no limit) and -2 (fill the context) both run to the context's end */
 }
 
+/* Ollama's "format": "json" or a JSON schema -> OpenAI's response_format (constrained output). */
+static int ollama_format(const json_t *in, json_t *out, http_error *e) {
+    const json_t *f = json_object_get(in, "format");
+    if (!f || json_is_null(f) || (json_is_string(f) && json_string_length(f) == 0)) return 0;
+    if (json_is_string(f) && strcmp(json_string_value(f), "json") == 0) {
+        json_object_set_new(out, "response_format", json_pack("{s:s}", "type", "json_object"));
+        return 0;
+    }
+    if (!json_is_object(f))
+        return http_error_set(e, 400, NULL, "format", NULL,
+                              "'format' must be \"json\" or a JSON schema object");
+    json_object_set_new(out, "response_format",
+                        json_pack("{s:s, s:{s:s, s:O}}", "type", "json_schema", "json_schema",
+                                  "name", "format", "schema", f));
+    return 0;
+}
+
 /* The fields every Ollama generation route shares. */
 static int ollama_common(const json_t *in, json_t *out, int *stream, http_error *e) {
     if (copy_model(in, out, e) < 0 || get_stream(in, 1, out, stream, e) < 0 ||
-        only_empty(in, "format", "structured (JSON) output is not supported", e) < 0 ||
+        ollama_format(in, out, e) < 0 ||
         only_empty(in, "keep_alive", "the server's idle unload decides when a model unloads", e) <
             0 ||
         only_empty(in, "think", "thinking is not supported", e) < 0 ||
@@ -465,8 +482,18 @@ static int responses(const json_t *in, json_t *out, int *stream, http_error *e) 
         const json_t *fmt = json_object_get(text, "format");
         const char *ft = json_string_value(json_object_get(fmt, "type"));
         if (!json_is_object(text) || json_object_size(text) != (fmt ? 1u : 0u) ||
-            (fmt && (!ft || strcmp(ft, "text"))))
-            return unsupported(e, "text", "only text.format {type: \"text\"}");
+            (fmt && (!ft || (strcmp(ft, "text") && strcmp(ft, "json_object") &&
+                             strcmp(ft, "json_schema")))))
+            return unsupported(e, "text",
+                               "text.format must be of type text, json_object or json_schema");
+        if (fmt && strcmp(ft, "json_object") == 0)
+            json_object_set_new(out, "response_format", json_pack("{s:s}", "type", ft));
+        if (fmt && strcmp(ft, "json_schema") == 0) { /* flat here, nested in chat */
+            json_t *js = json_deep_copy(fmt);
+            json_object_del(js, "type");
+            json_object_set_new(out, "response_format",
+                                json_pack("{s:s, s:o}", "type", ft, "json_schema", js));
+        }
     }
     const char *user;
     if (http_json_get_string(in, "user", 0, 256, NULL, &user, e) < 0 ||

@@ -75,6 +75,18 @@ function suite(label, start) {
       assert.equal(stopped.done_reason, "stop");
     });
 
+    test("structured output: Ollama format and Responses text.format", async () => {
+      const schema = { type: "object", properties: { a: { type: "integer" } }, required: ["a"] };
+      const r = await ollama.chat({ model: t.model, messages: [{ role: "user", content: PROMPT }], stream: false,
+        format: schema, options: { temperature: 0, num_predict: 60 } });
+      assert.equal(typeof JSON.parse(r.message.content).a, "number");
+      const resp = await openai.responses.create({ model: t.model, input: PROMPT, temperature: 0,
+        text: { format: { type: "json_schema", name: "x", schema } } });
+      assert.equal(typeof JSON.parse(resp.output_text).a, "number");
+      await assert.rejects(ollama.chat({ model: t.model, messages: [{ role: "user", content: "x" }], stream: false,
+        format: "yaml" }), (e) => e.status_code === 400 && /format/.test(e.error));
+    });
+
     test("ollama embed", async () => {
       const e = await ollama.embed({ model: t.model, input: ["a", "b"] });
       assert.equal(e.embeddings.length, 2);

@@ -106,7 +106,7 @@ static void test_refusals_name_the_field(void **state) {
         {DIALECT_OLLAMA_CHAT, "{\"messages\":[]}", "model"},
         {DIALECT_OLLAMA_CHAT, "{\"model\":\"m\",\"messages\":[],\"keep_alive\":\"5m\"}",
          "keep_alive"},
-        {DIALECT_OLLAMA_GENERATE, "{\"model\":\"m\",\"prompt\":\"p\",\"format\":\"json\"}",
+        {DIALECT_OLLAMA_GENERATE, "{\"model\":\"m\",\"prompt\":\"p\",\"format\":\"yaml\"}",
          "format"},
         {DIALECT_OLLAMA_EMBED, "{\"model\":\"m\",\"input\":\"a\",\"truncate\":true}", "truncate"},
         {DIALECT_ANTHROPIC_MESSAGES, "{\"model\":\"m\",\"messages\":[]}", "max_tokens"},
