@@ -40,19 +40,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         json_decref(body);
     }
     mh_buf out = {0};
-    dialect_out *d = dialect_out_new(api, 1);
+    dialect_out *d = dialect_out_new(api, 1, NULL);
     dialect_out_chunk(d, in, &out);
     dialect_out_chunk(d, in, &out);
     dialect_out_done(d, &out);
     CHECK(dialect_out_closed(d));
     dialect_out_free(d);
     mh_buf_free(&out);
-    d = dialect_out_new(api, 0);
+    d = dialect_out_new(api, 0, NULL);
     json_t *whole = dialect_out_response(d, in);
     CHECK(whole);
     json_decref(whole);
     dialect_out_free(d);
-    d = dialect_out_new(api, 0); /* a stream gathered into one answer */
+    d = dialect_out_new(api, 0, NULL); /* a stream gathered into one answer */
     int status;
     dialect_out_chunk(d, in, &out);
     if (data[0] & 0x80) dialect_out_done(d, &out);

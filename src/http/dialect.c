@@ -602,7 +602,7 @@ struct dialect_out {
     http_error err;
 };
 
-dialect_out *dialect_out_new(dialect_api api, int stream) {
+dialect_out *dialect_out_new(dialect_api api, int stream, const char *model) {
     static unsigned long counter;
     dialect_out *d = mh_xcalloc(1, sizeof *d);
     d->api = api;
@@ -615,6 +615,7 @@ dialect_out *dialect_out_new(dialect_api api, int stream) {
     snprintf(d->item_id, sizeof d->item_id, "msg_%lx%06lx", (unsigned long)d->created,
              n & 0xffffff);
     mh_buf_append(&d->text, "", 0);
+    if (model) snprintf(d->model, sizeof d->model, "%s", model);
     return d;
 }
 

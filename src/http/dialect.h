@@ -10,7 +10,7 @@
  *
  *     dialect_request dr;
  *     if (dialect_translate(DIALECT_ANTHROPIC_MESSAGES, body, &dr, &e) < 0) -> dialect_error_body
- *     dialect_out *d = dialect_out_new(DIALECT_ANTHROPIC_MESSAGES, dr.stream);
+ *     dialect_out *d = dialect_out_new(DIALECT_ANTHROPIC_MESSAGES, dr.stream, dr.model);
  *     stream:  dialect_out_chunk(d, chunk, &buf) per OpenAI chunk, dialect_out_done(d, &buf)
  *     whole:   json_t *body = dialect_out_response(d, openai_body)
  *
@@ -58,9 +58,10 @@ int dialect_error_parse(const json_t *body, int status, http_error *e);
 
 typedef struct dialect_out dialect_out;
 
-/* A translator for one answer; `stream` as in dialect_request. Starts the answer's clock (the
- * Ollama durations). */
-dialect_out *dialect_out_new(dialect_api api, int stream);
+/* A translator for one answer; `stream` as in dialect_request; `model` (copied; NULL = take it
+ * from the answer) is the name the answer reports, the one the client asked for. Starts the
+ * answer's clock (the Ollama durations). */
+dialect_out *dialect_out_new(dialect_api api, int stream, const char *model);
 void dialect_out_free(dialect_out *d);
 
 /* Content-Type of the streamed answer: text/event-stream or application/x-ndjson. */

@@ -591,8 +591,8 @@ static void dialect_proxy(hub *h, http_req *r, dialect_api api) {
         http_error_set(&e, 500, NULL, NULL, NULL, "out of memory");
         http_reply_json_take(r, 500, dialect_error_body(api, &e));
     } else {
-        proxy_start(h, r, dr.model, body, strlen(body), dr.path, dialect_out_new(api, dr.stream),
-                    gather);
+        proxy_start(h, r, dr.model, body, strlen(body), dr.path,
+                    dialect_out_new(api, dr.stream, dr.model), gather);
     }
     free(body);
     json_decref(dr.body);

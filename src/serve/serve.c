@@ -1571,7 +1571,7 @@ static void dialect_call(serve *s, http_req *r, dialect_api api) {
     int kind = strcmp(dr.path, "/v1/chat/completions") == 0 ? CALL_CHAT
                : strcmp(dr.path, "/v1/completions") == 0    ? CALL_COMPLETION
                                                             : CALL_EMBEDDING;
-    start_call(s, r, kind, dr.body, dialect_out_new(api, dr.stream));
+    start_call(s, r, kind, dr.body, dialect_out_new(api, dr.stream, dr.model));
 }
 
 static void route_messages(http_req *r, void *arg) {

@@ -196,7 +196,7 @@ static void test_streams(void **state) {
     (void)state;
     static const char *const texts[] = {"He", "llo"};
     mh_buf b = {0};
-    dialect_out *d = dialect_out_new(DIALECT_OLLAMA_CHAT, 1);
+    dialect_out *d = dialect_out_new(DIALECT_OLLAMA_CHAT, 1, NULL);
     feed(d, texts, 2, "length", &b);
     /* three NDJSON lines, the last one done with the counts */
     int lines = 0;
@@ -216,7 +216,7 @@ static void test_streams(void **state) {
     dialect_out_free(d);
     mh_buf_free(&b);
 
-    d = dialect_out_new(DIALECT_ANTHROPIC_MESSAGES, 1);
+    d = dialect_out_new(DIALECT_ANTHROPIC_MESSAGES, 1, NULL);
     feed(d, texts, 2, "stop", &b);
     const char *order[] = {"event: message_start",       "event: content_block_start",
                            "event: content_block_delta", "event: content_block_stop",
@@ -231,7 +231,7 @@ static void test_streams(void **state) {
     dialect_out_free(d);
     mh_buf_free(&b);
 
-    d = dialect_out_new(DIALECT_OLLAMA_GENERATE, 0); /* gathered into one answer */
+    d = dialect_out_new(DIALECT_OLLAMA_GENERATE, 0, NULL); /* gathered into one answer */
     feed(d, texts, 2, "stop", &b);
     assert_int_equal(b.len, 0);
     int status;
@@ -242,7 +242,7 @@ static void test_streams(void **state) {
     json_decref(whole);
     dialect_out_free(d);
 
-    d = dialect_out_new(DIALECT_OPENAI_RESPONSES, 1);
+    d = dialect_out_new(DIALECT_OPENAI_RESPONSES, 1, NULL);
     feed(d, texts, 2, "stop", &b);
     assert_non_null(strstr(b.data, "event: response.created"));
     assert_non_null(strstr(b.data, "\"text\":\"Hello\""));
@@ -265,7 +265,7 @@ static void test_errors_and_garbage(void **state) {
 
     /* an error chunk mid-stream closes it; later chunks and done add nothing */
     mh_buf b = {0};
-    dialect_out *d = dialect_out_new(DIALECT_ANTHROPIC_MESSAGES, 1);
+    dialect_out *d = dialect_out_new(DIALECT_ANTHROPIC_MESSAGES, 1, NULL);
     json_t *env = http_error_envelope(&e);
     dialect_out_chunk(d, env, &b);
     json_decref(env);
@@ -281,7 +281,7 @@ static void test_errors_and_garbage(void **state) {
 
     /* junk on an open stream does not crash; done still closes it */
     for (int api = DIALECT_OLLAMA_CHAT; api <= DIALECT_OPENAI_RESPONSES; api++) {
-        d = dialect_out_new((dialect_api)api, 1);
+        d = dialect_out_new((dialect_api)api, 1, NULL);
         for (size_t i = 0; i < 3; i++) dialect_out_chunk(d, junk[i], &b);
         dialect_out_done(d, &b);
         json_t *whole = dialect_out_response(d, junk[2]);
