@@ -6,10 +6,6 @@
 #include "cli/commands.h"
 #include "util/common.h"
 
-#ifndef MODELHUB_VERSION
-#define MODELHUB_VERSION "0.1.0"
-#endif
-
 static const cli_command commands[] = {
     {"run", cmd_run, "generate text from a GGUF model"},
     {"serve", cmd_serve, "serve one model over an OpenAI-compatible HTTP API"},

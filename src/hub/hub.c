@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "http/dialect.h"
 #include "http/http_client.h"
 #include "http/http_json.h"
 #include "http/http_loop.h"
@@ -185,6 +186,8 @@ struct proxy {
     int n_hdrs;
     mh_buf buffered; /* a non-stream answer, sent whole once complete */
     sse_parser *sse;
+    dialect_out *dout; /* a dialect route (dialect.h): translates the OpenAI answer; else NULL */
+    int gather;        /* dout: the worker streams, the client gets one answer at the end */
     uint64_t tokens;
     double t_start;
     proxy *prev, *next;
@@ -204,6 +207,7 @@ static void proxy_free(proxy *p) {
     free(p->body);
     mh_buf_free(&p->buffered);
     if (p->sse) sse_parser_free(p->sse);
+    dialect_out_free(p->dout);
     free(p);
 }
 
@@ -264,6 +268,39 @@ static void count_event(const sse_event *ev, void *arg) {
     json_decref(j);
 }
 
+/* Terminal: answer with `e` in the shape the route's clients expect. */
+static void proxy_reply_error(proxy *p, const http_error *e) {
+    if (p->dout) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", e->retry_after_s);
+        if (e->retry_after_s > 0) http_req_set_header(p->req, "Retry-After", v);
+        http_reply_json_take(p->req, e->status, dialect_error_body(dialect_out_api(p->dout), e));
+    } else {
+        http_reply_error(p->req, e);
+    }
+    p->req = NULL;
+}
+
+static void proxy_write_buf(proxy *p, mh_buf *b) {
+    if (b->len && p->req && !http_req_gone(p->req)) http_stream_write(p->req, b->data, b->len);
+    mh_buf_free(b);
+}
+
+/* A dialect stream: each OpenAI event of the worker becomes the dialect's bytes. */
+static void translate_event(const sse_event *ev, void *arg) {
+    proxy *p = arg;
+    mh_buf b = {0};
+    count_event(ev, p);
+    if (sse_event_is_done(ev)) {
+        dialect_out_done(p->dout, &b);
+    } else {
+        json_t *j = json_loadb(ev->data, ev->data_len, 0, NULL);
+        if (j) dialect_out_chunk(p->dout, j, &b);
+        json_decref(j);
+    }
+    proxy_write_buf(p, &b);
+}
+
 static void on_upstream_head(http_client_req *cr, int status, void *arg) {
     proxy *p = arg;
     p->status = status;
@@ -272,9 +309,13 @@ static void on_upstream_head(http_client_req *cr, int status, void *arg) {
     http_client_req_each_header(cr, keep_header, p);
     p->streaming = strncasecmp(p->content_type, "text/event-stream", 17) == 0;
     if (!p->streaming || !p->req || http_req_gone(p->req)) return;
+    if (p->gather) {
+        p->sse = sse_parser_new(0);
+        return;
+    }
     for (int i = 0; i < p->n_hdrs; i++)
         http_req_set_header(p->req, p->hdr_names[i], p->hdr_values[i]);
-    http_stream_start(p->req, status, p->content_type);
+    http_stream_start(p->req, status, p->dout ? dialect_out_stream_type(p->dout) : p->content_type);
     p->sse = sse_parser_new(0);
 }
 
@@ -283,6 +324,10 @@ static void on_upstream_chunk(http_client_req *cr, const char *data, size_t len,
     proxy *p = arg;
     if (!p->streaming) {
         mh_buf_append(&p->buffered, data, len);
+        return;
+    }
+    if (p->dout) {
+        if (p->sse) sse_parser_feed(p->sse, data, len, translate_event, p);
         return;
     }
     if (p->req && !http_req_gone(p->req)) http_stream_write(p->req, data, len);
@@ -298,6 +343,33 @@ static void on_upstream_done(http_client_req *cr, const http_client_result *res,
         return;
     }
     const char *name = lc_model_name(p->m);
+    if (p->streaming && p->gather) { /* the whole answer gathered from the worker's stream */
+        int status;
+        json_t *body = dialect_out_whole(p->dout, &status);
+        p->status = status;
+        proxy_note(p);
+        http_reply_json_take(p->req, status, body);
+        p->req = NULL;
+        proxy_finish(p);
+        return;
+    }
+    if (p->streaming && p->dout) {
+        if (!dialect_out_closed(p->dout)) { /* no [DONE]: never a clean end */
+            http_error e;
+            http_error_set(&e, 500, "server_error", NULL, "worker_failed",
+                           "the worker of model '%s' ended the stream early: %s", name,
+                           res->error ? http_client_strerror(res->error) : "no end marker");
+            mh_buf b = {0};
+            dialect_out_error(p->dout, &e, &b);
+            proxy_write_buf(p, &b);
+            p->status = 500;
+        }
+        proxy_note(p);
+        http_stream_end(p->req);
+        p->req = NULL;
+        proxy_finish(p);
+        return;
+    }
     if (p->streaming) {
         if (res->error) { /* died mid-stream: say so before the end, never a clean end */
             http_error e;
@@ -330,14 +402,27 @@ static void on_upstream_done(http_client_req *cr, const http_client_result *res,
         }
         p->status = e.status;
         proxy_note(p);
-        http_reply_error(p->req, &e);
-        p->req = NULL;
+        proxy_reply_error(p, &e);
         proxy_finish(p);
         return;
     }
     json_t *body = json_loadb(p->buffered.data ? p->buffered.data : "", p->buffered.len, 0, NULL);
     json_t *ct = json_object_get(json_object_get(body, "usage"), "completion_tokens");
     if (json_is_integer(ct)) p->tokens = (uint64_t)json_integer_value(ct);
+    if (p->dout) { /* the whole answer (or the worker's error) in the dialect */
+        http_error e;
+        proxy_note(p);
+        if (p->status == 200 && json_is_object(body)) {
+            http_reply_json_take(p->req, 200, dialect_out_response(p->dout, body));
+            p->req = NULL;
+        } else {
+            dialect_error_parse(body, p->status == 200 ? 502 : p->status, &e);
+            proxy_reply_error(p, &e);
+        }
+        json_decref(body);
+        proxy_finish(p);
+        return;
+    }
     json_decref(body);
     for (int i = 0; i < p->n_hdrs; i++)
         http_req_set_header(p->req, p->hdr_names[i], p->hdr_values[i]);
@@ -352,8 +437,8 @@ static void proxy_forward(proxy *p) {
     http_client *c = hub_backend_client(b);
     http_header hdrs[3];
     size_t nh = 0;
-    const char *ct = http_req_header(p->req, "Content-Type");
-    const char *accept = http_req_header(p->req, "Accept");
+    const char *ct = p->dout ? NULL : http_req_header(p->req, "Content-Type");
+    const char *accept = p->dout ? NULL : http_req_header(p->req, "Accept");
     hdrs[nh++] = (http_header){"Content-Type", ct ? ct : "application/json"};
     if (accept) hdrs[nh++] = (http_header){"Accept", accept};
     http_client_request_opts o = {.method = http_req_method(p->req),
@@ -369,8 +454,7 @@ static void proxy_forward(proxy *p) {
         http_error_set(&e, 503, NULL, NULL, "worker_unavailable",
                        "the worker of model '%s' is not running", lc_model_name(p->m));
         e.retry_after_s = 1;
-        http_reply_error(p->req, &e);
-        p->req = NULL;
+        proxy_reply_error(p, &e);
         proxy_finish(p);
     }
 }
@@ -387,10 +471,7 @@ static void on_proxy_acquired(void *arg, int status, const char *message) {
                                                 : "model_unavailable",
                        "model '%s' is not available: %s", lc_model_name(p->m), message);
         if (code == 503) e.retry_after_s = status == LC_ERR_QUARANTINED ? 30 : 2;
-        if (p->req) {
-            http_reply_error(p->req, &e);
-            p->req = NULL;
-        }
+        if (p->req) proxy_reply_error(p, &e);
         proxy_finish(p);
         return;
     }
@@ -416,6 +497,9 @@ static void on_proxy_client_gone(http_req *r, void *arg) {
     }
 }
 
+static void proxy_start(hub *h, http_req *r, const char *name, const char *body, size_t len,
+                        const char *path, dialect_out *dout, int gather);
+
 static void route_proxy(http_req *r, void *arg) {
     hub *h = arg;
     if (!check_api_key(h, r)) return;
@@ -433,24 +517,36 @@ static void route_proxy(http_req *r, void *arg) {
         http_reply_error(r, &e);
         return;
     }
-    lc_model *m = lc_find(h->reg, name, 0);
-    if (!m) {
-        http_reply_errorf(r, 404, NULL, "model", "model_not_found", "the model '%s' does not exist",
-                          name);
-        json_decref(j);
-        return;
-    }
+    proxy_start(h, r, name, body, len, http_req_raw_path(r), NULL, 0);
     json_decref(j);
+}
+
+/* Route `len` bytes of `body` (copied) for model `name` to `path` on its backend once the model
+ * is ready; `dout` (stolen; NULL for the OpenAI routes) translates the answer, gathering a
+ * streamed one into a whole answer when `gather`. */
+static void proxy_start(hub *h, http_req *r, const char *name, const char *body, size_t len,
+                        const char *path, dialect_out *dout, int gather) {
+    lc_model *m = lc_find(h->reg, name, 0);
     proxy *p = mh_xcalloc(1, sizeof *p);
     p->h = h;
     p->req = r;
+    p->dout = dout;
+    p->gather = gather;
+    if (!m) {
+        http_error e;
+        http_error_set(&e, 404, NULL, "model", "model_not_found",
+                       "the model '%.200s' does not exist", name);
+        proxy_reply_error(p, &e);
+        dialect_out_free(p->dout);
+        free(p);
+        return;
+    }
     p->m = m;
     p->t_start = mh_now_mono();
     p->body = mh_xmalloc(len + 1);
     memcpy(p->body, body, len);
     p->body_len = len;
-    snprintf(p->path, sizeof p->path, "%s%s", hub_backend_path_prefix(backend_of(m)),
-             http_req_raw_path(r));
+    snprintf(p->path, sizeof p->path, "%s%s", hub_backend_path_prefix(backend_of(m)), path);
     p->next = h->proxies;
     if (h->proxies) h->proxies->prev = p;
     h->proxies = p;
@@ -468,7 +564,117 @@ static void route_proxy(http_req *r, void *arg) {
                               : "refused");
 }
 
+/* ==== Other API dialects: translated here, forwarded to the backend's OpenAI routes ==== */
+
+static void dialect_proxy(hub *h, http_req *r, dialect_api api) {
+    if (!check_api_key(h, r)) return;
+    http_error e;
+    json_t *in;
+    dialect_request dr;
+    if (http_req_json(r, &in, &e) < 0) {
+        http_reply_json_take(r, e.status, dialect_error_body(api, &e));
+        return;
+    }
+    int rc = dialect_translate(api, in, &dr, &e);
+    json_decref(in);
+    if (rc < 0) {
+        http_reply_json_take(r, e.status, dialect_error_body(api, &e));
+        return;
+    }
+    int gather = !dr.stream && strcmp(dr.path, "/v1/embeddings") != 0;
+    if (gather) { /* a stream from the worker times the first token (Ollama's durations) */
+        json_object_set_new(dr.body, "stream", json_true());
+        json_object_set_new(dr.body, "stream_options", json_pack("{s:b}", "include_usage", 1));
+    }
+    char *body = http_json_dump(dr.body);
+    if (!body) {
+        http_error_set(&e, 500, NULL, NULL, NULL, "out of memory");
+        http_reply_json_take(r, 500, dialect_error_body(api, &e));
+    } else {
+        proxy_start(h, r, dr.model, body, strlen(body), dr.path,
+                    dialect_out_new(api, dr.stream, dr.model), gather);
+    }
+    free(body);
+    json_decref(dr.body);
+}
+
+static void route_messages(http_req *r, void *arg) {
+    dialect_proxy(arg, r, DIALECT_ANTHROPIC_MESSAGES);
+}
+static void route_responses(http_req *r, void *arg) {
+    dialect_proxy(arg, r, DIALECT_OPENAI_RESPONSES);
+}
+static void route_ollama_chat(http_req *r, void *arg) {
+    dialect_proxy(arg, r, DIALECT_OLLAMA_CHAT);
+}
+static void route_ollama_generate(http_req *r, void *arg) {
+    dialect_proxy(arg, r, DIALECT_OLLAMA_GENERATE);
+}
+static void route_ollama_embed(http_req *r, void *arg) {
+    dialect_proxy(arg, r, DIALECT_OLLAMA_EMBED);
+}
+static void route_ollama_embeddings(http_req *r, void *arg) {
+    dialect_proxy(arg, r, DIALECT_OLLAMA_EMBEDDINGS);
+}
+
+/* /api/tags (every model) and /api/ps (the loaded ones), from the hub's own registry. */
+static void ollama_list(hub *h, http_req *r, int loaded_only) {
+    if (!check_api_key(h, r)) return;
+    json_t *snap = lc_snapshot(h->reg);
+    http_reply_json_take(r, 200,
+                         dialect_ollama_models(json_object_get(snap, "models"), loaded_only));
+    json_decref(snap);
+}
+static void route_ollama_tags(http_req *r, void *arg) {
+    ollama_list(arg, r, 0);
+}
+static void route_ollama_ps(http_req *r, void *arg) {
+    ollama_list(arg, r, 1);
+}
+static void route_ollama_version(http_req *r, void *arg) {
+    (void)arg;
+    http_reply_json_take(r, 200, dialect_ollama_version(MODELHUB_VERSION));
+}
+
+static void route_ollama_show(http_req *r, void *arg) {
+    hub *h = arg;
+    if (!check_api_key(h, r)) return;
+    http_error e;
+    json_t *in = NULL;
+    const char *name;
+    lc_model *m = NULL;
+    if (http_req_json(r, &in, &e) == 0 && dialect_ollama_show_name(in, &name, &e) == 0 &&
+        !(m = lc_find(h->reg, name, 0)))
+        http_error_set(&e, 404, NULL, "model", NULL, "model '%.200s' not found", name);
+    if (!m) {
+        json_decref(in);
+        http_reply_json_take(r, e.status, dialect_error_body(DIALECT_OLLAMA_CHAT, &e));
+        return;
+    }
+    json_decref(in);
+    json_t *entry = lc_model_entry(m);
+    http_reply_json_take(r, 200, dialect_ollama_show(entry));
+    json_decref(entry);
+}
+
 /* ==== OpenAI model list and health ==== */
+
+/* GET /v1/models/{id}: one model object, 404 for a name the hub does not know. */
+static void route_model(http_req *r, void *arg) {
+    hub *h = arg;
+    if (!check_api_key(h, r)) return;
+    const char *id = http_req_param(r, "id");
+    lc_model *m = lc_find(h->reg, id, 0);
+    if (!m) {
+        http_reply_errorf(r, 404, NULL, "model", "model_not_found",
+                          "the model '%.200s' does not exist", id);
+        return;
+    }
+    http_reply_json_take(r, 200,
+                         json_pack("{s:s, s:s, s:i, s:s, s:o}", "id", lc_model_name(m), "object",
+                                   "model", "created", (int)h->started_wall, "owned_by", "modelhub",
+                                   "metadata", lc_model_entry(m)));
+}
 
 static void route_models(http_req *r, void *arg) {
     hub *h = arg;
@@ -1028,6 +1234,17 @@ static const http_route routes[] = {
     {"POST", "/v1/completions", route_proxy, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_STREAM},
     {"POST", "/v1/embeddings", route_proxy, HTTP_ROUTE_PUBLIC},
     {"GET", "/v1/models", route_models, HTTP_ROUTE_PUBLIC},
+    {"GET", "/v1/models/{id}", route_model, HTTP_ROUTE_PUBLIC},
+    {"POST", "/v1/messages", route_messages, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_STREAM},
+    {"POST", "/v1/responses", route_responses, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_STREAM},
+    {"POST", "/api/chat", route_ollama_chat, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_STREAM},
+    {"POST", "/api/generate", route_ollama_generate, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_STREAM},
+    {"POST", "/api/embed", route_ollama_embed, HTTP_ROUTE_PUBLIC},
+    {"POST", "/api/embeddings", route_ollama_embeddings, HTTP_ROUTE_PUBLIC},
+    {"POST", "/api/show", route_ollama_show, HTTP_ROUTE_PUBLIC},
+    {"GET", "/api/tags", route_ollama_tags, HTTP_ROUTE_PUBLIC},
+    {"GET", "/api/ps", route_ollama_ps, HTTP_ROUTE_PUBLIC},
+    {"GET", "/api/version", route_ollama_version, HTTP_ROUTE_PUBLIC},
     {"GET", "/health", route_health, HTTP_ROUTE_PUBLIC},
     {"GET", "/metrics", route_metrics, HTTP_ROUTE_PUBLIC},
     {"GET", "/hub", route_dashboard, HTTP_ROUTE_PUBLIC},

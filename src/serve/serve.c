@@ -24,6 +24,7 @@
 #include "engine/chat.h"
 #include "engine/grammar.h"
 #include "engine/model.h"
+#include "http/dialect.h"
 #include "http/http_async.h"
 #include "http/http_json.h"
 #include "http/http_loop.h"
@@ -139,6 +140,7 @@ struct call {
     int next_input; /* embeddings */
     json_t *emb_data;
     double last_write;
+    dialect_out *dout; /* a dialect route (dialect.h) translates the output; NULL for OpenAI */
 };
 
 static serve *the_serve; /* for signal handlers registered through libevent only */
@@ -333,6 +335,7 @@ static void call_free(call *c) {
     grammar_free(c->grammar);
     json_decref(c->body);
     json_decref(c->emb_data);
+    dialect_out_free(c->dout);
     for (int i = 0; i < MAX_CHOICES; i++) {
         mh_buf_free(&c->ch[i].text);
         json_decref(c->ch[i].lp);
@@ -348,6 +351,21 @@ static void call_note(call *c) {
 
 /* Answer with an error (terminal) and finish the call. */
 static void call_fail(call *c, const http_error *e) {
+    if (c->req && c->dout) {
+        call_note(c);
+        if (c->started) {
+            mh_buf b = {0};
+            dialect_out_error(c->dout, e, &b);
+            http_stream_write(c->req, b.data, b.len);
+            mh_buf_free(&b);
+            http_stream_end(c->req);
+        } else {
+            if (e->status == 503) http_req_set_header(c->req, "Retry-After", "1");
+            http_reply_json_take(c->req, e->status,
+                                 dialect_error_body(dialect_out_api(c->dout), e));
+        }
+        c->req = NULL;
+    }
     if (c->req) {
         call_note(c);
         if (c->started) { /* mid-stream: an error event, then [DONE] */
@@ -513,14 +531,34 @@ static json_t *chunk_json(const call *c, int index, const char *text, size_t len
 }
 
 static void stream_chunk(call *c, json_t *chunk) {
-    if (c->req && !http_req_gone(c->req)) http_stream_event_json(c->req, chunk);
+    if (c->req && !http_req_gone(c->req) && c->dout) {
+        mh_buf b = {0};
+        dialect_out_chunk(c->dout, chunk, &b);
+        if (b.len) http_stream_write(c->req, b.data, b.len);
+        mh_buf_free(&b);
+    } else if (c->req && !http_req_gone(c->req)) {
+        http_stream_event_json(c->req, chunk);
+    }
     json_decref(chunk);
     c->last_write = mh_now_mono();
 }
 
+/* Terminal: the whole answer `body` (stolen), in the route's dialect. */
+static void call_reply(call *c, json_t *body) {
+    if (c->dout) {
+        json_t *translated = dialect_out_response(c->dout, body);
+        json_decref(body);
+        body = translated;
+    }
+    http_reply_json_take(c->req, 200, body);
+    c->req = NULL;
+}
+
 static void call_started(call *c) {
     if (!c->stream || c->started || !c->req || http_req_gone(c->req)) return;
-    if (http_stream_start_sse(c->req) < 0) return;
+    if (c->dout ? http_stream_start(c->req, 200, dialect_out_stream_type(c->dout)) < 0
+                : http_stream_start_sse(c->req) < 0)
+        return;
     c->started = 1;
     c->last_write = mh_now_mono();
     if (c->kind == CALL_CHAT) /* the role, once per choice */
@@ -558,6 +596,7 @@ static void call_text(call *c, int index, const char *text, size_t len, json_t *
             stream_chunk(c, chunk_json(c, index, text, len, 0, NULL,
                                        lp ? logprobs_json(c, lp, &ch->text_offset) : NULL));
     } else {
+        if (c->dout) dialect_out_first_text(c->dout); /* splits Ollama's durations */
         mh_buf_append(&ch->text, text, len);
         if (lp) {
             if (!ch->lp) ch->lp = json_array();
@@ -635,7 +674,14 @@ static void call_complete(call *c) {
                 (int)c->created, "model", c->s->name, "choices", "usage", usage_json(c));
             stream_chunk(c, u);
         }
-        http_stream_event(c->req, "[DONE]");
+        if (c->dout) {
+            mh_buf b = {0};
+            dialect_out_done(c->dout, &b);
+            http_stream_write(c->req, b.data, b.len);
+            mh_buf_free(&b);
+        } else {
+            http_stream_event(c->req, "[DONE]");
+        }
         http_stream_end(c->req);
         c->req = NULL;
         return;
@@ -670,8 +716,7 @@ static void call_complete(call *c) {
         json_pack("{s:s, s:s, s:i, s:s, s:o, s:o}", "id", c->id, "object",
                   c->kind == CALL_CHAT ? "chat.completion" : "text_completion", "created",
                   (int)c->created, "model", c->s->name, "choices", choices, "usage", usage_json(c));
-    http_reply_json_take(c->req, 200, body);
-    c->req = NULL;
+    call_reply(c, body);
 }
 
 /* ==== Embeddings ==== */
@@ -711,8 +756,7 @@ static void embed_reply(call *c) {
     json_t *body =
         json_pack("{s:s, s:O, s:s, s:{s:i, s:i}}", "object", "list", "data", c->emb_data, "model",
                   c->s->name, "usage", "prompt_tokens", c->n_prompt, "total_tokens", c->n_prompt);
-    http_reply_json_take(c->req, 200, body);
-    c->req = NULL;
+    call_reply(c, body);
 }
 
 /* ==== Engine events ==== */
@@ -1425,16 +1469,13 @@ static int parse_call(call *c, http_error *e) {
     return rc;
 }
 
-/* Common start of the three generation routes: auth is done by the server. */
-static void begin_call(serve *s, http_req *r, int kind) {
+/* Start a call on the OpenAI request `body` (stolen); `dout` (stolen, NULL for the OpenAI
+ * routes) translates its answer. */
+static void start_call(serve *s, http_req *r, int kind, json_t *body, dialect_out *dout) {
     http_error e;
-    json_t *body;
-    if (http_req_json(r, &body, &e) < 0) {
-        http_reply_error(r, &e);
-        return;
-    }
     call *c = call_new(s, r, kind);
     c->body = body;
+    c->dout = dout;
     int rc = parse_call(c, &e);
     if (rc < 0) {
         call_fail(c, &e);
@@ -1447,6 +1488,17 @@ static void begin_call(serve *s, http_req *r, int kind) {
         on_acquired(c, 0, NULL);
     else if (rc < 0)
         on_acquired(c, rc, rc == LC_ERR_SHUTDOWN ? "the server is shutting down" : "unavailable");
+}
+
+/* Common start of the three generation routes: auth is done by the server. */
+static void begin_call(serve *s, http_req *r, int kind) {
+    http_error e;
+    json_t *body;
+    if (http_req_json(r, &body, &e) < 0) {
+        http_reply_error(r, &e);
+        return;
+    }
+    start_call(s, r, kind, body, NULL);
 }
 
 static void route_chat(http_req *r, void *arg) {
@@ -1483,6 +1535,100 @@ static void route_models(http_req *r, void *arg) {
         json_pack("{s:s, s:s, s:i, s:s, s:o}", "id", s->name, "object", "model", "created",
                   (int)mh_now_wall(), "owned_by", "modelhub", "metadata", entry);
     http_reply_json_take(r, 200, json_pack("{s:s, s:[o]}", "object", "list", "data", model));
+}
+
+/* GET /v1/models/{id}: the model object, or 404 for any other name. */
+static void route_model(http_req *r, void *arg) {
+    serve *s = arg;
+    const char *id = http_req_param(r, "id");
+    if (!lc_find(s->reg, id, 1)) {
+        http_reply_errorf(r, 404, NULL, "model", "model_not_found",
+                          "the model '%.200s' does not exist", id);
+        return;
+    }
+    http_reply_json_take(r, 200,
+                         json_pack("{s:s, s:s, s:i, s:s, s:o}", "id", s->name, "object", "model",
+                                   "created", (int)mh_now_wall(), "owned_by", "modelhub",
+                                   "metadata", lc_model_entry(s->lcm)));
+}
+
+/* ==== Other API dialects (translated by http/dialect.c onto the OpenAI routes) ==== */
+
+static void dialect_call(serve *s, http_req *r, dialect_api api) {
+    http_error e;
+    json_t *in;
+    dialect_request dr;
+    if (http_req_json(r, &in, &e) < 0) {
+        http_reply_json_take(r, e.status, dialect_error_body(api, &e));
+        return;
+    }
+    int rc = dialect_translate(api, in, &dr, &e);
+    json_decref(in);
+    if (rc < 0) {
+        http_reply_json_take(r, e.status, dialect_error_body(api, &e));
+        return;
+    }
+    int kind = strcmp(dr.path, "/v1/chat/completions") == 0 ? CALL_CHAT
+               : strcmp(dr.path, "/v1/completions") == 0    ? CALL_COMPLETION
+                                                            : CALL_EMBEDDING;
+    start_call(s, r, kind, dr.body, dialect_out_new(api, dr.stream, dr.model));
+}
+
+static void route_messages(http_req *r, void *arg) {
+    dialect_call(arg, r, DIALECT_ANTHROPIC_MESSAGES);
+}
+static void route_responses(http_req *r, void *arg) {
+    dialect_call(arg, r, DIALECT_OPENAI_RESPONSES);
+}
+static void route_ollama_chat(http_req *r, void *arg) {
+    dialect_call(arg, r, DIALECT_OLLAMA_CHAT);
+}
+static void route_ollama_generate(http_req *r, void *arg) {
+    dialect_call(arg, r, DIALECT_OLLAMA_GENERATE);
+}
+static void route_ollama_embed(http_req *r, void *arg) {
+    dialect_call(arg, r, DIALECT_OLLAMA_EMBED);
+}
+static void route_ollama_embeddings(http_req *r, void *arg) {
+    dialect_call(arg, r, DIALECT_OLLAMA_EMBEDDINGS);
+}
+
+static void ollama_list(serve *s, http_req *r, int loaded_only) {
+    json_t *entries = json_pack("[o]", lc_model_entry(s->lcm));
+    http_reply_json_take(r, 200, dialect_ollama_models(entries, loaded_only));
+    json_decref(entries);
+}
+static void route_ollama_tags(http_req *r, void *arg) {
+    ollama_list(arg, r, 0);
+}
+static void route_ollama_ps(http_req *r, void *arg) {
+    ollama_list(arg, r, 1);
+}
+static void route_ollama_version(http_req *r, void *arg) {
+    (void)arg;
+    http_reply_json_take(r, 200, dialect_ollama_version(MODELHUB_VERSION));
+}
+
+static void route_ollama_show(http_req *r, void *arg) {
+    serve *s = arg;
+    http_error e;
+    json_t *in = NULL;
+    const char *name;
+    if (http_req_json(r, &in, &e) < 0 || dialect_ollama_show_name(in, &name, &e) < 0) {
+        json_decref(in);
+        http_reply_json_take(r, e.status, dialect_error_body(DIALECT_OLLAMA_CHAT, &e));
+        return;
+    }
+    if (!lc_find(s->reg, name, 1)) {
+        http_error_set(&e, 404, NULL, "model", NULL, "model '%.200s' not found", name);
+        json_decref(in);
+        http_reply_json_take(r, 404, dialect_error_body(DIALECT_OLLAMA_CHAT, &e));
+        return;
+    }
+    json_decref(in);
+    json_t *entry = lc_model_entry(s->lcm);
+    http_reply_json_take(r, 200, dialect_ollama_show(entry));
+    json_decref(entry);
 }
 
 static void route_health(http_req *r, void *arg) {
@@ -1574,6 +1720,17 @@ static const http_route routes[] = {
     {"POST", "/v1/completions", route_completions, HTTP_ROUTE_STREAM},
     {"POST", "/v1/embeddings", route_embeddings, 0},
     {"GET", "/v1/models", route_models, 0},
+    {"GET", "/v1/models/{id}", route_model, 0},
+    {"POST", "/v1/messages", route_messages, HTTP_ROUTE_STREAM},
+    {"POST", "/v1/responses", route_responses, HTTP_ROUTE_STREAM},
+    {"POST", "/api/chat", route_ollama_chat, HTTP_ROUTE_STREAM},
+    {"POST", "/api/generate", route_ollama_generate, HTTP_ROUTE_STREAM},
+    {"POST", "/api/embed", route_ollama_embed, 0},
+    {"POST", "/api/embeddings", route_ollama_embeddings, 0},
+    {"POST", "/api/show", route_ollama_show, 0},
+    {"GET", "/api/tags", route_ollama_tags, 0},
+    {"GET", "/api/ps", route_ollama_ps, 0},
+    {"GET", "/api/version", route_ollama_version, 0},
     {"GET", "/health", route_health, HTTP_ROUTE_PUBLIC},
     {"POST", "/control/load", route_control_load, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_LOOPBACK},
     {"POST", "/control/unload", route_control_unload, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_LOOPBACK},
@@ -1606,7 +1763,8 @@ static void cron(evutil_socket_t fd, short what, void *arg) {
     lc_cron(s->reg);
     double now = mh_now_mono();
     for (call *c = s->calls; c; c = c->next)
-        if (c->started && c->req && !http_req_gone(c->req) && now - c->last_write >= KEEPALIVE_S) {
+        if (c->started && c->req && !http_req_gone(c->req) && now - c->last_write >= KEEPALIVE_S &&
+            (!c->dout || strcmp(dialect_out_stream_type(c->dout), "text/event-stream") == 0)) {
             http_stream_comment(c->req, "keep-alive");
             c->last_write = now;
         }

@@ -17,6 +17,10 @@
         }                                                                                          \
     } while (0)
 
+#ifndef MODELHUB_VERSION
+#define MODELHUB_VERSION "0.1.0" /* `modelhub --version`, Ollama's /api/version */
+#endif
+
 #define MH_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define MH_MIN(a, b)    ((a) < (b) ? (a) : (b))
 #define MH_MAX(a, b)    ((a) > (b) ? (a) : (b))

@@ -1,0 +1,305 @@
+/* test_dialect.c — the dialect translators: requests into OpenAI requests the core accepts (each
+ * translated body goes through serve_validate_request), refusals naming the dialect's field, and
+ * answers and streams translated back.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/dialect.h"
+#include "serve/serve.h"
+
+/* Translate `text`; 0 with *out (OpenAI body, checked by the core) or the status, param in e. */
+static int translate(dialect_api api, const char *text, dialect_request *out, http_error *e) {
+    json_t *in = json_loads(text, 0, NULL);
+    assert_non_null(in);
+    memset(e, 0, sizeof *e);
+    int rc = dialect_translate(api, in, out, e);
+    json_decref(in);
+    if (rc < 0) {
+        assert_true(e->message[0]);
+        return e->status;
+    }
+    char *body = http_json_dump(out->body);
+    serve_request_kind kind = strcmp(out->path, "/v1/chat/completions") == 0 ? SERVE_REQ_CHAT
+                              : strcmp(out->path, "/v1/completions") == 0    ? SERVE_REQ_COMPLETION
+                                                                             : SERVE_REQ_EMBEDDING;
+    http_error ve;
+    int vrc = serve_validate_request(kind, body, strlen(body), &ve);
+    if (vrc != 0) fprintf(stderr, "core refused %s: %s\n", body, ve.message);
+    assert_int_equal(vrc, 0);
+    free(body);
+    return 0;
+}
+
+static const char *str_at(const json_t *body, const char *path) {
+    /* "messages.1.content" style */
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", path);
+    const json_t *v = body;
+    for (char *tok = strtok(buf, "."); tok && v; tok = strtok(NULL, "."))
+        v = json_is_array(v) ? json_array_get(v, (size_t)atoi(tok)) : json_object_get(v, tok);
+    return json_string_value(v);
+}
+
+static void test_ollama_requests(void **state) {
+    (void)state;
+    dialect_request dr;
+    http_error e;
+    assert_int_equal(
+        translate(DIALECT_OLLAMA_CHAT,
+                  "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                  "\"options\":{\"temperature\":0.5,\"num_predict\":7,\"stop\":[\"x\"],"
+                  "\"seed\":3,\"top_k\":5}}",
+                  &dr, &e),
+        0);
+    assert_int_equal(dr.stream, 1); /* Ollama streams unless told not to */
+    assert_true(
+        json_is_true(json_object_get(json_object_get(dr.body, "stream_options"), "include_usage")));
+    assert_int_equal(json_integer_value(json_object_get(dr.body, "max_tokens")), 7);
+    assert_string_equal(str_at(dr.body, "stop.0"), "x");
+    assert_string_equal(str_at(dr.body, "messages.0.content"), "hi");
+    json_decref(dr.body);
+
+    assert_int_equal(
+        translate(DIALECT_OLLAMA_GENERATE,
+                  "{\"model\":\"m\",\"prompt\":\"p\",\"system\":\"s\",\"stream\":false}", &dr, &e),
+        0);
+    assert_string_equal(dr.path, "/v1/chat/completions");
+    assert_string_equal(str_at(dr.body, "messages.0.role"), "system");
+    assert_string_equal(str_at(dr.body, "messages.1.content"), "p");
+    assert_int_equal(dr.stream, 0);
+    json_decref(dr.body);
+
+    assert_int_equal(translate(DIALECT_OLLAMA_GENERATE,
+                               "{\"model\":\"m\",\"prompt\":\"p\",\"raw\":true}", &dr, &e),
+                     0);
+    assert_string_equal(dr.path, "/v1/completions");
+    json_decref(dr.body);
+
+    assert_int_equal(
+        translate(DIALECT_OLLAMA_EMBED, "{\"model\":\"m\",\"input\":[\"a\",\"b\"]}", &dr, &e), 0);
+    assert_string_equal(dr.path, "/v1/embeddings");
+    json_decref(dr.body);
+}
+
+static void test_refusals_name_the_field(void **state) {
+    (void)state;
+    static const struct {
+        dialect_api api;
+        const char *body, *param;
+    } cases[] = {
+        {DIALECT_OLLAMA_CHAT, "{\"model\":\"m\",\"messages\":[],\"options\":{\"num_ctx\":9}}",
+         "options.num_ctx"},
+        {DIALECT_OLLAMA_CHAT, "{\"model\":\"m\",\"messages\":[],\"options\":{\"top_p\":3}}",
+         "options.top_p"},
+        {DIALECT_OLLAMA_CHAT,
+         "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\",\"images\":[\"x\"]}]"
+         "}",
+         "messages[0].images"},
+        {DIALECT_OLLAMA_CHAT, "{\"messages\":[]}", "model"},
+        {DIALECT_OLLAMA_CHAT, "{\"model\":\"m\",\"messages\":[],\"keep_alive\":\"5m\"}",
+         "keep_alive"},
+        {DIALECT_OLLAMA_GENERATE, "{\"model\":\"m\",\"prompt\":\"p\",\"format\":\"yaml\"}",
+         "format"},
+        {DIALECT_OLLAMA_EMBED, "{\"model\":\"m\",\"input\":\"a\",\"truncate\":true}", "truncate"},
+        {DIALECT_ANTHROPIC_MESSAGES, "{\"model\":\"m\",\"messages\":[]}", "max_tokens"},
+        {DIALECT_ANTHROPIC_MESSAGES,
+         "{\"model\":\"m\",\"max_tokens\":4,\"temperature\":1.5,\"messages\":[]}", "temperature"},
+        {DIALECT_ANTHROPIC_MESSAGES,
+         "{\"model\":\"m\",\"max_tokens\":4,\"tools\":[],\"messages\":[{\"role\":\"user\","
+         "\"content\":\"x\"}]}",
+         "tools"},
+        {DIALECT_ANTHROPIC_MESSAGES,
+         "{\"model\":\"m\",\"max_tokens\":4,\"messages\":[{\"role\":\"user\",\"content\":[{"
+         "\"type\":"
+         "\"image\"}]}]}",
+         "messages[0].content"},
+        {DIALECT_OPENAI_RESPONSES,
+         "{\"model\":\"m\",\"input\":\"x\",\"previous_response_id\":\"r\"}",
+         "previous_response_id"},
+        {DIALECT_OPENAI_RESPONSES, "{\"model\":\"m\",\"input\":\"x\",\"store\":true}", "store"},
+        {DIALECT_OPENAI_RESPONSES, "{\"model\":\"m\"}", "input"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        dialect_request dr;
+        http_error e;
+        int status = translate(cases[i].api, cases[i].body, &dr, &e);
+        if (status != 400 || strcmp(e.param, cases[i].param) != 0)
+            fprintf(stderr, "case %zu: status %d param '%s' (%s)\n", i, status, e.param, e.message);
+        assert_int_equal(status, 400);
+        assert_string_equal(e.param, cases[i].param);
+    }
+}
+
+static void test_anthropic_and_responses_requests(void **state) {
+    (void)state;
+    dialect_request dr;
+    http_error e;
+    assert_int_equal(translate(DIALECT_ANTHROPIC_MESSAGES,
+                               "{\"model\":\"m\",\"max_tokens\":9,\"system\":[{\"type\":\"text\","
+                               "\"text\":\"a\"},{\"type\":\"text\",\"text\":\"b\"}],\"messages\":[{"
+                               "\"role\":\"user\",\"content\":\"hi\"}],\"stop_sequences\":[\".\"],"
+                               "\"metadata\":{\"user_id\":\"u\"},\"stream\":true}",
+                               &dr, &e),
+                     0);
+    assert_string_equal(str_at(dr.body, "messages.0.content"), "ab");
+    assert_string_equal(str_at(dr.body, "user"), "u");
+    assert_int_equal(dr.stream, 1);
+    json_decref(dr.body);
+    assert_int_equal(
+        translate(DIALECT_OPENAI_RESPONSES,
+                  "{\"model\":\"m\",\"instructions\":\"be brief\",\"input\":[{\"type\":"
+                  "\"message\",\"role\":\"developer\",\"content\":[{\"type\":"
+                  "\"input_text\",\"text\":\"x\"}]}],\"max_output_tokens\":16,"
+                  "\"store\":false,\"text\":{\"format\":{\"type\":\"text\"}}}",
+                  &dr, &e),
+        0);
+    assert_string_equal(str_at(dr.body, "messages.0.content"), "be brief");
+    assert_string_equal(str_at(dr.body, "messages.1.role"), "system");
+    assert_int_equal(json_integer_value(json_object_get(dr.body, "max_tokens")), 16);
+    json_decref(dr.body);
+}
+
+/* Feed an OpenAI chat stream of `n` texts with finish `finish` and a usage chunk. */
+static void feed(dialect_out *d, const char *const *texts, int n, const char *finish, mh_buf *b) {
+    json_t *role = json_loads("{\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":"
+                              "\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}",
+                              0, NULL);
+    dialect_out_chunk(d, role, b);
+    json_decref(role);
+    for (int i = 0; i < n; i++) {
+        json_t *c = json_pack("{s:s, s:[{s:i, s:{s:s}, s:n}]}", "model", "m", "choices", "index", 0,
+                              "delta", "content", texts[i], "finish_reason");
+        dialect_out_chunk(d, c, b);
+        json_decref(c);
+    }
+    json_t *f = json_pack("{s:[{s:i, s:{}, s:s}]}", "choices", "index", 0, "delta", "finish_reason",
+                          finish);
+    dialect_out_chunk(d, f, b);
+    json_decref(f);
+    json_t *u = json_loads("{\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":"
+                           "2,\"total_tokens\":7}}",
+                           0, NULL);
+    dialect_out_chunk(d, u, b);
+    json_decref(u);
+    dialect_out_done(d, b);
+}
+
+static void test_streams(void **state) {
+    (void)state;
+    static const char *const texts[] = {"He", "llo"};
+    mh_buf b = {0};
+    dialect_out *d = dialect_out_new(DIALECT_OLLAMA_CHAT, 1, NULL);
+    feed(d, texts, 2, "length", &b);
+    /* three NDJSON lines, the last one done with the counts */
+    int lines = 0;
+    json_t *last = NULL;
+    for (char *line = strtok(b.data, "\n"); line; line = strtok(NULL, "\n")) {
+        json_decref(last);
+        last = json_loads(line, 0, NULL);
+        assert_non_null(last);
+        lines++;
+    }
+    assert_int_equal(lines, 3);
+    assert_true(json_is_true(json_object_get(last, "done")));
+    assert_string_equal(str_at(last, "done_reason"), "length");
+    assert_int_equal(json_integer_value(json_object_get(last, "eval_count")), 2);
+    assert_int_equal(json_integer_value(json_object_get(last, "prompt_eval_count")), 5);
+    json_decref(last);
+    dialect_out_free(d);
+    mh_buf_free(&b);
+
+    d = dialect_out_new(DIALECT_ANTHROPIC_MESSAGES, 1, NULL);
+    feed(d, texts, 2, "stop", &b);
+    const char *order[] = {"event: message_start",       "event: content_block_start",
+                           "event: content_block_delta", "event: content_block_stop",
+                           "event: message_delta",       "event: message_stop"};
+    const char *at = b.data;
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        at = strstr(at, order[i]);
+        assert_non_null(at);
+    }
+    assert_non_null(strstr(b.data, "\"stop_reason\":\"end_turn\""));
+    assert_non_null(strstr(b.data, "\"output_tokens\":2"));
+    dialect_out_free(d);
+    mh_buf_free(&b);
+
+    d = dialect_out_new(DIALECT_OLLAMA_GENERATE, 0, NULL); /* gathered into one answer */
+    feed(d, texts, 2, "stop", &b);
+    assert_int_equal(b.len, 0);
+    int status;
+    json_t *whole = dialect_out_whole(d, &status);
+    assert_int_equal(status, 200);
+    assert_string_equal(str_at(whole, "response"), "Hello");
+    assert_true(json_is_true(json_object_get(whole, "done")));
+    json_decref(whole);
+    dialect_out_free(d);
+
+    d = dialect_out_new(DIALECT_OPENAI_RESPONSES, 1, NULL);
+    feed(d, texts, 2, "stop", &b);
+    assert_non_null(strstr(b.data, "event: response.created"));
+    assert_non_null(strstr(b.data, "\"text\":\"Hello\""));
+    assert_non_null(strstr(b.data, "event: response.completed"));
+    dialect_out_free(d);
+    mh_buf_free(&b);
+}
+
+static void test_errors_and_garbage(void **state) {
+    (void)state;
+    http_error e;
+    http_error_set(&e, 404, NULL, "model", NULL, "no such model");
+    json_t *body = dialect_error_body(DIALECT_ANTHROPIC_MESSAGES, &e);
+    assert_string_equal(str_at(body, "type"), "error");
+    assert_string_equal(str_at(body, "error.type"), "not_found_error");
+    json_decref(body);
+    body = dialect_error_body(DIALECT_OLLAMA_GENERATE, &e);
+    assert_string_equal(str_at(body, "error"), "no such model");
+    json_decref(body);
+
+    /* an error chunk mid-stream closes it; later chunks and done add nothing */
+    mh_buf b = {0};
+    dialect_out *d = dialect_out_new(DIALECT_ANTHROPIC_MESSAGES, 1, NULL);
+    json_t *env = http_error_envelope(&e);
+    dialect_out_chunk(d, env, &b);
+    json_decref(env);
+    assert_true(dialect_out_closed(d));
+    assert_non_null(strstr(b.data, "event: error"));
+    size_t len = b.len;
+    json_t *junk[] = {json_array(), json_integer(3), json_loads("{\"choices\":7}", 0, NULL)};
+    for (size_t i = 0; i < 3; i++) dialect_out_chunk(d, junk[i], &b);
+    dialect_out_done(d, &b);
+    assert_int_equal(b.len, len);
+    dialect_out_free(d);
+    mh_buf_free(&b);
+
+    /* junk on an open stream does not crash; done still closes it */
+    for (int api = DIALECT_OLLAMA_CHAT; api <= DIALECT_OPENAI_RESPONSES; api++) {
+        d = dialect_out_new((dialect_api)api, 1, NULL);
+        for (size_t i = 0; i < 3; i++) dialect_out_chunk(d, junk[i], &b);
+        dialect_out_done(d, &b);
+        json_t *whole = dialect_out_response(d, junk[2]);
+        assert_non_null(whole);
+        json_decref(whole);
+        dialect_out_free(d);
+        mh_buf_free(&b);
+    }
+    for (size_t i = 0; i < 3; i++) json_decref(junk[i]);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ollama_requests),
+        cmocka_unit_test(test_refusals_name_the_field),
+        cmocka_unit_test(test_anthropic_and_responses_requests),
+        cmocka_unit_test(test_streams),
+        cmocka_unit_test(test_errors_and_garbage),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
