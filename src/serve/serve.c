@@ -1214,7 +1214,7 @@ static void route_health(http_req *r, void *arg) {
 static int control_ok(serve *s, http_req *r) {
     const char *tok = http_req_header(r, "X-Control-Token");
     if (s->cfg.control_token && s->cfg.control_token[0] &&
-        (!tok || strcmp(tok, s->cfg.control_token) != 0)) {
+        (!tok || !http_token_equal(tok, s->cfg.control_token))) {
         http_reply_errorf(r, 401, NULL, NULL, "invalid_control_token",
                           "missing or wrong X-Control-Token");
         return 0;
@@ -1271,13 +1271,15 @@ static void route_control_status(http_req *r, void *arg) {
 }
 
 static const http_route routes[] = {
-    {"POST", "/v1/chat/completions", route_chat, HTTP_ROUTE_STREAM},
-    {"POST", "/v1/completions", route_completions, HTTP_ROUTE_STREAM},
-    {"POST", "/v1/embeddings", route_embeddings, 0},
-    {"GET", "/v1/models", route_models, 0},
+    {"POST", "/v1/chat/completions", route_chat, HTTP_ROUTE_STREAM | HTTP_ROUTE_CORS},
+    {"POST", "/v1/completions", route_completions, HTTP_ROUTE_STREAM | HTTP_ROUTE_CORS},
+    {"POST", "/v1/embeddings", route_embeddings, HTTP_ROUTE_CORS},
+    {"GET", "/v1/models", route_models, HTTP_ROUTE_CORS},
     {"GET", "/health", route_health, HTTP_ROUTE_PUBLIC},
-    {"POST", "/control/load", route_control_load, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_LOOPBACK},
-    {"POST", "/control/unload", route_control_unload, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_LOOPBACK},
+    {"POST", "/control/load", route_control_load,
+     HTTP_ROUTE_PUBLIC | HTTP_ROUTE_LOOPBACK | HTTP_ROUTE_SAME_ORIGIN},
+    {"POST", "/control/unload", route_control_unload,
+     HTTP_ROUTE_PUBLIC | HTTP_ROUTE_LOOPBACK | HTTP_ROUTE_SAME_ORIGIN},
     {"GET", "/control/status", route_control_status, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_LOOPBACK},
 };
 
@@ -1382,6 +1384,8 @@ int serve_run(const serve_config *cfg_in) {
     http_server_config hc = {.host = cfg->host,
                              .port = cfg->port,
                              .api_key = cfg->api_key,
+                             .allowed_hosts = cfg->allowed_hosts,
+                             .cors_origins = cfg->cors_origins,
                              .routes = routes,
                              .nroutes = MH_ARRAY_LEN(routes),
                              .arg = s};
