@@ -321,7 +321,9 @@ static void on_upstream_done(http_client_req *cr, const http_client_result *res,
     (void)cr;
     proxy *p = arg;
     p->creq = NULL;
-    if (!p->req || http_req_gone(p->req) || res->error == HTTP_CLIENT_ECANCELED) {
+    /* cancelled with the client still there: the worker's process went away (crash, or killed
+     * as unresponsive) and took its connections with it — answered like any failure below */
+    if (!p->req || http_req_gone(p->req)) {
         proxy_finish(p);
         return;
     }
@@ -346,9 +348,9 @@ static void on_upstream_done(http_client_req *cr, const http_client_result *res,
     }
     if (res->error) {
         http_error e;
-        if (!res->head_received && res->error == HTTP_CLIENT_ECONNECT) {
+        if (!res->head_received) { /* never answered: down, hung and killed, or restarting */
             http_error_set(&e, 503, NULL, NULL, "worker_unavailable",
-                           "the worker of model '%s' is not reachable: %s", name,
+                           "the worker of model '%s' did not answer: %s", name,
                            http_client_strerror(res->error));
             e.retry_after_s = 1;
         } else {
@@ -1091,6 +1093,9 @@ static void cron(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     hub *h = arg;
     lc_cron(h->reg);
+    for (int i = 0; i < lc_count(h->reg); i++)
+        hub_backend_health_tick(backend_of(lc_at(h->reg, i)), h->cfg->health_check_interval,
+                                h->cfg->health_check_timeout);
     for (pending_restart *pr = h->restarts, *next; pr; pr = next) {
         next = pr->next;
         restart_step(h, pr);
