@@ -474,6 +474,8 @@ int chat_format(chat_family family, const chat_message *messages, size_t n_messa
             m[i].role = ROLE_USER;
         } else if (strcmp(role, "assistant") == 0) {
             m[i].role = ROLE_ASSISTANT;
+        } else if (strcmp(role, "ipython") == 0 && family == CHAT_LLAMA3) {
+            m[i].role = ROLE_USER; /* tool results; the header names the role */
         } else {
             free(m);
             return fail(err, errlen,

@@ -10,7 +10,8 @@
  *   - BOS is never written (llama.cpp does not either): the tokenizer adds it. Encode the result
  *     with parse_special on, so that "<|im_start|>", "[INST]", "</s>" and the like become their
  *     control tokens.
- *   - Roles are "system", "user" and "assistant"; any other role is an error naming it. Content is
+ *   - Roles are "system", "user" and "assistant" (and "ipython", tool results, for Llama 3); any
+ *     other role is an error naming it. Content is
  *     plain text (the caller flattens OpenAI's array-of-parts form first); NULL content is "".
  *   - Families whose llama.cpp formatter trims message content (Llama 3, Gemma, Mistral v3
  *     assistant turns, Llama 2 "strip") trim the ASCII whitespace " \t\n\v\f\r" from both ends.

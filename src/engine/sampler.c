@@ -178,9 +178,9 @@ static const float *penalised(sampler *s, const float *logits, const int32_t *hi
     return s->logits;
 }
 
-static int32_t pick(sampler *s, const float *logits, const int32_t *history, int n_history) {
+/* A token drawn from the penalised logits `l`. */
+static int32_t pick(sampler *s, const float *l) {
     const sampler_params *p = &s->p;
-    const float *l = penalised(s, logits, history, n_history);
     if (p->temperature <= 0.0f) return sampler_argmax(l, s->n_vocab);
 
     /* Candidates: tokens whose logit is within 30 of the best carry all the probability mass a
@@ -225,8 +225,50 @@ static int32_t pick(sampler *s, const float *logits, const int32_t *history, int
     return s->cand[n - 1].id;
 }
 
-int32_t sampler_sample(sampler *s, const float *logits, const int32_t *history, int n_history) {
-    int32_t t = pick(s, logits, history, n_history);
+#define LOGPROB_FLOOR (-9999.0f)
+
+static float clamp_lp(double v) {
+    return v < LOGPROB_FLOOR || v != v ? LOGPROB_FLOOR : (float)v;
+}
+
+/* Log-softmax facts of `l` for token t: its log-probability and the n_top best. */
+static void log_probs(const sampler *s, const float *l, int32_t t, int n_top,
+                      sampler_token_lp *out) {
+    int n = s->n_vocab;
+    float max = l[sampler_argmax(l, n)];
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += exp((double)l[i] - max);
+    double lse = max + log(sum);
+    out->chosen = (sampler_logprob){t, clamp_lp((double)l[t] - lse)};
+    if (n_top < 0) n_top = 0;
+    if (n_top > SAMPLER_MAX_TOP_LOGPROBS) n_top = SAMPLER_MAX_TOP_LOGPROBS;
+    if (n_top > n) n_top = n;
+    /* insertion into a short sorted list: one compare per token once the list is full */
+    sampler_logprob *top = out->top;
+    int k = 0;
+    for (int i = 0; i < n && n_top > 0; i++) {
+        float v = l[i];
+        if (k == n_top && !(v > top[k - 1].logprob)) continue;
+        int j = k < n_top ? k++ : k - 1;
+        while (j > 0 && v > top[j - 1].logprob) {
+            top[j] = top[j - 1];
+            j--;
+        }
+        top[j] = (sampler_logprob){i, v};
+    }
+    for (int i = 0; i < k; i++) top[i].logprob = clamp_lp((double)top[i].logprob - lse);
+    out->n_top = k;
+}
+
+int32_t sampler_sample_lp(sampler *s, const float *logits, const int32_t *history, int n_history,
+                          int n_top, sampler_token_lp *out) {
+    const float *l = penalised(s, logits, history, n_history);
+    int32_t t = pick(s, l);
+    if (out && t >= 0 && t < s->n_vocab) log_probs(s, l, t, n_top, out);
     if (t >= 0 && t < s->n_vocab && s->count[t]++ == 0) s->chosen[s->n_chosen++] = t;
     return t;
+}
+
+int32_t sampler_sample(sampler *s, const float *logits, const int32_t *history, int n_history) {
+    return sampler_sample_lp(s, logits, history, n_history, 0, NULL);
 }

@@ -58,6 +58,25 @@ void sampler_reset(sampler *s, const sampler_params *p);
 /* Pick a token and count it as chosen (for the frequency and presence penalties). `logits` is not
  * modified. `history` holds the previous tokens, prompt included (may be NULL). */
 int32_t sampler_sample(sampler *s, const float *logits, const int32_t *history, int n_history);
+#define SAMPLER_MAX_TOP_LOGPROBS 20
+
+typedef struct sampler_logprob {
+    int32_t id;
+    float logprob;
+} sampler_logprob;
+
+/* What one sampled token's distribution looked like: the chosen token's log-probability and the
+ * n_top most likely tokens, most likely first (ties by lower id). */
+typedef struct sampler_token_lp {
+    sampler_logprob chosen;
+    int n_top;
+    sampler_logprob top[SAMPLER_MAX_TOP_LOGPROBS];
+} sampler_token_lp;
+
+/* sampler_sample, also filling *out (n_top clamped to 0..SAMPLER_MAX_TOP_LOGPROBS). Log
+ * probabilities below -9999 are reported as -9999 (a banned token's is far below). */
+int32_t sampler_sample_lp(sampler *s, const float *logits, const int32_t *history, int n_history,
+                          int n_top, sampler_token_lp *out);
 /* Index of the largest logit (the first one on ties). */
 int32_t sampler_argmax(const float *logits, int n);
 

@@ -2,6 +2,7 @@
 #include "serve/scheduler.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -26,6 +27,8 @@ struct sched_job {
     int n_stop;
     size_t max_stop_len;
     int embedding;
+    int logprobs;     /* -1: none; else the number of top tokens to report with each token */
+    grammar *grammar; /* NULL: unconstrained */
     sched_event_fn on_event;
     void *arg;
     double submitted; /* monotonic */
@@ -54,13 +57,19 @@ typedef struct slot {
     tokenizer_stream ts;
     char *pending; /* text held back because it may be the start of a stop string */
     size_t pending_len, pending_cap;
+    sampler_token_lp *lp; /* tokens sampled whose text has not been emitted (job->logprobs) */
+    int n_lp, lp_cap;
     double t_start, t_prompt_end;
-    float *embedding; /* (n_embd) */
+    float *embedding;  /* (n_embd) */
+    grammar_state *gs; /* the job's grammar: where its output is (NULL without one) */
+    uint8_t *allow;    /* (n_vocab) tokens the grammar allows this step */
+    float *masked;     /* (n_vocab) logits with the others at -inf */
 } slot;
 
 struct sched {
     model *m;
     const tokenizer *tok;
+    grammar_vocab *gvocab; /* made on the first job with a grammar (engine thread) */
     sched_config cfg;
     model_ctx *ctx; /* one sequence per slot */
     slot *slots;
@@ -86,6 +95,7 @@ static void job_unref(sched_job *j) {
     for (int i = 0; i < j->n_stop; i++) free(j->stop[i]);
     free(j->stop);
     free(j->prompt);
+    grammar_free(j->grammar);
     free(j);
 }
 
@@ -106,10 +116,12 @@ static void emit_done_unstarted(sched_job *j, int finish, const char *error) {
 
 /* ==== Text and stop strings ==== */
 
-static void emit_text(sched_job *j, const char *text, size_t len) {
+static void emit_text(slot *sl, const char *text, size_t len) {
     if (len == 0) return;
-    sched_event ev = {.type = SCHED_EV_TEXT, .text = text, .len = len};
-    j->on_event(j->arg, &ev);
+    sched_event ev = {
+        .type = SCHED_EV_TEXT, .text = text, .len = len, .lp = sl->lp, .n_lp = sl->n_lp};
+    sl->job->on_event(sl->job->arg, &ev);
+    sl->n_lp = 0;
 }
 
 static void pending_append(slot *sl, const char *text, size_t len) {
@@ -134,7 +146,7 @@ static int flush_pending(slot *sl, int final) {
         if (hit && (size_t)(hit - sl->pending) < first) first = (size_t)(hit - sl->pending);
     }
     if (first < n) {
-        emit_text(j, sl->pending, first);
+        emit_text(sl, sl->pending, first);
         sl->pending_len = 0;
         return 1;
     }
@@ -148,7 +160,7 @@ static int flush_pending(slot *sl, int final) {
                     break;
                 }
         }
-    emit_text(j, sl->pending, n - hold);
+    emit_text(sl, sl->pending, n - hold);
     memmove(sl->pending, sl->pending + n - hold, hold);
     sl->pending_len = hold;
     return 0;
@@ -196,11 +208,42 @@ static int common_prefix(const int32_t *a, int na, const int32_t *b, int nb) {
     return n;
 }
 
+/* ==== Constrained output ==== */
+
+/* A new job: a fresh parse of its grammar, or none. Out of memory leaves the job unconstrained
+ * and says so in the log. */
+static void grammar_begin(sched *s, slot *sl) {
+    grammar_state_free(sl->gs);
+    sl->gs = NULL;
+    sched_job *j = sl->job;
+    if (!j->grammar) return;
+    int n_vocab = model_get_hparams(s->m)->n_vocab;
+    if (!s->gvocab) s->gvocab = grammar_vocab_new(s->tok);
+    if (!sl->allow) sl->allow = malloc((size_t)n_vocab);
+    if (!sl->masked) sl->masked = malloc((size_t)n_vocab * sizeof *sl->masked);
+    if (s->gvocab && sl->allow && sl->masked) sl->gs = grammar_state_new(j->grammar, s->gvocab);
+    if (!sl->gs) log_error("out of memory for a grammar: this job's output is not constrained");
+}
+
+/* The logits with every token the grammar refuses at -inf. */
+static const float *grammar_mask(sched *s, slot *sl, const float *logits) {
+    int n_vocab = model_get_hparams(s->m)->n_vocab;
+    grammar_state_mask(sl->gs, sl->allow);
+    for (int i = 0; i < n_vocab; i++) sl->masked[i] = sl->allow[i] ? logits[i] : -INFINITY;
+    return sl->masked;
+}
+
+/* Whether the grammar has a complete output and allows nothing more: the job is done. */
+static int grammar_done(const slot *sl) {
+    return sl->gs && grammar_state_accepting(sl->gs) && !grammar_state_continuable(sl->gs);
+}
+
 static void slot_begin(sched *s, slot *sl) {
     sched_job *j = sl->job;
     sl->phase = SLOT_PREFILL;
     sl->n_gen = 0;
     sl->pending_len = 0;
+    sl->n_lp = 0;
     memset(&sl->ts, 0, sizeof sl->ts);
     sl->t_start = mh_now_mono();
     sl->t_prompt_end = 0;
@@ -215,6 +258,7 @@ static void slot_begin(sched *s, slot *sl) {
     sl->n_cached = keep;
     sl->n_prompt_done = keep;
     if (!j->embedding) sampler_reset(sl->smp, &j->sp);
+    grammar_begin(s, sl);
     sched_event ev = {.type = SCHED_EV_STARTED};
     j->on_event(j->arg, &ev);
 }
@@ -276,13 +320,28 @@ static int share_prefix(sched *s, slot *sl, slot **order, int rank) {
 static int slot_sample(sched *s, slot *sl) {
     sched_job *j = sl->job;
     const tokenizer *tok = s->tok;
-    int32_t next =
-        sampler_sample(sl->smp, model_ctx_logits(s->ctx, sl->seq), sl->tokens, sl->n_tokens);
+    sampler_token_lp lp;
+    const float *logits = model_ctx_logits(s->ctx, sl->seq);
+    if (sl->gs) logits = grammar_mask(s, sl, logits);
+    int32_t next = sampler_sample_lp(sl->smp, logits, sl->tokens, sl->n_tokens, j->logprobs,
+                                     j->logprobs >= 0 ? &lp : NULL);
+    /* logit_bias may have lifted a refused token (bans are finite): take the best allowed one */
+    if (sl->gs && grammar_state_accept_token(sl->gs, next) < 0) {
+        next = sampler_argmax(logits, model_get_hparams(s->m)->n_vocab);
+        grammar_state_accept_token(sl->gs, next);
+    }
     if (tokenizer_is_eog(tok, next)) {
         slot_finish(s, sl, SCHED_FINISH_STOP, NULL);
         return 0;
     }
     sl->n_gen++;
+    if (j->logprobs >= 0) {
+        if (sl->n_lp == sl->lp_cap) {
+            sl->lp_cap = sl->lp_cap ? sl->lp_cap * 2 : 16;
+            sl->lp = mh_xrealloc(sl->lp, (size_t)sl->lp_cap * sizeof *sl->lp);
+        }
+        sl->lp[sl->n_lp++] = lp;
+    }
     char piece[512];
     size_t len = tokenizer_stream_push(&sl->ts, tok, next, piece, sizeof piece);
     pending_append(sl, piece, len);
@@ -292,8 +351,12 @@ static int slot_sample(sched *s, slot *sl) {
             return 0;
         }
     } else {
-        emit_text(j, sl->pending, sl->pending_len);
+        emit_text(sl, sl->pending, sl->pending_len);
         sl->pending_len = 0;
+    }
+    if (grammar_done(sl)) {
+        slot_finish(s, sl, SCHED_FINISH_STOP, NULL);
+        return 0;
     }
     if ((j->max_tokens > 0 && sl->n_gen >= j->max_tokens) ||
         sl->n_tokens >= model_ctx_n_ctx(s->ctx)) {
@@ -530,9 +593,14 @@ void sched_free(sched *s) {
         sampler_free(sl->smp);
         free(sl->tokens);
         free(sl->pending);
+        free(sl->lp);
         free(sl->embedding);
+        grammar_state_free(sl->gs);
+        free(sl->allow);
+        free(sl->masked);
     }
     model_ctx_free(s->ctx);
+    grammar_vocab_free(s->gvocab);
     free(s->slots);
     free(s->items);
     free(s->order);
@@ -552,6 +620,8 @@ int sched_submit(sched *s, const sched_job_params *p, sched_job **out) {
     j->sp = p->sampling;
     j->max_tokens = p->max_tokens;
     j->embedding = p->embedding;
+    j->logprobs = p->embedding || !p->logprobs ? -1 : p->top_logprobs;
+    j->grammar = p->embedding ? NULL : grammar_retain(p->grammar);
     j->on_event = p->on_event;
     j->arg = p->arg;
     if (p->n_stop > 0) {

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/grammar.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
 
@@ -39,6 +40,11 @@ typedef struct sched_event {
     enum sched_event_type type;
     const char *text; /* TEXT: not NUL-terminated */
     size_t len;
+    /* TEXT of a job with logprobs: the tokens sampled since the previous TEXT event, in
+     * order (their text is this event's, give or take bytes of a character still incomplete).
+     * Tokens whose text a stop string swallowed are never reported; nor is the end token. */
+    const sampler_token_lp *lp;
+    int n_lp;
     int finish;             /* DONE: enum sched_finish */
     int n_prompt;           /* DONE: prompt tokens */
     int n_cached;           /* DONE: prompt tokens reused from the slot's cache */
@@ -59,7 +65,10 @@ typedef struct sched_job_params {
     int max_tokens;          /* <= 0: until the context is full */
     const char *const *stop; /* stop strings, copied; matched across tokens, never emitted */
     int n_stop;
-    int embedding;           /* compute an embedding instead of generating */
+    int embedding;    /* compute an embedding instead of generating */
+    int logprobs;     /* report each token's log-probability (TEXT events' lp) */
+    int top_logprobs; /* with logprobs: and this many most likely tokens (0-20) */
+    grammar *grammar; /* NULL, or only tokens it allows (retained; the output ends when complete) */
     sched_event_fn on_event; /* engine thread */
     void *arg;
 } sched_job_params;

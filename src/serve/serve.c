@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "engine/chat.h"
+#include "engine/grammar.h"
 #include "engine/model.h"
 #include "http/http_async.h"
 #include "http/http_json.h"
@@ -31,6 +32,7 @@
 #include "http/http_stream.h"
 #include "lifecycle/lifecycle.h"
 #include "serve/scheduler.h"
+#include "serve/tools.h"
 #include "util/common.h"
 #include "util/log.h"
 
@@ -53,6 +55,7 @@ typedef struct msg {
     call *c;        /* MSG_EVENT */
     int index;      /* MSG_EVENT: the choice the job computes */
     sched_event ev; /* MSG_EVENT: text/embedding/error point into the tail below */
+    json_t *lp;     /* MSG_EVENT TEXT: its tokens in the chat shape (logprob_entries) */
     int status;     /* MSG_LOAD_DONE / MSG_UNLOAD_DONE */
     char error[1024];
     size_t extra_len;
@@ -107,6 +110,12 @@ struct call {
     const json_t *inputs; /* embeddings: array of strings, borrowed from body */
     int base64;
     const char *user; /* "user" / "safety_identifier", borrowed from body: goes in the log line */
+    int logprobs;     /* report token log-probabilities, with top_logprobs alternatives */
+    int top_logprobs;
+    tools_request tools; /* chat: the functions the model may call, and tool_choice */
+    grammar *grammar;    /* response_format json_object / json_schema; NULL: free text */
+    tools_style style;   /* how the model's template family writes them */
+    int forced;          /* tool_choice required/named: the prompt opens the call */
 
     /* progress: one job per choice, all on the same prompt */
     lc_waiter *waiter;
@@ -119,6 +128,10 @@ struct call {
         sched_job *job;
         mh_buf text;
         int finish;
+        json_t *lp;         /* not streamed (or held back): token entries, chat shape */
+        size_t text_offset; /* completions' logprobs.text_offset of the next token */
+        size_t shown;       /* streamed with tools: bytes of text sent as content */
+        int tool_calls;     /* the reply was read back as calls */
     } ch[MAX_CHOICES];
     int failed;  /* an error was answered; the other choices are being cancelled */
     int started; /* the stream's head and first chunk were sent */
@@ -317,9 +330,13 @@ static void call_free(call *c) {
     if (c->next) c->next->prev = c->prev;
     for (int i = 0; i < c->n_stop; i++) free(c->stop[i]);
     free(c->prompt_text);
+    grammar_free(c->grammar);
     json_decref(c->body);
     json_decref(c->emb_data);
-    for (int i = 0; i < MAX_CHOICES; i++) mh_buf_free(&c->ch[i].text);
+    for (int i = 0; i < MAX_CHOICES; i++) {
+        mh_buf_free(&c->ch[i].text);
+        json_decref(c->ch[i].lp);
+    }
     free(c);
 }
 
@@ -393,27 +410,102 @@ static const char *finish_name(int finish) {
     return finish == SCHED_FINISH_LENGTH ? "length" : "stop";
 }
 
+/* Calls are read out of this call's replies. */
+static int reads_tools(const call *c) {
+    return c->kind == CALL_CHAT && c->tools.choice != TOOLS_NONE;
+}
+
 static json_t *usage_json(const call *c) {
     return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", c->n_prompt, "completion_tokens",
                      c->n_gen, "total_tokens", c->n_prompt + c->n_gen, "prompt_tokens_details",
                      "cached_tokens", c->n_cached);
 }
 
+/* ==== Log-probabilities ====
+ *
+ * The engine's tokens arrive in the chat shape (choices[].logprobs.content entries: token,
+ * logprob, bytes, top_logprobs); completions get them turned into the legacy shape (tokens,
+ * token_logprobs, top_logprobs as {token: logprob} maps, text_offset). */
+
+/* A token's text for "token": its bytes when they are valid UTF-8, else "bytes:\xNN..." as
+ * OpenAI writes a token that is part of a character. */
+static json_t *token_string(const char *piece, int n) {
+    json_t *v = json_stringn(piece, (size_t)n);
+    if (v) return v;
+    mh_buf b = {0};
+    mh_buf_append(&b, "bytes:", 6);
+    for (int i = 0; i < n; i++) mh_buf_printf(&b, "\\x%02x", (unsigned char)piece[i]);
+    v = json_stringn(b.data, b.len);
+    mh_buf_free(&b);
+    return v;
+}
+
+/* {token, logprob, bytes} of one token; the caller adds top_logprobs. */
+static json_t *token_entry(const tokenizer *tok, sampler_logprob t) {
+    char piece[512];
+    int n = tokenizer_piece(tok, t.id, 1, piece, sizeof piece);
+    if (n < 0 || n > (int)sizeof piece) n = 0;
+    json_t *bytes = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(bytes, json_integer((unsigned char)piece[i]));
+    return json_pack("{s:o, s:f, s:o}", "token", token_string(piece, n), "logprob",
+                     (double)t.logprob, "bytes", bytes);
+}
+
+/* Engine thread: the chat-shaped entries of a TEXT event's tokens. */
+static json_t *logprob_entries(const tokenizer *tok, const sampler_token_lp *lp, int n) {
+    json_t *out = json_array();
+    for (int i = 0; i < n; i++) {
+        json_t *e = token_entry(tok, lp[i].chosen);
+        json_t *top = json_array();
+        for (int k = 0; k < lp[i].n_top; k++)
+            json_array_append_new(top, token_entry(tok, lp[i].top[k]));
+        json_object_set_new(e, "top_logprobs", top);
+        json_array_append_new(out, e);
+    }
+    return out;
+}
+
+/* The logprobs object of a choice (or chunk) holding `entries` (borrowed): chat's {content,
+ * refusal}, or the completions shape with text offsets counted from *offset. */
+static json_t *logprobs_json(const call *c, const json_t *entries, size_t *offset) {
+    if (c->kind == CALL_CHAT) return json_pack("{s:O, s:n}", "content", entries, "refusal");
+    json_t *tokens = json_array(), *values = json_array(), *tops = json_array(),
+           *offsets = json_array();
+    size_t i;
+    const json_t *e;
+    json_array_foreach(entries, i, e) {
+        json_array_append(tokens, json_object_get(e, "token"));
+        json_array_append(values, json_object_get(e, "logprob"));
+        json_t *map = json_object();
+        size_t k;
+        const json_t *t;
+        json_array_foreach(json_object_get(e, "top_logprobs"), k, t) json_object_set(
+            map, json_string_value(json_object_get(t, "token")), json_object_get(t, "logprob"));
+        json_array_append_new(tops, map);
+        json_array_append_new(offsets, json_integer((json_int_t)*offset));
+        *offset += json_array_size(json_object_get(e, "bytes"));
+    }
+    return json_pack("{s:o, s:o, s:o, s:o}", "tokens", tokens, "token_logprobs", values,
+                     "top_logprobs", tops, "text_offset", offsets);
+}
+
 /* One streamed chunk of choice `index`: delta text (NULL = none), role (first chunk), finish
- * (NULL = null). */
+ * (NULL = null), logprobs (NULL = null; taken). */
 static json_t *chunk_json(const call *c, int index, const char *text, size_t len, int with_role,
-                          const char *finish) {
+                          const char *finish, json_t *logprobs) {
     json_t *choice;
     if (c->kind == CALL_CHAT) {
         json_t *delta = json_object();
         if (with_role) json_object_set_new(delta, "role", json_string("assistant"));
         if (text) json_object_set_new(delta, "content", json_stringn(text, len));
-        choice = json_pack("{s:i, s:o, s:n, s:o}", "index", index, "delta", delta, "logprobs",
-                           "finish_reason", finish ? json_string(finish) : json_null());
+        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", index, "delta", delta, "logprobs",
+                           logprobs ? logprobs : json_null(), "finish_reason",
+                           finish ? json_string(finish) : json_null());
     } else {
-        choice = json_pack("{s:i, s:o, s:n, s:o}", "index", index, "text",
+        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", index, "text",
                            text ? json_stringn(text, len) : json_string(""), "logprobs",
-                           "finish_reason", finish ? json_string(finish) : json_null());
+                           logprobs ? logprobs : json_null(), "finish_reason",
+                           finish ? json_string(finish) : json_null());
     }
     return json_pack("{s:s, s:s, s:i, s:s, s:[o]}", "id", c->id, "object",
                      c->kind == CALL_CHAT ? "chat.completion.chunk" : "text_completion", "created",
@@ -432,16 +524,91 @@ static void call_started(call *c) {
     c->started = 1;
     c->last_write = mh_now_mono();
     if (c->kind == CALL_CHAT) /* the role, once per choice */
-        for (int i = 0; i < c->n_choices; i++) stream_chunk(c, chunk_json(c, i, "", 0, 1, NULL));
+        for (int i = 0; i < c->n_choices; i++)
+            stream_chunk(c, chunk_json(c, i, "", 0, 1, NULL, NULL));
 }
 
-static void call_text(call *c, int index, const char *text, size_t len) {
+/* Text of choice `index`, with its tokens' logprob entries (NULL when not asked; borrowed). */
+static void call_text(call *c, int index, const char *text, size_t len, json_t *lp) {
+    struct choice *ch = &c->ch[index];
+    if (c->stream && reads_tools(c)) { /* hold back what may be a call */
+        mh_buf_append(&ch->text, text, len);
+        if (lp) {
+            if (!ch->lp) ch->lp = json_array();
+            json_array_extend(ch->lp, lp);
+        }
+        int in_call = 0;
+        size_t safe =
+            c->forced ? 0 : tools_stream_safe(c->style, ch->text.data, ch->text.len, &in_call);
+        if (safe <= ch->shown) return;
+        if (!c->started) call_started(c);
+        json_t *held = ch->lp;
+        ch->lp = NULL;
+        if (c->started)
+            stream_chunk(c,
+                         chunk_json(c, index, ch->text.data + ch->shown, safe - ch->shown, 0, NULL,
+                                    held ? logprobs_json(c, held, &ch->text_offset) : NULL));
+        json_decref(held);
+        ch->shown = safe;
+        return;
+    }
     if (c->stream) {
         if (!c->started) call_started(c);
-        if (c->started) stream_chunk(c, chunk_json(c, index, text, len, 0, NULL));
+        if (c->started)
+            stream_chunk(c, chunk_json(c, index, text, len, 0, NULL,
+                                       lp ? logprobs_json(c, lp, &ch->text_offset) : NULL));
     } else {
-        mh_buf_append(&c->ch[index].text, text, len);
+        mh_buf_append(&ch->text, text, len);
+        if (lp) {
+            if (!ch->lp) ch->lp = json_array();
+            json_array_extend(ch->lp, lp);
+        }
     }
+}
+
+/* The reply of a choice read for calls: its content and calls (NULL when none). */
+static json_t *read_calls(call *c, int index, mh_buf *content) {
+    struct choice *ch = &c->ch[index];
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "call_%s_%d", c->id, index);
+    json_t *calls = NULL;
+    tools_parse_output(&c->tools, c->style, c->forced, ch->text.data ? ch->text.data : "",
+                       ch->text.len, prefix, content, &calls);
+    ch->tool_calls = calls != NULL;
+    return calls;
+}
+
+/* Streamed with tools: the content held back, then the calls, as delta.tool_calls. */
+static void stream_held(call *c, int index) {
+    struct choice *ch = &c->ch[index];
+    mh_buf content = {0};
+    json_t *calls = read_calls(c, index, &content);
+    const char *rest = calls ? content.data : ch->text.data;
+    size_t rest_len = calls ? content.len : ch->text.len;
+    json_t *held = ch->lp;
+    ch->lp = NULL;
+    if (rest_len > ch->shown || (held && !calls)) {
+        stream_chunk(c, chunk_json(c, index, rest + ch->shown,
+                                   rest_len > ch->shown ? rest_len - ch->shown : 0, 0, NULL,
+                                   held ? logprobs_json(c, held, &ch->text_offset) : NULL));
+        json_decref(held);
+        held = NULL;
+    }
+    size_t k;
+    json_t *call;
+    json_array_foreach(calls, k, call) {
+        json_t *chunk =
+            chunk_json(c, index, NULL, 0, 0, NULL,
+                       held && k == 0 ? logprobs_json(c, held, &ch->text_offset) : NULL);
+        json_t *delta =
+            json_object_get(json_array_get(json_object_get(chunk, "choices"), 0), "delta");
+        json_object_set_new(call, "index", json_integer((json_int_t)k));
+        json_object_set_new(delta, "tool_calls", json_pack("[O]", call));
+        stream_chunk(c, chunk);
+    }
+    json_decref(held);
+    json_decref(calls);
+    mh_buf_free(&content);
 }
 
 /* Choice `index` ended: its finish chunk when streaming. */
@@ -449,7 +616,10 @@ static void choice_complete(call *c, int index, int finish) {
     c->ch[index].finish = finish;
     if (!c->stream || !c->req || http_req_gone(c->req)) return;
     if (!c->started) call_started(c);
-    if (c->started) stream_chunk(c, chunk_json(c, index, NULL, 0, 0, finish_name(finish)));
+    if (!c->started) return;
+    if (reads_tools(c)) stream_held(c, index);
+    stream_chunk(c, chunk_json(c, index, NULL, 0, 0,
+                               c->ch[index].tool_calls ? "tool_calls" : finish_name(finish), NULL));
 }
 
 /* Every choice ended: the usage and [DONE], or the whole answer. */
@@ -473,15 +643,28 @@ static void call_complete(call *c) {
     json_t *choices = json_array();
     for (int i = 0; i < c->n_choices; i++) {
         const mh_buf *t = &c->ch[i].text;
-        json_t *content = json_stringn(t->data ? t->data : "", t->len);
-        const char *finish = finish_name(c->ch[i].finish);
-        json_array_append_new(choices,
-                              c->kind == CALL_CHAT
-                                  ? json_pack("{s:i, s:{s:s, s:o}, s:n, s:s}", "index", i,
-                                              "message", "role", "assistant", "content", content,
-                                              "logprobs", "finish_reason", finish)
-                                  : json_pack("{s:i, s:o, s:n, s:s}", "index", i, "text", content,
-                                              "logprobs", "finish_reason", finish));
+        mh_buf read = {0};
+        json_t *calls = reads_tools(c) ? read_calls(c, i, &read) : NULL;
+        if (reads_tools(c)) t = &read;
+        json_t *content =
+            calls && t->len == 0 ? json_null() : json_stringn(t->data ? t->data : "", t->len);
+        mh_buf_free(&read);
+        const char *finish = calls ? "tool_calls" : finish_name(c->ch[i].finish);
+        json_t *lp = json_null();
+        if (c->logprobs) {
+            json_t *entries = c->ch[i].lp ? json_incref(c->ch[i].lp) : json_array();
+            size_t offset = 0;
+            lp = logprobs_json(c, entries, &offset);
+            json_decref(entries);
+        }
+        json_t *choice = c->kind == CALL_CHAT
+                             ? json_pack("{s:i, s:{s:s, s:o}, s:o, s:s}", "index", i, "message",
+                                         "role", "assistant", "content", content, "logprobs", lp,
+                                         "finish_reason", finish)
+                             : json_pack("{s:i, s:o, s:o, s:s}", "index", i, "text", content,
+                                         "logprobs", lp, "finish_reason", finish);
+        if (calls) json_object_set_new(json_object_get(choice, "message"), "tool_calls", calls);
+        json_array_append_new(choices, choice);
     }
     json_t *body =
         json_pack("{s:s, s:s, s:i, s:s, s:o, s:o}", "id", c->id, "object",
@@ -549,6 +732,8 @@ static void on_engine_event(void *arg, const sched_event *ev) {
     if (ev->type == SCHED_EV_TEXT) memcpy(mm->extra, ev->text, ev->len);
     if (ev->type == SCHED_EV_DONE && ev->embedding) memcpy(mm->extra, ev->embedding, extra);
     if (ev->error) snprintf(mm->error, sizeof mm->error, "%s", ev->error);
+    if (ev->type == SCHED_EV_TEXT && c->logprobs)
+        mm->lp = logprob_entries(model_get_tokenizer(c->s->m), ev->lp, ev->n_lp);
     post(c->s, mm);
 }
 
@@ -560,7 +745,7 @@ static void on_call_event(call *c, msg *mm) {
     }
     int index = mm->index;
     if (ev->type == SCHED_EV_TEXT) {
-        if (!c->failed) call_text(c, index, mm->extra, mm->extra_len);
+        if (!c->failed) call_text(c, index, mm->extra, mm->extra_len, mm->lp);
         return;
     }
     /* DONE. The choices share one prompt: its tokens count once. */
@@ -659,6 +844,9 @@ static int submit(call *c, const int32_t *ids, int n, int embedding, http_error 
                               .stop = (const char *const *)c->stop,
                               .n_stop = c->n_stop,
                               .embedding = embedding,
+                              .logprobs = c->logprobs,
+                              .top_logprobs = c->top_logprobs,
+                              .grammar = c->grammar,
                               .on_event = on_engine_event,
                               .arg = &c->ch[i]};
         p.sampling.seed += (uint64_t)i; /* each choice its own draws */
@@ -735,34 +923,21 @@ static void on_acquired(void *arg, int status, const char *message) {
     }
     if (c->kind == CALL_CHAT) {
         /* format the conversation now that the model (and its template) is known */
-        size_t n = json_array_size(json_object_get(c->body, "messages"));
-        chat_message *msgs = mh_xcalloc(n ? n : 1, sizeof *msgs);
-        char **flat = mh_xcalloc(n ? n : 1, sizeof *flat);
-        for (size_t i = 0; i < n; i++) {
-            const json_t *mj = json_array_get(json_object_get(c->body, "messages"), i);
-            msgs[i].role = json_string_value(json_object_get(mj, "role"));
-            const json_t *content = json_object_get(mj, "content");
-            if (json_is_string(content)) {
-                msgs[i].content = json_string_value(content);
-            } else if (json_is_array(content)) {
-                mh_buf b = {0};
-                mh_buf_append(&b, "", 0);
-                size_t k;
-                const json_t *part;
-                json_array_foreach(content, k, part) {
-                    const char *t = json_string_value(json_object_get(part, "text"));
-                    if (t) mh_buf_append(&b, t, strlen(t));
-                }
-                flat[i] = b.data;
-                msgs[i].content = b.data;
-            }
-            if (msgs[i].role && strcmp(msgs[i].role, "developer") == 0) msgs[i].role = "system";
-        }
+        c->style = tools_style_for(s->family);
+        tools_prompt tp;
+        tools_build_messages(json_object_get(c->body, "messages"), &c->tools, c->style, &tp);
         char err[256];
-        int rc = chat_format(s->family, msgs, n, 1, &c->prompt_text, NULL, err, sizeof err);
-        for (size_t i = 0; i < n; i++) free(flat[i]);
-        free(flat);
-        free(msgs);
+        int rc = chat_format(s->family, tp.msgs, tp.n, 1, &c->prompt_text, NULL, err, sizeof err);
+        tools_prompt_free(&tp);
+        if (rc == 0 && c->forced) { /* the reply is a call: open it, constrain the rest */
+            const char *open = tools_forced_prefix(c->style);
+            size_t len = strlen(c->prompt_text);
+            c->prompt_text = mh_xrealloc(c->prompt_text, len + strlen(open) + 1);
+            memcpy(c->prompt_text + len, open, strlen(open) + 1);
+            json_t *schema = tools_call_schema(&c->tools, c->style);
+            rc = grammar_from_schema(schema, &c->grammar, err, sizeof err);
+            json_decref(schema);
+        }
         if (rc < 0) {
             http_error_set(&e, 400, NULL, "messages", NULL, "%s", err);
             call_fail(c, &e);
@@ -841,12 +1016,17 @@ static const struct request_field {
     {"presence_penalty", F_GEN, FIELD_APPLIED, NULL},
     {"frequency_penalty", F_GEN, FIELD_APPLIED, NULL},
     {"logit_bias", F_GEN, FIELD_APPLIED, NULL},
+    {"response_format", F_GEN, FIELD_APPLIED, NULL},
     {"seed", F_GEN, FIELD_APPLIED, NULL},
     {"max_tokens", F_GEN, FIELD_APPLIED, NULL},
     {"max_completion_tokens", F_GEN, FIELD_APPLIED, NULL},
     {"n", F_GEN, FIELD_APPLIED, NULL},
     {"stop", F_GEN, FIELD_APPLIED, NULL},
     {"logprobs", F_GEN, FIELD_APPLIED, NULL},
+    {"top_logprobs", F_CHAT, FIELD_APPLIED, NULL},
+    {"tools", F_CHAT, FIELD_APPLIED, NULL},
+    {"tool_choice", F_CHAT, FIELD_APPLIED, NULL},
+    {"parallel_tool_calls", F_CHAT, FIELD_APPLIED, NULL},
     {"user", F_ALL, FIELD_USER, NULL},
     {"safety_identifier", F_CHAT, FIELD_USER, NULL},
     {"store", F_CHAT, FIELD_FALSE, "stored completions are not supported"},
@@ -854,11 +1034,6 @@ static const struct request_field {
     {"modalities", F_CHAT, FIELD_TEXT_ONLY, "only [\"text\"] output is supported"},
     {"best_of", F_COMP, FIELD_BEST_OF, "best_of must equal n (candidates are not ranked)"},
     {"suffix", F_COMP, FIELD_EMPTY, "suffix (insertion) is not supported"},
-    {"top_logprobs", F_CHAT, FIELD_UNSUPPORTED, "top_logprobs are not supported"},
-    {"response_format", F_CHAT, FIELD_UNSUPPORTED, "response_format is not supported"},
-    {"tools", F_CHAT, FIELD_UNSUPPORTED, "tools are not supported"},
-    {"tool_choice", F_CHAT, FIELD_UNSUPPORTED, "tool_choice is not supported (no tools)"},
-    {"parallel_tool_calls", F_CHAT, FIELD_UNSUPPORTED, "parallel_tool_calls is not supported"},
     {"functions", F_CHAT, FIELD_UNSUPPORTED, "functions (deprecated) are not supported"},
     {"function_call", F_CHAT, FIELD_UNSUPPORTED, "function_call (deprecated) is not supported"},
     {"metadata", F_CHAT, FIELD_UNSUPPORTED, "metadata is for stored completions (not supported)"},
@@ -954,6 +1129,30 @@ static int parse_logit_bias(sampler_params *sp, const json_t *body, http_error *
     return 0;
 }
 
+/* Chat: "logprobs": bool and "top_logprobs": 0-20 (only with logprobs). Completions:
+ * "logprobs": 0-20, the number of alternatives (null or absent: none). */
+static int parse_logprobs(call *c, const json_t *body, http_error *e) {
+    long long top = 0;
+    if (c->kind == CALL_CHAT) {
+        if (http_json_get_bool(body, "logprobs", 0, 0, &c->logprobs, e) < 0 ||
+            http_json_get_int(body, "top_logprobs", 0, 0, SAMPLER_MAX_TOP_LOGPROBS, 0, &top, e) < 0)
+            return -1;
+        const json_t *t = json_object_get(body, "top_logprobs");
+        if (t && !json_is_null(t) && !c->logprobs)
+            return http_error_set(e, 400, NULL, "top_logprobs", NULL,
+                                  "'top_logprobs' requires 'logprobs' to be true");
+    } else {
+        const json_t *v = json_object_get(body, "logprobs");
+        if (v && !json_is_null(v)) {
+            if (http_json_get_int(body, "logprobs", 0, 0, SAMPLER_MAX_TOP_LOGPROBS, 0, &top, e) < 0)
+                return -1;
+            c->logprobs = 1;
+        }
+    }
+    c->top_logprobs = (int)top;
+    return 0;
+}
+
 static int parse_sampling(call *c, const json_t *body, http_error *e) {
     serve *s = c->s;
     double temp, top_p, min_p, rep;
@@ -982,10 +1181,7 @@ static int parse_sampling(call *c, const json_t *body, http_error *e) {
         return http_error_set(e, 400, NULL, "n", NULL, "'n' must be from 1 to %d (got %lld)",
                               MAX_CHOICES, n);
     c->n_choices = (int)n;
-    int logprobs = 0;
-    if (http_json_get_bool(body, "logprobs", 0, 0, &logprobs, e) < 0) return -1;
-    if (logprobs)
-        return http_error_set(e, 400, NULL, "logprobs", NULL, "logprobs are not supported");
+    if (parse_logprobs(c, body, e) < 0) return -1;
     c->sp.temperature = (float)temp;
     c->sp.top_p = (float)top_p;
     c->sp.min_p = (float)min_p;
@@ -1040,12 +1236,14 @@ static int parse_messages(const json_t *body, http_error *e) {
             return http_error_set(e, 400, NULL, param, NULL, "%s must be an object", param);
         const char *role = json_string_value(json_object_get(m, "role"));
         if (!role || (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") &&
-                      strcmp(role, "developer")))
+                      strcmp(role, "developer") && strcmp(role, "tool")))
             return http_error_set(e, 400, NULL, param, NULL,
-                                  "%s.role must be one of system, developer, user, assistant",
+                                  "%s.role must be one of system, developer, user, assistant, tool",
                                   param);
+        if (tools_check_message(m, i, e) < 0) return -1;
         const json_t *content = json_object_get(m, "content");
-        if (json_is_string(content) || (json_is_null(content) && !strcmp(role, "assistant")))
+        if (json_is_string(content) ||
+            ((json_is_null(content) || !content) && !strcmp(role, "assistant")))
             continue;
         if (!json_is_array(content))
             return http_error_set(e, 400, NULL, param, NULL,
@@ -1064,6 +1262,101 @@ static int parse_messages(const json_t *body, http_error *e) {
     return 0;
 }
 
+/* tool_choice required or named: each allowed function's parameters must compile to a grammar
+ * (the call is constrained to them once the template's style is known, on_acquired). */
+static int check_forced_tools(call *c, http_error *e) {
+    size_t i;
+    const json_t *t;
+    json_array_foreach(c->tools.tools, i, t) {
+        const json_t *f = json_object_get(t, "function");
+        const char *name = json_string_value(json_object_get(f, "name"));
+        const json_t *params = json_object_get(f, "parameters");
+        if (!json_is_object(params) || json_object_size(params) == 0) continue;
+        if (c->tools.choice == TOOLS_NAMED && strcmp(name, c->tools.named)) continue;
+        grammar *g = NULL;
+        char err[256];
+        if (grammar_from_schema(params, &g, err, sizeof err) < 0) {
+            char param[64];
+            snprintf(param, sizeof param, "tools[%zu].function.parameters", i);
+            return http_error_set(e, 400, NULL, param, NULL,
+                                  "'%s' cannot constrain a forced call: %s", param, err);
+        }
+        grammar_free(g);
+    }
+    return 0;
+}
+
+/* "response_format": {"type": "text"} (no constraint), {"type": "json_object"} (any JSON
+ * object) or {"type": "json_schema", "json_schema": {"name", "schema", "strict",
+ * "description"}}: compiled into c->grammar, which constrains sampling. */
+static int parse_response_format(call *c, const json_t *body, http_error *e) {
+    const json_t *rf = json_object_get(body, "response_format");
+    if (!rf || json_is_null(rf)) return 0;
+    const char *type = json_string_value(json_object_get(rf, "type"));
+    if (!json_is_object(rf))
+        return http_error_set(e, 400, NULL, "response_format", NULL,
+                              "'response_format' must be an object");
+    if (!type ||
+        (strcmp(type, "text") && strcmp(type, "json_object") && strcmp(type, "json_schema")))
+        return http_error_set(e, 400, NULL, "response_format.type", NULL,
+                              "'response_format.type' must be 'text', 'json_object' or "
+                              "'json_schema'");
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)rf, key, v) {
+        if (strcmp(key, "type") && (strcmp(key, "json_schema") || strcmp(type, "json_schema")))
+            return http_error_set(e, 400, NULL, "response_format", "unknown_parameter",
+                                  "'response_format' of type '%s' takes no '%.64s'", type, key);
+    }
+    if (!strcmp(type, "text")) return 0;
+    if (c->kind == CALL_CHAT && c->tools.choice != TOOLS_NONE)
+        return http_error_set(e, 400, NULL, "response_format", NULL,
+                              "'response_format' %s together with tools is not supported", type);
+    if (!strcmp(type, "json_object")) {
+        c->grammar = grammar_any_object();
+        return 0;
+    }
+    const json_t *js = json_object_get(rf, "json_schema");
+    if (!json_is_object(js))
+        return http_error_set(e, 400, NULL, "response_format.json_schema", NULL,
+                              "'response_format.json_schema' must be an object with 'name' "
+                              "and 'schema'");
+    json_object_foreach((json_t *)js, key, v) {
+        if (strcmp(key, "name") && strcmp(key, "schema") && strcmp(key, "strict") &&
+            strcmp(key, "description"))
+            return http_error_set(e, 400, NULL, "response_format.json_schema", "unknown_parameter",
+                                  "'response_format.json_schema' takes no '%.64s'", key);
+    }
+    const char *name = json_string_value(json_object_get(js, "name"));
+    size_t name_len = name ? strlen(name) : 0;
+    int name_ok = name_len >= 1 && name_len <= 64;
+    for (size_t i = 0; name_ok && i < name_len; i++)
+        name_ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
+                  (name[i] >= '0' && name[i] <= '9') || name[i] == '_' || name[i] == '-';
+    if (!name_ok)
+        return http_error_set(e, 400, NULL, "response_format.json_schema.name", NULL,
+                              "'response_format.json_schema.name' must be 1 to 64 letters, "
+                              "digits, '_' or '-'");
+    const json_t *strict = json_object_get(js, "strict");
+    if (strict && !json_is_boolean(strict) && !json_is_null(strict))
+        return http_error_set(e, 400, NULL, "response_format.json_schema.strict", NULL,
+                              "'response_format.json_schema.strict' must be a boolean");
+    const json_t *desc = json_object_get(js, "description");
+    if (desc && !json_is_string(desc))
+        return http_error_set(e, 400, NULL, "response_format.json_schema.description", NULL,
+                              "'response_format.json_schema.description' must be a string");
+    const json_t *schema = json_object_get(js, "schema");
+    if (!schema) { /* no schema: any JSON object */
+        c->grammar = grammar_any_object();
+        return 0;
+    }
+    char err[256];
+    if (grammar_from_schema(schema, &c->grammar, err, sizeof err) < 0)
+        return http_error_set(e, 400, NULL, "response_format.json_schema.schema", NULL,
+                              "'response_format.json_schema.schema': %s", err);
+    return 0;
+}
+
 /* Everything begin_call checks in a request body before it waits for the model: the fields of
  * `kind` (c->kind) in c->body, written into c. 0, or -1 with the error in e. */
 static int parse_call(call *c, http_error *e) {
@@ -1073,6 +1366,12 @@ static int parse_call(call *c, http_error *e) {
     int rc = check_fields(kind, c, body, e);
     if (rc == 0) rc = check_model(s, body, e);
     if (rc == 0 && kind == CALL_CHAT) rc = parse_messages(body, e);
+    if (rc == 0 && kind == CALL_CHAT) {
+        rc = tools_parse_request(body, &c->tools, e);
+        c->forced = c->tools.choice == TOOLS_REQUIRED || c->tools.choice == TOOLS_NAMED;
+        if (rc == 0 && c->forced) rc = check_forced_tools(c, e);
+    }
+    if (rc == 0 && kind != CALL_EMBEDDING) rc = parse_response_format(c, body, e);
     if (rc == 0 && kind == CALL_COMPLETION) {
         const json_t *p = json_object_get(body, "prompt");
         int echo = 0;
@@ -1293,6 +1592,7 @@ static void on_async(http_async_item *item, void *arg) {
     case MSG_UNLOAD_DONE: on_unload_done(s); break;
     case MSG_EVENT: on_call_event(mm->c, mm); break;
     }
+    json_decref(mm->lp);
     free(mm);
 }
 

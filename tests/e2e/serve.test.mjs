@@ -221,6 +221,185 @@ describe("endpoints", () => {
     }
   });
 
+  test("logprobs: chat and completions shapes, streamed equal to not, tokens spell the text", async () => {
+    const chatBody = {
+      model: "tiny", messages: [{ role: "user", content: "Tell a story" }], max_tokens: 12,
+      temperature: 1, seed: 5, logprobs: true, top_logprobs: 3,
+    };
+    const r = await postJson(`${s.base}/v1/chat/completions`, chatBody);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const choice = r.body.choices[0];
+    const entries = choice.logprobs.content;
+    assert.equal(choice.logprobs.refusal, null);
+    assert.equal(entries.length, r.body.usage.completion_tokens);
+    assert.equal(entries.map((e) => e.token).join(""), choice.message.content);
+    for (const e of entries) {
+      assert.ok(e.logprob <= 0 && e.logprob >= -9999);
+      assert.deepEqual(e.bytes, [...Buffer.from(e.token, "utf8")]);
+      assert.equal(e.top_logprobs.length, 3);
+      const tops = e.top_logprobs.map((t) => t.logprob);
+      assert.deepEqual(tops, [...tops].sort((a, b) => b - a));
+      assert.ok(tops.reduce((a, v) => a + Math.exp(v), 0) <= 1 + 1e-6);
+      // the chosen token is one of the top 3, or less likely than all of them
+      const same = e.top_logprobs.find((t) => t.token === e.token);
+      if (same) assert.ok(Math.abs(same.logprob - e.logprob) < 1e-9);
+      else assert.ok(e.logprob <= tops[2]);
+    }
+    // streamed: the same entries, spread over the content chunks (the prompt now comes from the
+    // slot's cache, so the floats may differ in their last bits)
+    const st = await postStream(`${s.base}/v1/chat/completions`, { ...chatBody, stream: true });
+    const chunks = st.events.filter((e) => e !== "[DONE]" && e.choices.length);
+    const streamed = chunks.flatMap((e) => e.choices[0].logprobs?.content ?? []);
+    const near = (a, b) => {
+      assert.equal(a.length, b.length);
+      a.forEach((x, i) => {
+        assert.equal(x.token, b[i].token);
+        assert.ok(Math.abs(x.logprob - b[i].logprob) < 1e-4, `${x.logprob} vs ${b[i].logprob}`);
+        if (x.top_logprobs) near(x.top_logprobs, b[i].top_logprobs);
+      });
+    };
+    near(streamed, entries);
+    for (const e of chunks)
+      if (e.choices[0].delta.content) assert.ok(e.choices[0].logprobs.content.length >= 1);
+    // without logprobs the field stays null
+    const plain = await postJson(`${s.base}/v1/chat/completions`, { ...chatBody, logprobs: false, top_logprobs: null });
+    assert.equal(plain.body.choices[0].logprobs, null);
+
+    // completions: the legacy shape, greedy, so the chosen token is always the top one
+    const c = await postJson(`${s.base}/v1/completions`, {
+      model: "tiny", prompt: "Once upon a time", max_tokens: 10, temperature: 0, logprobs: 2,
+    });
+    assert.equal(c.status, 200, JSON.stringify(c.body));
+    const lp = c.body.choices[0].logprobs;
+    assert.equal(lp.tokens.length, 10);
+    assert.equal(lp.tokens.join(""), c.body.choices[0].text);
+    assert.equal(lp.token_logprobs.length, 10);
+    assert.equal(lp.top_logprobs.length, 10);
+    let offset = 0;
+    lp.tokens.forEach((t, i) => {
+      assert.equal(lp.text_offset[i], offset);
+      offset += Buffer.byteLength(t);
+      const top = Object.entries(lp.top_logprobs[i]);
+      assert.equal(top.length, 2);
+      assert.equal(top[0][0], t);
+      assert.equal(top[0][1], lp.token_logprobs[i]);
+    });
+    const cs = await postStream(`${s.base}/v1/completions`, {
+      model: "tiny", prompt: "Once upon a time", max_tokens: 10, temperature: 0, logprobs: 2, stream: true,
+    });
+    const parts = cs.events.filter((e) => e !== "[DONE]" && e.choices[0].logprobs);
+    const values = parts.flatMap((e) => e.choices[0].logprobs.token_logprobs);
+    assert.equal(values.length, lp.token_logprobs.length);
+    values.forEach((v, i) => assert.ok(Math.abs(v - lp.token_logprobs[i]) < 1e-4));
+    assert.deepEqual(parts.flatMap((e) => e.choices[0].logprobs.tokens), lp.tokens);
+    assert.deepEqual(parts.flatMap((e) => e.choices[0].logprobs.text_offset), lp.text_offset);
+
+    // bad values name the field
+    for (const [url, body, param] of [
+      [`${s.base}/v1/chat/completions`, { ...chatBody, top_logprobs: 21 }, "top_logprobs"],
+      [`${s.base}/v1/chat/completions`, { ...chatBody, logprobs: false }, "top_logprobs"],
+      [`${s.base}/v1/chat/completions`, { ...chatBody, logprobs: 3 }, "logprobs"],
+      [`${s.base}/v1/completions`, { prompt: "x", logprobs: true }, "logprobs"],
+      [`${s.base}/v1/completions`, { prompt: "x", logprobs: 21 }, "logprobs"],
+      [`${s.base}/v1/completions`, { prompt: "x", top_logprobs: 2 }, "top_logprobs"],
+    ]) {
+      const bad = await postJson(url, body);
+      assert.equal(bad.status, 400, JSON.stringify(body));
+      assert.equal(bad.body.error.param, param, JSON.stringify(bad.body));
+    }
+  });
+
+  test("tools: history with calls and results is accepted; bad tool input is 400 naming the field", async () => {
+    const chat = `${s.base}/v1/chat/completions`;
+    const tools = [{ type: "function", function: {
+      name: "get_weather", description: "Weather in a city",
+      parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] } } }];
+    const history = [
+      { role: "user", content: "Weather in Paris?" },
+      { role: "assistant", content: null, tool_calls: [
+        { id: "call_1", type: "function", function: { name: "get_weather", arguments: "{\"city\":\"Paris\"}" } }] },
+      { role: "tool", tool_call_id: "call_1", content: "18C and sunny" },
+    ];
+    const ok = await postJson(chat, { model: "tiny", messages: history, tools, max_tokens: 4, temperature: 0 });
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    assert.ok(["stop", "length", "tool_calls"].includes(ok.body.choices[0].finish_reason));
+    // the tools and the call make the prompt longer than the bare conversation
+    const bare = await postJson(chat, { model: "tiny", messages: [{ role: "user", content: "Weather in Paris?" }], max_tokens: 1 });
+    assert.ok(ok.body.usage.prompt_tokens > bare.body.usage.prompt_tokens + 40);
+    const none = await postJson(chat, { model: "tiny", messages: history, tools, tool_choice: "none", max_tokens: 4 });
+    assert.equal(none.status, 200);
+    assert.equal(none.body.choices[0].message.tool_calls, undefined);
+    for (const [body, param] of [
+      [{ messages: history, tools: [{ type: "function", function: { name: "f", parameters: "not a schema" } }] }, "tools[0].function.parameters"],
+      [{ messages: history, tools: [{ type: "function", function: { name: "bad name!" } }] }, "tools[0].function.name"],
+      [{ messages: history, tools, tool_choice: "sometimes" }, "tool_choice"],
+      [{ messages: history, tools, tool_choice: { type: "function", function: { name: "other" } } }, "tool_choice"],
+      [{ messages: history, tool_choice: "required" }, "tool_choice"],
+      [{ messages: [{ role: "tool", content: "18C" }], tools }, "messages[0].tool_call_id"],
+      [{ messages: [{ role: "assistant", tool_calls: [{ id: "x", type: "function", function: { name: "f", arguments: {} } }] }] }, "messages[0].tool_calls[0]"],
+      [{ messages: history, tools, parallel_tool_calls: "yes" }, "parallel_tool_calls"],
+    ]) {
+      const bad = await postJson(chat, { model: "tiny", max_tokens: 2, ...body });
+      assert.equal(bad.status, 400, JSON.stringify(body));
+      assert.equal(bad.body.error.param, param, JSON.stringify(bad.body));
+    }
+  });
+
+  test("tools: a forced call (required or named) always parses and fits the function's schema", async () => {
+    const chat = `${s.base}/v1/chat/completions`;
+    const tools = [
+      { type: "function", function: { name: "get_weather", parameters: {
+        type: "object", properties: { city: { type: "string", maxLength: 12 },
+          unit: { enum: ["C", "F"] }, days: { type: "integer" } }, required: ["city", "unit"] } } },
+      { type: "function", function: { name: "get_time" } },
+    ];
+    const messages = [{ role: "user", content: "What is the weather in Oslo?" }];
+    const check = (call, allowed) => {
+      assert.equal(call.type, "function");
+      assert.match(call.id, /^call_/);
+      assert.ok(allowed.includes(call.function.name), call.function.name);
+      const args = JSON.parse(call.function.arguments);
+      if (call.function.name === "get_time") return assert.deepEqual(args, {});
+      assert.equal(typeof args.city, "string");
+      assert.ok(args.city.length <= 12);
+      assert.ok(["C", "F"].includes(args.unit));
+      if ("days" in args) assert.ok(Number.isInteger(args.days));
+      assert.deepEqual(Object.keys(args).filter((k) => !["city", "unit", "days"].includes(k)), []);
+    };
+    const seen = new Set();
+    for (let seed = 1; seed <= 6; seed++) {
+      const r = await postJson(chat, { model: "tiny", messages, tools, tool_choice: "required", seed, temperature: 1 });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      const c = r.body.choices[0];
+      assert.equal(c.finish_reason, "tool_calls", JSON.stringify(c));
+      assert.equal(c.message.content, null);
+      assert.equal(c.message.tool_calls.length, 1);
+      check(c.message.tool_calls[0], ["get_weather", "get_time"]);
+      seen.add(c.message.tool_calls[0].function.name);
+      // named: only that function
+      const named = await postJson(chat, { model: "tiny", messages, tools, seed, temperature: 1,
+        tool_choice: { type: "function", function: { name: "get_weather" } } });
+      check(named.body.choices[0].message.tool_calls[0], ["get_weather"]);
+      // streamed: one delta.tool_calls chunk with the whole call, then finish tool_calls
+      const st = await postStream(chat, { model: "tiny", messages, tools, seed, temperature: 1, stream: true,
+        tool_choice: { type: "function", function: { name: "get_weather" } } });
+      const chunks = st.events.filter((e) => e !== "[DONE]");
+      const calls = chunks.flatMap((e) => e.choices[0].delta.tool_calls ?? []);
+      assert.equal(calls.length, 1);
+      assert.equal(calls[0].index, 0);
+      check(calls[0], ["get_weather"]);
+      assert.equal(chunks.at(-1).choices[0].finish_reason, "tool_calls");
+      assert.ok(chunks.every((e) => !e.choices[0].delta.content), "no content beside a forced call");
+    }
+    assert.ok(seen.size >= 1);
+    // a schema the call cannot be constrained to is refused before anything runs
+    const bad = await postJson(chat, { model: "tiny", messages, tool_choice: "required", tools: [
+      { type: "function", function: { name: "f", parameters: { type: "object", properties: { a: { type: "string", pattern: "x+" } } } } }] });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.error.param, "tools[0].function.parameters");
+    assert.match(bad.body.error.message, /pattern/);
+  });
+
   test("sampling with a seed is reproducible", async () => {
     const req = { prompt: "Lily", max_tokens: 30, temperature: 1, seed: 42, top_k: 20, top_p: 0.9 };
     const a = await postJson(`${s.base}/v1/completions`, req);
@@ -327,7 +506,7 @@ describe("endpoints", () => {
       assert.match(r.body.error.message, message);
     }
     const accepted = [
-      [chat, { ...msg, store: false, service_tier: "auto", modalities: ["text"], tools: null }],
+      [chat, { ...msg, store: false, service_tier: "auto", modalities: ["text"], tools: null, tool_choice: "none" }],
       [comp, { prompt: "x", max_tokens: 2, best_of: 2, n: 2, suffix: "" }],
       [chat, { ...msg, user: "field-test-user" }],
     ];

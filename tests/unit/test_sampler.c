@@ -197,6 +197,65 @@ static void test_argmax_lanes(void **state) {
     assert_int_equal(sampler_argmax(v, 37), 20);
 }
 
+/* Log-probabilities: log-softmax of the penalised, biased logits, whatever the temperature and
+ * filters; the top list sorted, ties to the lower id, clamped to 20 entries and to -9999. */
+static void test_logprobs(void **state) {
+    (void)state;
+    enum { N = 30 };
+    float logits[N];
+    for (int i = 0; i < N; i++) logits[i] = (float)((i * 7) % 11) * 0.5f - 2.0f;
+    sampler_params p = plain(0.7f, 3);
+    p.top_k = 3; /* filters do not change the reported distribution */
+    p.presence_penalty = 1.5f;
+    p.n_bias = 2;
+    p.bias[0] = (sampler_bias){4, 2.0f};
+    p.bias[1] = (sampler_bias){5, -100.0f};
+    sampler *s = sampler_new(&p, N);
+    assert_non_null(s);
+    int chosen[N] = {0};
+    for (int step = 0; step < 6; step++) {
+        double l[N], max = -1e300, sum = 0;
+        for (int i = 0; i < N; i++) {
+            l[i] = logits[i] - (chosen[i] ? 1.5 : 0) + (i == 4 ? 2.0 : 0);
+            if (i == 5) l[i] = -1e30;
+            if (l[i] > max) max = l[i];
+        }
+        for (int i = 0; i < N; i++) sum += exp(l[i] - max);
+        double lse = max + log(sum);
+        sampler_token_lp lp;
+        int32_t t = sampler_sample_lp(s, logits, NULL, 0, 99, &lp);
+        assert_int_equal(lp.chosen.id, t);
+        assert_float_equal(lp.chosen.logprob, l[t] - lse, 1e-4);
+        assert_int_equal(lp.n_top, SAMPLER_MAX_TOP_LOGPROBS);
+        for (int k = 0; k < lp.n_top; k++) {
+            int id = lp.top[k].id;
+            assert_float_equal(lp.top[k].logprob, l[id] < -1e4 ? -9999.0 : l[id] - lse, 1e-4);
+            if (k > 0) {
+                assert_true(lp.top[k].logprob <= lp.top[k - 1].logprob);
+                if (lp.top[k].logprob == lp.top[k - 1].logprob) assert_true(id > lp.top[k - 1].id);
+            }
+            /* nothing left out ranks above the last kept */
+            if (k == lp.n_top - 1)
+                for (int i = 0; i < N; i++) {
+                    int kept = 0;
+                    for (int q = 0; q < lp.n_top; q++) kept |= lp.top[q].id == i;
+                    if (!kept) assert_true(l[i] - lse <= lp.top[k].logprob + 1e-6);
+                }
+        }
+        assert_true(t != 5);
+        chosen[t] = 1;
+    }
+    /* a vocabulary smaller than the ask, and no alternatives */
+    sampler_token_lp lp;
+    sampler *small = sampler_new(&p, 3);
+    sampler_sample_lp(small, logits, NULL, 0, 20, &lp);
+    assert_int_equal(lp.n_top, 3);
+    sampler_sample_lp(small, logits, NULL, 0, 0, &lp);
+    assert_int_equal(lp.n_top, 0);
+    sampler_free(small);
+    sampler_free(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy),
@@ -207,6 +266,7 @@ int main(void) {
         cmocka_unit_test(test_frequency_presence),
         cmocka_unit_test(test_logit_bias),
         cmocka_unit_test(test_argmax_lanes),
+        cmocka_unit_test(test_logprobs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,6 +32,8 @@ typedef struct collector {
     /* at this job's first text event, note how many text events `watch` had */
     struct collector *watch;
     int watch_at_first_text;
+    sampler_token_lp lp[256]; /* the jobs's tokens, when it asked for logprobs */
+    int n_lp;
 } collector;
 
 static void collector_init(collector *c) {
@@ -72,6 +74,7 @@ static void on_event(void *arg, const sched_event *ev) {
         c->len += ev->len;
         c->text[c->len] = 0;
         c->text_events++;
+        for (int i = 0; i < ev->n_lp && c->n_lp < 256; i++) c->lp[c->n_lp++] = ev->lp[i];
         /* every chunk ends on a character boundary */
         unsigned char last = (unsigned char)ev->text[ev->len - 1];
         if (last >= 0xc0) c->bad_utf8 = 1;
@@ -676,6 +679,74 @@ static void test_shared_prompt_prefix(void **state) {
     sched_free(s);
 }
 
+/* Each token's reported log-probabilities equal the log-softmax of the logits a one-sequence
+ * context computes for the same tokens, with the request's penalties and biases applied by hand:
+ * what the sampler saw, not a second opinion. */
+static void test_logprobs_match_direct_computation(void **state) {
+    (void)state;
+    sched *s = new_sched(2, 4, 0);
+    collector c;
+    collector_init(&c);
+    sched_job_params p = greedy_params(&c, 40);
+    p.sampling.temperature = 1.0f;
+    p.sampling.seed = 11;
+    p.sampling.presence_penalty = 0.4f;
+    p.sampling.frequency_penalty = 0.3f;
+    p.sampling.n_bias = 1;
+    p.sampling.bias[0] = (sampler_bias){261, 1.5f};
+    p.logprobs = 1;
+    p.top_logprobs = 5;
+    sched_job *j;
+    assert_int_equal(sched_submit(s, &p, &j), 0);
+    wait_done(&c);
+    assert_true(c.n_gen > 10);
+    assert_int_equal(c.n_lp, c.n_gen); /* every generated token reported once */
+
+    const tokenizer *tok = model_get_tokenizer(mdl);
+    int n_vocab = model_get_hparams(mdl)->n_vocab;
+    char err[256], text[65536];
+    size_t len = 0;
+    model_ctx *ctx = model_ctx_new(mdl, &(model_ctx_params){.n_ctx = 512, .kv_type = MODEL_KV_F32},
+                                   pool, err, sizeof err);
+    assert_non_null(ctx);
+    assert_int_equal(model_ctx_eval(ctx, 0, once_upon, 5), 0);
+    int *count = calloc((size_t)n_vocab, sizeof *count);
+    double *l = malloc((size_t)n_vocab * sizeof *l);
+    for (int i = 0; i < c.n_lp; i++) {
+        const float *logits = model_ctx_logits(ctx, 0);
+        double max = -1e300, sum = 0;
+        for (int t = 0; t < n_vocab; t++) {
+            l[t] = logits[t] - count[t] * 0.3 - (count[t] > 0 ? 0.4 : 0) + (t == 261 ? 1.5 : 0);
+            if (l[t] > max) max = l[t];
+        }
+        for (int t = 0; t < n_vocab; t++) sum += exp(l[t] - max);
+        double lse = max + log(sum);
+        const sampler_token_lp *e = &c.lp[i];
+        assert_float_equal(e->chosen.logprob, l[e->chosen.id] - lse, 2e-3);
+        assert_int_equal(e->n_top, 5);
+        for (int k = 0; k < 5; k++) {
+            assert_float_equal(e->top[k].logprob, l[e->top[k].id] - lse, 2e-3);
+            int above = 0; /* tokens more likely than the k-th by a clear margin */
+            for (int t = 0; t < n_vocab; t++) above += l[t] - lse > e->top[k].logprob + 2e-3;
+            assert_true(above <= k);
+        }
+        int32_t id = e->chosen.id;
+        count[id]++;
+        int n = tokenizer_piece(tok, id, 0, text + len, sizeof text - len);
+        assert_true(n >= 0);
+        len += (size_t)n;
+        assert_int_equal(model_ctx_eval(ctx, 0, &id, 1), 0);
+    }
+    text[len] = 0;
+    assert_string_equal(text, c.text); /* the reported tokens spell the text */
+    free(count);
+    free(l);
+    model_ctx_free(ctx);
+    sched_job_release(j);
+    collector_destroy(&c);
+    sched_free(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_matches_reference),
@@ -692,6 +763,7 @@ int main(void) {
         cmocka_unit_test(test_batch_cancel_one),
         cmocka_unit_test(test_batch_long_prefill_beside_stream),
         cmocka_unit_test(test_shared_prompt_prefix),
+        cmocka_unit_test(test_logprobs_match_direct_computation),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
