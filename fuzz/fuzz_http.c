@@ -7,8 +7,8 @@
  * exercises request parsing, routing, auth, body limits and the error envelopes.
  *
  * Each input is written to a fresh connection, the write side is shut, and the loop runs until
- * the server closes it (or 2 s pass). Whatever comes back must be HTTP/d.d responses with a
- * status from 100 to 599. Violations abort(). FUZZ_HTTP_VERBOSE=1 prints the replies.
+ * the server closes it (or 2 s pass). Whatever comes back must be an HTTP/1.0 or 1.1 response
+ * with a status from 100 to 599. Violations abort(). FUZZ_HTTP_VERBOSE=1 prints the replies.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -111,16 +111,13 @@ static double now(void) {
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* Every response in out[0..n) starts "HTTP/1.x NNN" with NNN in 100..599 (only the first is
- * checked strictly: bodies may hold anything). */
+/* The first response in out[0..n) starts "HTTP/1.0 NNN " or "HTTP/1.1 NNN " with NNN in
+ * 100..599 (bodies may hold anything). The server answers odd versions itself (505), so
+ * libevent's echo of the request's digits ("HTTP/-1.1 501") is a failure. */
 static void check_reply(const char *out, size_t n) {
-    if (n == 0) return; /* closed without an answer (e.g. a bad request line) */
-    /* evhttp answers in the request's version, whatever digits it had ("HTTP/0.1", "HTTP/1.10") */
-    CHECK(n >= 12 && memcmp(out, "HTTP/", 5) == 0);
-    size_t i = 5;
-    while (i < n && ((out[i] >= '0' && out[i] <= '9') || out[i] == '.')) i++;
-    CHECK(i + 4 <= n && out[i] == ' ');
-    out += i - 8; /* so that out[9..11] is the status */
+    if (n == 0) return; /* closed without an answer */
+    CHECK(n >= 13 && memcmp(out, "HTTP/1.", 7) == 0 && (out[7] == '0' || out[7] == '1') &&
+          out[8] == ' ' && out[12] == ' ');
     int status = (out[9] - '0') * 100 + (out[10] - '0') * 10 + (out[11] - '0');
     CHECK(status >= 100 && status <= 599);
 }

@@ -1,6 +1,7 @@
 /* cmd_serve.c — `modelhub serve`: parse the options into a serve_config and run it. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -9,10 +10,35 @@
 #include "util/common.h"
 #include "util/log.h"
 
+/* "a,b,,c" -> {"a", "b", "c", NULL}; NULL for NULL. */
+static char **split_list(const char *s) {
+    if (!s) return NULL;
+    size_t n = 1;
+    for (const char *p = s; *p; p++) n += *p == ',';
+    char **out = mh_xcalloc(n + 1, sizeof *out);
+    size_t k = 0;
+    while (*s) {
+        const char *end = strchr(s, ',');
+        size_t len = end ? (size_t)(end - s) : strlen(s);
+        if (len) {
+            out[k] = mh_xmalloc(len + 1);
+            memcpy(out[k], s, len);
+            out[k++][len] = 0;
+        }
+        s += len + (end != NULL);
+    }
+    return out;
+}
+
+static void free_list(char **v) {
+    for (char **p = v; p && *p; p++) free(*p);
+    free(v);
+}
+
 int cmd_serve(int argc, char **argv) {
     const char *model_path = NULL, *host = "127.0.0.1", *alias = NULL, *api_key = NULL;
     const char *log_file = NULL, *log_level = "info";
-    const char *kv_type = "f16", *kv_mem = NULL;
+    const char *kv_type = "f16", *kv_mem = NULL, *cors = NULL, *hosts = NULL;
     long port = 8080, n_ctx = 0, threads = 0, parallel = 1, queue_size = 64, n_batch = 0;
     double queue_timeout = 120, idle_unload = 0;
     int jit = 0, worker = 0, no_prompt_cache = 0;
@@ -40,6 +66,12 @@ int cmd_serve(int argc, char **argv) {
          "unload S seconds after the last response, 0 = never (0)"},
         {"--api-key", NULL, ARG_STRING, &api_key, 0, 0, "KEY",
          "require 'Authorization: Bearer KEY' on /v1/*"},
+        {"--cors-origin", NULL, ARG_STRING, &cors, 0, 0, "LIST",
+         "origins (comma-separated, e.g. http://localhost:3000) a browser may call /v1/* from; "
+         "CORS is off without it"},
+        {"--allowed-host", NULL, ARG_STRING, &hosts, 0, 0, "LIST",
+         "host names (comma-separated) accepted in the Host header besides localhost and the "
+         "bound address; '*' = any"},
         {"--log-file", NULL, ARG_STRING, &log_file, 0, 0, "FILE", "also append logs to FILE"},
         {"--log-level", NULL, ARG_STRING, &log_level, 0, 0, "LEVEL",
          "error, warn, info or debug (info)"},
@@ -68,6 +100,7 @@ int cmd_serve(int argc, char **argv) {
     uint64_t kv_bytes = 0;
     if (kv_mem && (mh_parse_size(kv_mem, &kv_bytes) < 0 || kv_bytes == 0))
         return args_error(&cmd, "--kv-mem must be a size such as 512M or 4G, not '%s'", kv_mem);
+    char **cors_list = split_list(cors), **host_list = split_list(hosts);
     serve_config cfg = {
         .model_path = model_path,
         .host = host,
@@ -89,6 +122,11 @@ int cmd_serve(int argc, char **argv) {
         .log_level = level,
         .worker = worker,
         .no_prompt_cache = no_prompt_cache,
+        .cors_origins = (const char *const *)cors_list,
+        .allowed_hosts = (const char *const *)host_list,
     };
-    return serve_run(&cfg);
+    rc = serve_run(&cfg);
+    free_list(cors_list);
+    free_list(host_list);
+    return rc;
 }

@@ -49,9 +49,11 @@ typedef struct http_conn {
                             * buffer that libevent has not consumed yet */
     int oversize_pending;  /* next dispatched request gets the 413 */
     uint64_t oversize_len;
-    int oversize_close; /* ... and the connection closes after it */
-    int armed;          /* reading re-enabled to notice EOF (see http_req.h) */
-    http_req *current;  /* request being handled, NULL between requests */
+    int oversize_close;   /* ... and the connection closes after it */
+    int reject_status;    /* 400/501/505: the request line was refused, answer and close */
+    char reject_what[64]; /* the refused method or version, for the message */
+    int armed;            /* reading re-enabled to notice EOF (see http_req.h) */
+    http_req *current;    /* request being handled, NULL between requests */
     struct http_conn *prev, *next;
 } http_conn;
 
@@ -103,6 +105,11 @@ struct http_server {
     size_t max_header;
     struct timeval timeout;
     char *api_key;
+    int host_check;       /* the Host header is checked (loopback bind or allowed_hosts) */
+    int any_host;         /* allowed_hosts has "*" */
+    char *bound_host;     /* the address bound, lowercased */
+    char **allowed_hosts; /* NULL-terminated, lowercased */
+    char **cors_origins;  /* NULL-terminated */
     route_entry *routes;
     size_t nroutes;
     void *arg;

@@ -250,14 +250,24 @@ const char *http_req_bearer(const http_req *r) {
     return h;
 }
 
+int http_token_equal(const char *given, const char *secret) {
+    size_t a = strlen(given), b = strlen(secret);
+    /* Every byte of the secret is compared, whatever matched before and whatever the length
+     * of what was given (a short guess is read cyclically): the time depends on the secret's
+     * length only. volatile keeps the compiler from turning the loop into an early exit. */
+    volatile unsigned char diff = (unsigned char)(a != b);
+    for (size_t i = 0; i < b; i++) {
+        unsigned char g = a ? (unsigned char)given[i % a] : 0;
+        diff |= (unsigned char)((unsigned char)secret[i] ^ g);
+    }
+    return diff == 0;
+}
+
 int http_req_bearer_ok(const http_req *r, const char *token) {
     if (!token || !*token) return 1;
     const char *got = http_req_bearer(r);
     if (!got) return 0;
-    size_t a = strlen(got), b = strlen(token);
-    unsigned char diff = (unsigned char)(a != b);
-    for (size_t i = 0; i < b; i++) diff |= (unsigned char)(token[i] ^ (i < a ? got[i] : 0));
-    return diff == 0;
+    return http_token_equal(got, token);
 }
 
 const char *http_req_peer(const http_req *r) {
@@ -312,6 +322,7 @@ const char *http_reason_phrase_(int status) {
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
     default: return NULL; /* libevent picks its own */
     }
 }

@@ -71,6 +71,9 @@ const char *http_req_bearer(const http_req *r);
 /* 1 when `token` is NULL/empty (no auth configured) or equals the bearer token (compared in
  * constant time), else 0. */
 int http_req_bearer_ok(const http_req *r, const char *token);
+/* 1 when the NUL-terminated strings are equal. Constant time in the content: no early exit on
+ * the first differing byte, and a length difference does not skip the comparison. */
+int http_token_equal(const char *given, const char *secret);
 
 const char *http_req_peer(const http_req *r); /* client address, "" when unknown */
 int http_req_is_loopback(const http_req *r);

@@ -15,6 +15,8 @@
  */
 #include "http/http_server.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -255,6 +257,61 @@ static void head_refuse_body(http_conn *c, size_t head_len, uint64_t clen, int e
     evbuffer_free(nh);
 }
 
+static int method_supported(const char *m, size_t n) {
+    static const char *const known[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
+    for (size_t i = 0; i < MH_ARRAY_LEN(known); i++)
+        if (strlen(known[i]) == n && memcmp(known[i], m, n) == 0) return 1;
+    return 0;
+}
+
+/* The printable start of a token, for an error message. */
+static void token_copy(char *out, size_t outlen, const char *t, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < n && k + 1 < outlen && k < 32; i++)
+        out[k++] = t[i] > ' ' && t[i] < 127 ? t[i] : '?';
+    out[k] = 0;
+}
+
+/* Judge the request line of a complete head: 0 when libevent may parse it, else the status we
+ * answer ourselves — 400 (not three space-separated parts), 505 (a version other than HTTP/1.0
+ * or 1.1: libevent would echo whatever digits it read, "HTTP/-1.1 501") or 501 (a method we do
+ * not serve: libevent would answer with its own HTML page). */
+static int request_line_check(const char *h, size_t n, char *what, size_t whatlen) {
+    const char *eol = memchr(h, '\n', n);
+    size_t len = eol ? (size_t)(eol - h) : n;
+    if (len && h[len - 1] == '\r') len--;
+    what[0] = 0;
+    const char *sp1 = memchr(h, ' ', len);
+    if (!sp1 || sp1 == h) return 400;
+    const char *target = sp1 + 1;
+    const char *sp2 = memchr(target, ' ', len - (size_t)(target - h));
+    if (!sp2 || sp2 == target) return 400;
+    const char *ver = sp2 + 1;
+    size_t vlen = len - (size_t)(ver - h);
+    if (vlen == 0 || memchr(ver, ' ', vlen)) return 400;
+    if (vlen != 8 || (memcmp(ver, "HTTP/1.1", 8) != 0 && memcmp(ver, "HTTP/1.0", 8) != 0)) {
+        token_copy(what, whatlen, ver, vlen);
+        return vlen > 5 && memcmp(ver, "HTTP/", 5) == 0 ? 505 : 400;
+    }
+    if (!method_supported(h, (size_t)(sp1 - h))) {
+        token_copy(what, whatlen, h, (size_t)(sp1 - h));
+        return 501;
+    }
+    return 0;
+}
+
+/* The head at the front of the stash is refused: replace everything with a minimal request that
+ * libevent parses, throw away whatever else the client sends, and answer `status` at dispatch
+ * (the connection closes after it). */
+static void head_reject(http_conn *c, int status) {
+    static const char fake[] = "GET / HTTP/1.1\r\nConnection: close\r\n\r\n";
+    evbuffer_drain(c->stash, evbuffer_get_length(c->stash));
+    evbuffer_add(c->stash, fake, sizeof fake - 1);
+    c->discard_left = UINT64_MAX;
+    c->unparsed = sizeof fake - 1;
+    c->reject_status = status;
+}
+
 /* Move whatever libevent has not consumed into the stash and look for the end of the head. */
 static void conn_guard_run(http_conn *c) {
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -304,6 +361,14 @@ static void conn_guard_run(http_conn *c) {
     int64_t clen;
     int chunked, expect;
     const char *h = (const char *)evbuffer_pullup(c->stash, (ev_ssize_t)head_len);
+    int bad = request_line_check(h, head_len, c->reject_what, sizeof c->reject_what);
+    if (bad) {
+        head_reject(c, bad);
+        c->gstate = GUARD_PASSED;
+        c->scan_pos = 0;
+        evbuffer_prepend_buffer(in, c->stash);
+        return;
+    }
     head_inspect(h, head_len, &clen, &chunked, &expect);
     if (!chunked && clen > 0 && (uint64_t)clen > s->max_body)
         head_refuse_body(c, head_len, (uint64_t)clen, expect);
@@ -379,6 +444,100 @@ void http_conn_disarm_(http_conn *c) {
     c->armed = 0;
 }
 
+/* ==== Browser-side checks ==== */
+
+/* The host part of a Host header value, lowercased, without port and trailing dot ("[::1]"
+ * keeps its brackets). 0 when it does not fit. */
+static int host_name_of(const char *v, char *out, size_t outlen) {
+    size_t n;
+    if (v[0] == '[') {
+        const char *close = strchr(v, ']');
+        if (!close) return 0;
+        n = (size_t)(close - v) + 1;
+    } else {
+        const char *colon = strchr(v, ':');
+        n = colon && !strchr(colon + 1, ':') ? (size_t)(colon - v) : strlen(v);
+    }
+    if (n == 0 || n >= outlen) return 0;
+    for (size_t i = 0; i < n; i++) out[i] = (char)tolower((unsigned char)v[i]);
+    if (n > 1 && out[n - 1] == '.') n--;
+    out[n] = 0;
+    return 1;
+}
+
+static int is_loopback_name(const char *h) {
+    struct in_addr a4;
+    if (strcmp(h, "localhost") == 0 || strcmp(h, "[::1]") == 0 || strcmp(h, "::1") == 0) return 1;
+    return inet_pton(AF_INET, h, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+static int host_allowed(const http_server *s, const char *value) {
+    if (!s->host_check || s->any_host) return 1;
+    char h[256];
+    if (!host_name_of(value, h, sizeof h)) return 0;
+    if (is_loopback_name(h) || (s->bound_host && strcmp(h, s->bound_host) == 0)) return 1;
+    for (char **a = s->allowed_hosts; a && *a; a++)
+        if (strcmp(h, *a) == 0) return 1;
+    return 0;
+}
+
+/* Is `origin` the server's own, as the request names it: "http://" + its Host header? */
+static int origin_is_own(const http_req *r, const char *origin) {
+    const char *host = http_req_header(r, "Host");
+    return host && strncasecmp(origin, "http://", 7) == 0 && strcasecmp(origin + 7, host) == 0;
+}
+
+static int origin_listed(const http_server *s, const char *origin) {
+    for (char **o = s->cors_origins; o && *o; o++)
+        if (strcasecmp(*o, origin) == 0) return 1;
+    return 0;
+}
+
+/* A cross-site request to a SAME_ORIGIN route: the reason, or NULL when it may go on. */
+static const char *cross_site_reason(const http_req *r) {
+    const char *site = http_req_header(r, "Sec-Fetch-Site");
+    if (site && strcasecmp(site, "same-origin") != 0 && strcasecmp(site, "none") != 0)
+        return "Sec-Fetch-Site";
+    const char *origin = http_req_header(r, "Origin");
+    if (origin && !origin_is_own(r, origin)) return "Origin";
+    return NULL;
+}
+
+/* OPTIONS with Access-Control-Request-Method on a path of a CORS route: answer it here, before
+ * auth (preflights carry no credentials). 1 when answered. */
+static int cors_preflight(http_server *s, http_req *r) {
+    if (strcmp(r->method, "OPTIONS") != 0 || !http_req_header(r, "Access-Control-Request-Method"))
+        return 0;
+    char methods[128] = "";
+    size_t n = 0;
+    for (size_t i = 0; i < s->nroutes; i++) {
+        const route_entry *e = &s->routes[i];
+        if (!(e->route.flags & HTTP_ROUTE_CORS) || !route_match(e, r)) continue;
+        if (strstr(methods, e->route.method)) continue;
+        n += (size_t)snprintf(methods + n, n < sizeof methods ? sizeof methods - n : 0, "%s%s",
+                              n ? ", " : "", e->route.method);
+        if (n >= sizeof methods) break;
+    }
+    r->nparams = 0;
+    if (!methods[0]) return 0;
+    const char *origin = http_req_header(r, "Origin");
+    http_req_set_header(r, "Vary", "Origin");
+    if (!origin || !origin_listed(s, origin)) {
+        http_reply_errorf(r, 403, NULL, NULL, "origin_not_allowed",
+                          "origin %s may not call %s (see cors_origins)",
+                          origin ? origin : "(none)", r->raw_path);
+        return 1;
+    }
+    const char *want = http_req_header(r, "Access-Control-Request-Headers");
+    http_req_set_header(r, "Access-Control-Allow-Origin", origin);
+    http_req_set_header(r, "Access-Control-Allow-Methods", methods);
+    http_req_set_header(r, "Access-Control-Allow-Headers",
+                        want && strlen(want) < 512 ? want : "Authorization, Content-Type");
+    http_req_set_header(r, "Access-Control-Max-Age", "600");
+    http_reply(r, 204, "text/plain", NULL, 0);
+    return 1;
+}
+
 /* ==== Dispatch ==== */
 
 static void set_allow_header(http_server *s, http_req *r) {
@@ -446,10 +605,14 @@ static void server_dispatch_cb(struct evhttp_request *ev, void *arg) {
     http_server *s = arg;
     struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
     http_conn *c = evcon ? conn_find(s, evhttp_connection_get_bufferevent(evcon)) : NULL;
-    int oversize = 0, oversize_close = 0;
+    int oversize = 0, oversize_close = 0, reject = 0;
     uint64_t oversize_len = 0;
+    char reject_what[sizeof c->reject_what] = "";
     if (c) {
         conn_attach(c);
+        reject = c->reject_status;
+        c->reject_status = 0;
+        memcpy(reject_what, c->reject_what, sizeof reject_what);
         oversize = c->oversize_pending;
         oversize_len = c->oversize_len;
         oversize_close = c->oversize_close;
@@ -462,6 +625,26 @@ static void server_dispatch_cb(struct evhttp_request *ev, void *arg) {
     }
     http_req *r = http_req_new_(s, c, ev);
     snprintf(r->method, sizeof r->method, "%s", method_name(evhttp_request_get_command(ev)));
+    if (reject) {
+        http_req_set_header(r, "Connection", "close");
+        if (reject == 505)
+            http_reply_errorf(r, 505, NULL, NULL, "http_version_not_supported",
+                              "HTTP version %s is not supported (HTTP/1.0 or HTTP/1.1)",
+                              reject_what);
+        else if (reject == 501)
+            http_reply_errorf(r, 501, NULL, NULL, "method_not_supported",
+                              "method %s is not supported", reject_what);
+        else
+            http_reply_errorf(r, 400, NULL, NULL, "invalid_request_line", "malformed request line");
+        return;
+    }
+    const char *host = http_req_header(r, "Host");
+    if (host && !host_allowed(s, host)) {
+        http_reply_errorf(r, 403, NULL, NULL, "invalid_host",
+                          "this server does not answer to the host name in the Host header (add "
+                          "it to allowed_hosts)");
+        return;
+    }
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
     if (req_parse_path(r, uri ? evhttp_uri_get_path(uri) : "/") < 0) {
         http_reply_errorf(r, 400, NULL, NULL, "invalid_path", "malformed request path");
@@ -474,6 +657,7 @@ static void server_dispatch_cb(struct evhttp_request *ev, void *arg) {
                           (unsigned long long)oversize_len, s->max_body);
         return;
     }
+    if (cors_preflight(s, r)) return;
     int path_matched = 0;
     size_t i = 0;
     for (; i < s->nroutes; i++) {
@@ -494,6 +678,22 @@ static void server_dispatch_cb(struct evhttp_request *ev, void *arg) {
         return;
     }
     const route_entry *e = &s->routes[i];
+    const char *origin = http_req_header(r, "Origin");
+    const char *why = NULL;
+    if ((e->route.flags & HTTP_ROUTE_SAME_ORIGIN) && (why = cross_site_reason(r)) != NULL) {
+        http_reply_errorf(r, 403, NULL, NULL, "cross_site_request",
+                          "%s %s refuses cross-site requests (%s)", r->method, r->raw_path, why);
+        return;
+    }
+    if ((e->route.flags & HTTP_ROUTE_CORS) && origin && !origin_is_own(r, origin)) {
+        if (!origin_listed(s, origin)) {
+            http_reply_errorf(r, 403, NULL, NULL, "origin_not_allowed",
+                              "origin %s may not call %s (see cors_origins)", origin, r->raw_path);
+            return;
+        }
+        http_req_set_header(r, "Access-Control-Allow-Origin", origin);
+        http_req_set_header(r, "Vary", "Origin");
+    }
     if ((e->route.flags & HTTP_ROUTE_LOOPBACK) && !http_req_is_loopback(r)) {
         http_reply_errorf(r, 403, NULL, NULL, "forbidden", "%s is only served on loopback",
                           r->raw_path);
@@ -525,6 +725,26 @@ http_server *http_server_new(struct event_base *base, const http_server_config *
     s->timeout.tv_sec = cfg->timeout_s > 0 ? cfg->timeout_s : DEFAULT_TIMEOUT_S;
     s->api_key = cfg->api_key && *cfg->api_key ? mh_xstrdup(cfg->api_key) : NULL;
     s->arg = cfg->arg;
+    const char *bind_host = cfg->host && *cfg->host ? cfg->host : "127.0.0.1";
+    char lower[256];
+    if (host_name_of(bind_host, lower, sizeof lower)) s->bound_host = mh_xstrdup(lower);
+    s->host_check = s->bound_host && is_loopback_name(s->bound_host);
+    size_t n_hosts = 0, n_origins = 0;
+    while (cfg->allowed_hosts && cfg->allowed_hosts[n_hosts]) n_hosts++;
+    while (cfg->cors_origins && cfg->cors_origins[n_origins]) n_origins++;
+    s->allowed_hosts = mh_xcalloc(n_hosts + 1, sizeof *s->allowed_hosts);
+    for (size_t i = 0, k = 0; i < n_hosts; i++) {
+        if (strcmp(cfg->allowed_hosts[i], "*") == 0) s->any_host = 1;
+        if (host_name_of(cfg->allowed_hosts[i], lower, sizeof lower))
+            s->allowed_hosts[k++] = mh_xstrdup(lower);
+    }
+    if (n_hosts) s->host_check = 1;
+    s->cors_origins = mh_xcalloc(n_origins + 1, sizeof *s->cors_origins);
+    for (size_t i = 0; i < n_origins; i++) {
+        s->cors_origins[i] = mh_xstrdup(cfg->cors_origins[i]);
+        size_t len = strlen(s->cors_origins[i]);
+        if (len && s->cors_origins[i][len - 1] == '/') s->cors_origins[i][len - 1] = 0;
+    }
     s->routes = mh_xcalloc(cfg->nroutes + 1, sizeof *s->routes);
     s->stats = mh_xcalloc(cfg->nroutes + 1, sizeof *s->stats);
     for (size_t i = 0; i < cfg->nroutes; i++) {
@@ -632,5 +852,10 @@ void http_server_free(http_server *s) {
     free(s->routes);
     free(s->stats);
     free(s->api_key);
+    free(s->bound_host);
+    for (char **a = s->allowed_hosts; a && *a; a++) free(*a);
+    free(s->allowed_hosts);
+    for (char **o = s->cors_origins; o && *o; o++) free(*o);
+    free(s->cors_origins);
     free(s);
 }

@@ -20,16 +20,34 @@
  *   - a body over max_body_bytes announced by Content-Length: 413 as soon as the request head
  *     arrives; the body is read and thrown away and the connection stays usable (with `Expect:
  *     100-continue` the body is never sent and the connection is closed after the 413).
+ *   - a request line that is not `METHOD SP TARGET SP VERSION`: 400; a version other than
+ *     HTTP/1.0 or HTTP/1.1: 505; a method other than GET HEAD POST PUT DELETE OPTIONS PATCH: 501.
+ *     These three close the connection after the answer.
  * Left to libevent, which answers with its own small HTML page and closes the connection:
  *   - chunked uploads, which cannot be judged from their head: 413 once past the limit (OpenAI
  *     clients send JSON with a Content-Length, so this only concerns hand-made clients);
- *   - methods other than GET HEAD POST PUT DELETE OPTIONS PATCH: 501;
- *   - a request head over max_header_bytes or a malformed request line: 400.
+ *   - a request head over max_header_bytes or a target or header it cannot parse: 400.
  * Requests answered by libevent itself are not counted and not logged.
  *
  * Auth: when `api_key` is set, every route without HTTP_ROUTE_PUBLIC requires
  * `Authorization: Bearer <api_key>` and answers 401 otherwise. HTTP_ROUTE_LOOPBACK routes answer
  * 403 to peers other than 127.0.0.0/8 and ::1.
+ *
+ * Browser-side protections (a web page the user visits can send requests to a loopback server):
+ *   - Host check (DNS rebinding): when the server is bound to a loopback address, or when
+ *     `allowed_hosts` is given, a request whose Host header names anything else than localhost,
+ *     127.x.x.x, [::1], the bound address or an entry of allowed_hosts ("*" = any) gets 403
+ *     (code invalid_host), on every route. A request without a Host header passes (HTTP/1.0).
+ *     Bound to 0.0.0.0 / :: without allowed_hosts, every Host is accepted.
+ *   - HTTP_ROUTE_SAME_ORIGIN routes (state-changing controls) refuse cross-site requests with 403
+ *     (code cross_site_request): a `Sec-Fetch-Site` other than same-origin or none, or an
+ *     `Origin` other than http://<the request's Host>. A form or a text/plain fetch from another
+ *     site is refused before the handler runs, whatever the keys.
+ *   - CORS is off by default: no Access-Control-* header is ever sent. HTTP_ROUTE_CORS routes
+ *     answer an origin listed in `cors_origins` with Access-Control-Allow-Origin (and Vary:
+ *     Origin), answer its preflight (OPTIONS with Access-Control-Request-Method) with 204 and
+ *     the allowed methods and headers before any auth, and refuse a cross-origin request from an
+ *     origin not listed with 403 (code origin_not_allowed).
  *
  * Threads: everything here runs on the loop thread of the base the server was created on.
  */
@@ -51,7 +69,9 @@ enum {
     HTTP_ROUTE_PUBLIC = 1u << 0, /* no API key needed (e.g. /health) */
     HTTP_ROUTE_LOOPBACK =
         1u << 1, /* only peers on the loopback interface (the worker control routes) */
-    HTTP_ROUTE_STREAM = 1u << 2, /* informational: the route may answer with a stream */
+    HTTP_ROUTE_STREAM = 1u << 2,      /* informational: the route may answer with a stream */
+    HTTP_ROUTE_SAME_ORIGIN = 1u << 3, /* refuse cross-site requests (see above) */
+    HTTP_ROUTE_CORS = 1u << 4,        /* listed cors_origins may call it from a browser */
 };
 
 typedef struct http_route {
@@ -62,13 +82,16 @@ typedef struct http_route {
 } http_route;
 
 typedef struct http_server_config {
-    const char *host;         /* address to bind, NULL = "127.0.0.1" */
-    int port;                 /* 0 = an ephemeral port, see http_server_port() */
-    size_t max_body_bytes;    /* 0 = 8 MiB */
-    size_t max_header_bytes;  /* 0 = 64 KiB (request line + headers) */
-    int timeout_s;            /* idle keep-alive and per-read/write timeout, 0 = 60 s */
-    const char *api_key;      /* NULL or "" = no auth; copied */
-    const http_route *routes; /* the table, copied */
+    const char *host;        /* address to bind, NULL = "127.0.0.1" */
+    int port;                /* 0 = an ephemeral port, see http_server_port() */
+    size_t max_body_bytes;   /* 0 = 8 MiB */
+    size_t max_header_bytes; /* 0 = 64 KiB (request line + headers) */
+    int timeout_s;           /* idle keep-alive and per-read/write timeout, 0 = 60 s */
+    const char *api_key;     /* NULL or "" = no auth; copied */
+    /* NULL-terminated lists, copied; NULL = none. See "Browser-side protections" above. */
+    const char *const *allowed_hosts; /* extra Host names (without port); "*" = any */
+    const char *const *cors_origins;  /* e.g. "http://localhost:3000" (scheme://host[:port]) */
+    const http_route *routes;         /* the table, copied */
     size_t nroutes;
     void *arg; /* passed to every handler */
 } http_server_config;

@@ -42,6 +42,13 @@ struct hub_backend {
     char deferred_msg[512];
     unsigned gen; /* bumped when a process goes away: older requests' answers are ignored */
 
+    /* liveness probe of a running process (hub_backend_health_tick) */
+    http_client *probe_client; /* its own connection: never queued behind proxied requests */
+    http_client_req *probe_req;
+    double next_probe_at;
+    int probe_failures; /* consecutive probes that could not connect */
+    int unresponsive;   /* killed for not answering: its exit is reported as such */
+
     /* upstream */
     char *up_host, *up_prefix;
     int up_port;
@@ -144,6 +151,10 @@ static void drop_process(hub_backend *b) {
     b->poll_req = NULL;                         /* cancelled with its client below */
     if (b->client) http_client_free(b->client); /* safe inside its callbacks */
     b->client = NULL;
+    b->probe_req = NULL;
+    if (b->probe_client) http_client_free(b->probe_client);
+    b->probe_client = NULL;
+    b->probe_failures = 0;
     if (b->proc)
         event_base_once(b->env->base, -1, EV_TIMEOUT, release_cb, b->proc, &(struct timeval){0, 0});
     b->proc = NULL;
@@ -179,7 +190,13 @@ static void on_proc_exit(void *arg, int code) {
     void *darg = b->done_arg;
     b->op = OP_NONE;
     b->done = NULL;
-    if (b->lcm) lc_notify_exit(b->lcm, code);
+    if (b->lcm && b->unresponsive)
+        lc_notify_failed(b->lcm, code, "unresponsive",
+                         "unresponsive: the process stopped answering its health probe and was "
+                         "killed");
+    else if (b->lcm)
+        lc_notify_exit(b->lcm, code);
+    b->unresponsive = 0;
     if (done) done(darg, -1, "the process died");
 }
 
@@ -326,6 +343,9 @@ static int spawn_process(hub_backend *b, char *err, size_t errlen) {
         return -1;
     }
     b->client = http_client_new(b->env->base, "127.0.0.1", b->port, 16, PROXY_TIMEOUT_MS);
+    b->probe_client = http_client_new(b->env->base, "127.0.0.1", b->port, 1, PROXY_TIMEOUT_MS);
+    b->unresponsive = 0;
+    b->next_probe_at = 0;
     log_info("%s: started pid %d on port %d", b->cfg.name, (int)hub_proc_pid(b->proc), b->port);
     return 0;
 }
@@ -366,6 +386,49 @@ static int begin_stop(hub_backend *b, enum op op, lc_done_fn done, void *arg) {
     }
     hub_proc_stop(b->proc, b->env->stop_grace);
     return 0;
+}
+
+/* ==== Liveness probe ==== */
+
+static void on_probe(http_client_req *cr, const http_client_result *res, void *arg) {
+    (void)cr;
+    request_ctx *rc = arg;
+    hub_backend *b = rc->b;
+    int stale = rc->gen != b->gen;
+    free(rc);
+    if (stale) return;
+    b->probe_req = NULL;
+    if (res->head_received) { /* any answer: the server is alive (busy or not) */
+        b->probe_failures = 0;
+        return;
+    }
+    if (res->error == HTTP_CLIENT_ECANCELED || !b->proc || b->unresponsive) return;
+    /* a refused connection can be the moment of an exit: wait for a second one */
+    if (res->error != HTTP_CLIENT_ETIMEDOUT && ++b->probe_failures < 2) return;
+    log_warn("%s: pid %d did not answer its health probe (%s): killing it as unresponsive",
+             b->cfg.name, (int)hub_proc_pid(b->proc), http_client_strerror(res->error));
+    b->unresponsive = 1;
+    hub_proc_kill(b->proc); /* on_proc_exit reports it; waiting clients fail from there */
+}
+
+void hub_backend_health_tick(hub_backend *b, double interval_s, double timeout_s) {
+    if (interval_s <= 0 || !b->proc || !b->probe_client || b->probe_req || b->unresponsive) return;
+    if (b->op != OP_NONE || !b->lcm || lc_model_proc(b->lcm) != LC_PROC_RUNNING) return;
+    double now = mh_now_mono();
+    if (b->next_probe_at == 0) b->next_probe_at = now + interval_s;
+    if (now < b->next_probe_at) return;
+    b->next_probe_at = now + interval_s;
+    int ms = (int)(timeout_s * 1000);
+    http_client_request_opts o = {.method = "GET",
+                                  .path = b->cfg.backend == HUB_BACKEND_WORKER ? "/health" : "/",
+                                  .timeout_ms = ms > 0 ? ms : 1,
+                                  .deadline_ms = ms > 0 ? ms : 1};
+    http_client_callbacks cb = {.on_done = on_probe};
+    request_ctx *rc = request_ctx_new(b);
+    if (http_client_request(b->probe_client, &o, &cb, rc, &b->probe_req) < 0) {
+        free(rc);
+        b->probe_req = NULL;
+    }
 }
 
 /* ==== Worker control requests ==== */
@@ -594,6 +657,7 @@ void hub_backend_free(hub_backend *b) {
     b->op = OP_NONE;
     b->gen++;
     if (b->client) http_client_free(b->client); /* its pending answers are stale now */
+    if (b->probe_client) http_client_free(b->probe_client);
     if (b->proc) hub_proc_free(b->proc);
     for (int i = 0; i < b->ring_count; i++) free(b->ring[(b->ring_head + i) % LOG_RING]);
     free(b->ring);

@@ -1441,28 +1441,63 @@ enum {
     T_QUEUE_TIMEOUT,
     T_MODELS,
     T_GROUPS,
+    T_ALLOWED_HOSTS,
+    T_CORS_ORIGINS,
+    T_HEALTH_INTERVAL,
+    T_HEALTH_TIMEOUT,
     T_N_KEYS
 };
-static const char *const top_keys[T_N_KEYS] = {
-    "host",          "port",          "model_starting_port",
-    "log_path",      "log_level",     "enable_status_page",
-    "api_keys",      "admin_key",     "start_timeout",
-    "stop_grace",    "log_max_bytes", "state_dir",
-    "queue_timeout", "models",        "groups"};
+static const char *const top_keys[T_N_KEYS] = {"host",
+                                               "port",
+                                               "model_starting_port",
+                                               "log_path",
+                                               "log_level",
+                                               "enable_status_page",
+                                               "api_keys",
+                                               "admin_key",
+                                               "start_timeout",
+                                               "stop_grace",
+                                               "log_max_bytes",
+                                               "state_dir",
+                                               "queue_timeout",
+                                               "models",
+                                               "groups",
+                                               "allowed_hosts",
+                                               "cors_origins",
+                                               "health_check_interval",
+                                               "health_check_timeout"};
 
-static void parse_api_keys(cfg_ctx *x, const ynode *v, hub_config *c) {
+/* A list of tokens (keys, host names, origins) into a NULL-terminated array. */
+static void parse_token_list(cfg_ctx *x, const ynode *v, const char *name, const char *what,
+                             char ***out, int *n) {
     if (v->kind != Y_SEQ) {
         char d[256];
-        cfg_err(x, v->line, "api_keys", "expected a list of keys, got %s",
-                describe(v, d, sizeof d));
+        cfg_err(x, v->line, name, "expected a list of %ss, got %s", what, describe(v, d, sizeof d));
         return;
     }
-    c->api_keys = mh_xcalloc((size_t)v->n_items + 1, sizeof *c->api_keys);
+    *out = mh_xcalloc((size_t)v->n_items + 1, sizeof **out);
     for (int i = 0; i < v->n_items; i++) {
-        char key[32];
-        snprintf(key, sizeof key, "api_keys[%d]", i);
+        char key[48];
+        snprintf(key, sizeof key, "%s[%d]", name, i);
         char *s = NULL;
-        if (get_token(x, v->items[i], key, "the key", &s) == 0) c->api_keys[c->n_api_keys++] = s;
+        if (get_token(x, v->items[i], key, what, &s) == 0) (*out)[(*n)++] = s;
+    }
+}
+
+static void parse_api_keys(cfg_ctx *x, const ynode *v, hub_config *c) {
+    parse_token_list(x, v, "api_keys", "key", &c->api_keys, &c->n_api_keys);
+}
+
+static void parse_cors_origins(cfg_ctx *x, const ynode *v, hub_config *c) {
+    parse_token_list(x, v, "cors_origins", "origin", &c->cors_origins, &c->n_cors_origins);
+    for (int i = 0; i < c->n_cors_origins; i++) {
+        const char *o = c->cors_origins[i];
+        if (strncmp(o, "http://", 7) != 0 && strncmp(o, "https://", 8) != 0) {
+            char key[48];
+            snprintf(key, sizeof key, "cors_origins[%d]", i);
+            cfg_err(x, v->items[i]->line, key,
+                    "an origin is scheme://host[:port] (http or https), got '%s'", o);
+        }
     }
 }
 
@@ -1502,6 +1537,20 @@ static void parse_top(cfg_ctx *x, const ynode *root, hub_config *c) {
         case T_LOG_LEVEL: get_log_level(x, v, key, &c->log_level); break;
         case T_STATUS_PAGE: get_bool(x, v, key, &c->enable_status_page); break;
         case T_API_KEYS: parse_api_keys(x, v, c); break;
+        case T_ALLOWED_HOSTS:
+            parse_token_list(x, v, key, "host name", &c->allowed_hosts, &c->n_allowed_hosts);
+            break;
+        case T_CORS_ORIGINS: parse_cors_origins(x, v, c); break;
+        case T_HEALTH_INTERVAL:
+            get_seconds(x, v, key, 0, 86400, "seconds", &c->health_check_interval);
+            break;
+        case T_HEALTH_TIMEOUT:
+            if (get_seconds(x, v, key, 0, 3600, "seconds", &c->health_check_timeout) == 0 &&
+                c->health_check_timeout <= 0) {
+                cfg_err(x, v->line, key, "must be more than 0 seconds");
+                c->health_check_timeout = 5;
+            }
+            break;
         case T_ADMIN_KEY: get_token(x, v, key, "the key", &c->admin_key); break;
         case T_START_TIMEOUT:
             if (get_seconds(x, v, key, 0, 86400, "seconds", &c->start_timeout) == 0 &&
@@ -1624,6 +1673,8 @@ void hub_config_free(hub_config *c) {
     free(c->log_path);
     free(c->log_level);
     free_strv(c->api_keys, c->n_api_keys);
+    free_strv(c->allowed_hosts, c->n_allowed_hosts);
+    free_strv(c->cors_origins, c->n_cors_origins);
     free(c->admin_key);
     free(c->state_dir);
     free(c);
@@ -1639,6 +1690,8 @@ static hub_config *config_defaults(const char *path) {
     c->enable_status_page = 1;
     c->start_timeout = 60;
     c->stop_grace = 10;
+    c->health_check_interval = 10;
+    c->health_check_timeout = 5;
     c->log_max_bytes = 10LL << 20;
     c->queue_timeout = 120;
     return c;

@@ -18,6 +18,10 @@
  *            log_max_bytes (10 MiB; an integer or "512KB", "10MiB", "1.5G": K/M/G and KiB/MiB/GiB
  *            are powers of 1024, KB/MB/GB of 1000; 0 = never rotate), state_dir ($XDG_STATE_HOME/
  *            modelhub or ~/.local/state/modelhub), queue_timeout (s, 120; the models' default),
+ *            allowed_hosts (list of Host names accepted besides localhost, 127.x, [::1] and host;
+ *            "*" = any), cors_origins (list of "scheme://host[:port]" a browser may call /v1
+ *            from; none = CORS off), health_check_interval (s between health probes of a
+ *            running worker or cmd server, 10, 0 = off), health_check_timeout (s, > 0, 5),
  *            models (list, required, may be []), groups (list). Top-level keys starting with "x-"
  *            are ignored (a place for YAML anchors, as in docker-compose).
  * per model  name (required slug: [a-z0-9][a-z0-9._-]*, at most 64 chars), model_path, default,
@@ -111,13 +115,19 @@ typedef struct hub_config {
     int enable_status_page;  /* 1 */
     char **api_keys;         /* n_api_keys entries + NULL; none = /v1/... is open */
     int n_api_keys;
-    char *admin_key;          /* NULL = /hub/... control routes are open */
-    double start_timeout;     /* seconds a worker may take to become healthy; 60 */
-    double stop_grace;        /* seconds between SIGTERM and SIGKILL; 10 */
-    long long log_max_bytes;  /* per-worker log size before rotation; 10 MiB; 0 = never */
-    char *state_dir;          /* runtime files (not created by the loader) */
-    double queue_timeout;     /* the models' default; 120 */
-    hub_model_config *models; /* in file order */
+    char *admin_key;      /* NULL = /hub/... control routes are open */
+    char **allowed_hosts; /* n_allowed_hosts + NULL: Host names besides loopback and host */
+    int n_allowed_hosts;
+    char **cors_origins; /* n_cors_origins + NULL: origins a browser may call /v1 from */
+    int n_cors_origins;
+    double health_check_interval; /* seconds between probes of a running process; 10; 0 = off */
+    double health_check_timeout;  /* seconds a probe may wait for an answer; 5 */
+    double start_timeout;         /* seconds a worker may take to become healthy; 60 */
+    double stop_grace;            /* seconds between SIGTERM and SIGKILL; 10 */
+    long long log_max_bytes;      /* per-worker log size before rotation; 10 MiB; 0 = never */
+    char *state_dir;              /* runtime files (not created by the loader) */
+    double queue_timeout;         /* the models' default; 120 */
+    hub_model_config *models;     /* in file order */
     int n_models;
     hub_group_config *groups; /* in file order */
     int n_groups;

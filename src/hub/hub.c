@@ -51,6 +51,7 @@ typedef struct watcher {
     hub *h;
     http_req *req;
     hub_backend *follow; /* log follower of this backend; NULL for /hub/events */
+    int redact;          /* an events subscriber without the admin key (see redact_entry) */
     double last_write;
     struct watcher *prev, *next;
 } watcher;
@@ -149,21 +150,48 @@ static int alloc_port(void *arg, const hub_backend *self) {
 
 static int check_api_key(hub *h, http_req *r) {
     if (h->cfg->n_api_keys == 0) return 1;
-    for (int i = 0; i < h->cfg->n_api_keys; i++)
-        if (http_req_bearer_ok(r, h->cfg->api_keys[i])) return 1;
+    int ok = 0;
+    for (int i = 0; i < h->cfg->n_api_keys; i++) /* every key, so the time names none */
+        ok |= http_req_bearer_ok(r, h->cfg->api_keys[i]);
+    if (ok) return 1;
     http_reply_errorf(r, 401, NULL, NULL, "invalid_api_key",
                       "missing or invalid API key (Authorization: Bearer ...)");
     return 0;
 }
 
-static int check_admin(hub *h, http_req *r) {
+/* The request carries the admin key (or none is set). Compared in constant time. */
+static int is_admin(const hub *h, const http_req *r) {
     if (!h->cfg->admin_key || !h->cfg->admin_key[0]) return 1;
     const char *alt = http_req_header(r, "X-Admin-Key");
-    if (http_req_bearer_ok(r, h->cfg->admin_key) || (alt && strcmp(alt, h->cfg->admin_key) == 0))
-        return 1;
+    int bearer = http_req_bearer_ok(r, h->cfg->admin_key);
+    int header = alt ? http_token_equal(alt, h->cfg->admin_key) : 0;
+    return bearer | header;
+}
+
+static int check_admin(hub *h, http_req *r) {
+    if (is_admin(h, r)) return 1;
     http_reply_errorf(r, 401, NULL, NULL, "invalid_admin_key",
                       "this route needs the hub's admin key (Authorization: Bearer ...)");
     return 0;
+}
+
+/* What a reader without the admin key sees of a model entry when a key is set: no file paths
+ * or command lines (model_path holds a cmd: line too), no error text (it may quote either). */
+static void redact_entry(json_t *e) {
+    if (!json_is_object(e)) return;
+    if (!json_is_null(json_object_get(e, "model_path")))
+        json_object_set_new(e, "model_path", json_string("(redacted)"));
+    if (!json_is_null(json_object_get(e, "error")))
+        json_object_set_new(e, "error", json_string("(redacted: send the admin key to see it)"));
+}
+
+/* Redact a whole snapshot in place (see redact_entry); marks it "redacted": true. */
+static void redact_snapshot(json_t *s) {
+    json_object_del(s, "config_path");
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(s, "models"), i, e) redact_entry(e);
+    json_object_set_new(s, "redacted", json_true());
 }
 
 /* ==== Router: OpenAI requests to the model's backend ==== */
@@ -338,7 +366,9 @@ static void on_upstream_done(http_client_req *cr, const http_client_result *res,
     (void)cr;
     proxy *p = arg;
     p->creq = NULL;
-    if (!p->req || http_req_gone(p->req) || res->error == HTTP_CLIENT_ECANCELED) {
+    /* cancelled with the client still there: the worker's process went away (crash, or killed
+     * as unresponsive) and took its connections with it — answered like any failure below */
+    if (!p->req || http_req_gone(p->req)) {
         proxy_finish(p);
         return;
     }
@@ -390,9 +420,9 @@ static void on_upstream_done(http_client_req *cr, const http_client_result *res,
     }
     if (res->error) {
         http_error e;
-        if (!res->head_received && res->error == HTTP_CLIENT_ECONNECT) {
+        if (!res->head_received) { /* never answered: down, hung and killed, or restarting */
             http_error_set(&e, 503, NULL, NULL, "worker_unavailable",
-                           "the worker of model '%s' is not reachable: %s", name,
+                           "the worker of model '%s' did not answer: %s", name,
                            http_client_strerror(res->error));
             e.retry_after_s = 1;
         } else {
@@ -679,13 +709,15 @@ static void route_model(http_req *r, void *arg) {
 static void route_models(http_req *r, void *arg) {
     hub *h = arg;
     if (!check_api_key(h, r)) return;
+    int redact = !is_admin(h, r);
     json_t *data = json_array();
     for (int i = 0; i < lc_count(h->reg); i++) {
         lc_model *m = lc_at(h->reg, i);
-        json_array_append_new(data,
-                              json_pack("{s:s, s:s, s:i, s:s, s:o}", "id", lc_model_name(m),
-                                        "object", "model", "created", (int)h->started_wall,
-                                        "owned_by", "modelhub", "metadata", lc_model_entry(m)));
+        json_t *entry = lc_model_entry(m);
+        if (redact) redact_entry(entry);
+        json_array_append_new(data, json_pack("{s:s, s:s, s:i, s:s, s:o}", "id", lc_model_name(m),
+                                              "object", "model", "created", (int)h->started_wall,
+                                              "owned_by", "modelhub", "metadata", entry));
     }
     http_reply_json_take(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
@@ -713,7 +745,10 @@ static json_t *snapshot(hub *h) {
 }
 
 static void route_status(http_req *r, void *arg) {
-    http_reply_json_take(r, 200, snapshot(arg));
+    hub *h = arg;
+    json_t *s = snapshot(h);
+    if (!is_admin(h, r)) redact_snapshot(s);
+    http_reply_json_take(r, 200, s);
 }
 
 typedef struct control_call {
@@ -840,15 +875,20 @@ static void on_lifecycle_event(void *arg, const lc_model *m, const char *what) {
     json_t *ev = json_pack("{s:s, s:s, s:f}", "type", what, "name", lc_model_name(m), "timestamp",
                            round(mh_now_wall() * 1000) / 1000);
     if (strcmp(what, "removed") != 0) json_object_set_new(ev, "model", lc_model_entry(m));
-    char *data = http_json_dump(ev);
-    json_decref(ev);
+    char *data = http_json_dump(ev), *redacted = NULL;
     double now = mh_now_mono();
-    for (watcher *w = h->watchers; w; w = w->next)
-        if (!w->follow) {
-            http_stream_event(w->req, data);
-            w->last_write = now;
+    for (watcher *w = h->watchers; w; w = w->next) {
+        if (w->follow) continue;
+        if (w->redact && !redacted) {
+            redact_entry(json_object_get(ev, "model"));
+            redacted = http_json_dump(ev);
         }
+        http_stream_event(w->req, w->redact ? redacted : data);
+        w->last_write = now;
+    }
+    json_decref(ev);
     free(data);
+    free(redacted);
 }
 
 static void route_events(http_req *r, void *arg) {
@@ -858,10 +898,13 @@ static void route_events(http_req *r, void *arg) {
         return;
     }
     /* the current snapshot first, then one event per change */
-    json_t *ev = json_pack("{s:s, s:o}", "type", "snapshot", "snapshot", snapshot(h));
+    int redact = !is_admin(h, r);
+    json_t *snap = snapshot(h);
+    if (redact) redact_snapshot(snap);
+    json_t *ev = json_pack("{s:s, s:o}", "type", "snapshot", "snapshot", snap);
     http_stream_event_json(r, ev);
     json_decref(ev);
-    watcher_new(h, r, NULL);
+    watcher_new(h, r, NULL)->redact = redact;
 }
 
 static void on_backend_line(void *arg, hub_backend *b, const char *line, size_t len) {
@@ -1230,21 +1273,27 @@ static void route_asset(http_req *r, void *arg) {
 /* ==== Routes ==== */
 
 static const http_route routes[] = {
-    {"POST", "/v1/chat/completions", route_proxy, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_STREAM},
-    {"POST", "/v1/completions", route_proxy, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_STREAM},
-    {"POST", "/v1/embeddings", route_proxy, HTTP_ROUTE_PUBLIC},
-    {"GET", "/v1/models", route_models, HTTP_ROUTE_PUBLIC},
-    {"GET", "/v1/models/{id}", route_model, HTTP_ROUTE_PUBLIC},
-    {"POST", "/v1/messages", route_messages, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_STREAM},
-    {"POST", "/v1/responses", route_responses, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_STREAM},
-    {"POST", "/api/chat", route_ollama_chat, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_STREAM},
-    {"POST", "/api/generate", route_ollama_generate, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_STREAM},
-    {"POST", "/api/embed", route_ollama_embed, HTTP_ROUTE_PUBLIC},
-    {"POST", "/api/embeddings", route_ollama_embeddings, HTTP_ROUTE_PUBLIC},
-    {"POST", "/api/show", route_ollama_show, HTTP_ROUTE_PUBLIC},
-    {"GET", "/api/tags", route_ollama_tags, HTTP_ROUTE_PUBLIC},
-    {"GET", "/api/ps", route_ollama_ps, HTTP_ROUTE_PUBLIC},
-    {"GET", "/api/version", route_ollama_version, HTTP_ROUTE_PUBLIC},
+    {"POST", "/v1/chat/completions", route_proxy,
+     HTTP_ROUTE_PUBLIC | HTTP_ROUTE_STREAM | HTTP_ROUTE_CORS},
+    {"POST", "/v1/completions", route_proxy,
+     HTTP_ROUTE_PUBLIC | HTTP_ROUTE_STREAM | HTTP_ROUTE_CORS},
+    {"POST", "/v1/embeddings", route_proxy, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_CORS},
+    {"GET", "/v1/models", route_models, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_CORS},
+    {"GET", "/v1/models/{id}", route_model, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_CORS},
+    {"POST", "/v1/messages", route_messages,
+     HTTP_ROUTE_PUBLIC | HTTP_ROUTE_STREAM | HTTP_ROUTE_CORS},
+    {"POST", "/v1/responses", route_responses,
+     HTTP_ROUTE_PUBLIC | HTTP_ROUTE_STREAM | HTTP_ROUTE_CORS},
+    {"POST", "/api/chat", route_ollama_chat,
+     HTTP_ROUTE_PUBLIC | HTTP_ROUTE_STREAM | HTTP_ROUTE_CORS},
+    {"POST", "/api/generate", route_ollama_generate,
+     HTTP_ROUTE_PUBLIC | HTTP_ROUTE_STREAM | HTTP_ROUTE_CORS},
+    {"POST", "/api/embed", route_ollama_embed, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_CORS},
+    {"POST", "/api/embeddings", route_ollama_embeddings, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_CORS},
+    {"POST", "/api/show", route_ollama_show, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_CORS},
+    {"GET", "/api/tags", route_ollama_tags, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_CORS},
+    {"GET", "/api/ps", route_ollama_ps, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_CORS},
+    {"GET", "/api/version", route_ollama_version, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_CORS},
     {"GET", "/health", route_health, HTTP_ROUTE_PUBLIC},
     {"GET", "/metrics", route_metrics, HTTP_ROUTE_PUBLIC},
     {"GET", "/hub", route_dashboard, HTTP_ROUTE_PUBLIC},
@@ -1252,9 +1301,11 @@ static const http_route routes[] = {
     {"GET", "/hub/status", route_status, HTTP_ROUTE_PUBLIC},
     {"GET", "/hub/events", route_events, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_STREAM},
     {"GET", "/hub/models/{name}/logs", route_logs, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_STREAM},
-    {"POST", "/hub/models/{name}/{action}", route_model_action, HTTP_ROUTE_PUBLIC},
-    {"POST", "/hub/reload", route_reload, HTTP_ROUTE_PUBLIC},
-    {"POST", "/hub/shutdown", route_shutdown, HTTP_ROUTE_PUBLIC},
+    /* state-changing controls: never from another site's page, key or no key */
+    {"POST", "/hub/models/{name}/{action}", route_model_action,
+     HTTP_ROUTE_PUBLIC | HTTP_ROUTE_SAME_ORIGIN},
+    {"POST", "/hub/reload", route_reload, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_SAME_ORIGIN},
+    {"POST", "/hub/shutdown", route_shutdown, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_SAME_ORIGIN},
 };
 
 /* ==== Cron, signals ==== */
@@ -1263,6 +1314,9 @@ static void cron(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     hub *h = arg;
     lc_cron(h->reg);
+    for (int i = 0; i < lc_count(h->reg); i++)
+        hub_backend_health_tick(backend_of(lc_at(h->reg, i)), h->cfg->health_check_interval,
+                                h->cfg->health_check_timeout);
     for (pending_restart *pr = h->restarts, *next; pr; pr = next) {
         next = pr->next;
         restart_step(h, pr);
@@ -1354,6 +1408,8 @@ int hub_run(const char *config_path, int ready_fd) {
     }
     http_server_config hc = {.host = cfg->host,
                              .port = cfg->port,
+                             .allowed_hosts = (const char *const *)cfg->allowed_hosts,
+                             .cors_origins = (const char *const *)cfg->cors_origins,
                              .routes = routes,
                              .nroutes = MH_ARRAY_LEN(routes),
                              .arg = h};

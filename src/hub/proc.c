@@ -264,6 +264,10 @@ void hub_proc_stop(hub_proc *p, double grace_s) {
     event_add(p->kill_ev, &tv);
 }
 
+void hub_proc_kill(hub_proc *p) {
+    if (p->running) kill(-p->pid, SIGKILL);
+}
+
 void hub_proc_free(hub_proc *p) {
     if (!p) return;
     if (p->running) {

@@ -44,6 +44,9 @@ int hub_proc_running(const hub_proc *p);
 /* Ask the group to stop: SIGTERM now, SIGKILL after grace_s. on_exit follows. */
 void hub_proc_stop(hub_proc *p, double grace_s);
 
+/* SIGKILL to the group now (a stopped or hung process cannot honour SIGTERM). on_exit follows. */
+void hub_proc_kill(hub_proc *p);
+
 /* Forget the child: a running one is killed (SIGKILL to its group) and reaped before this
  * returns; on_exit does not run. */
 void hub_proc_free(hub_proc *p);

@@ -52,6 +52,7 @@ struct lc_model {
     lc_proc_state proc;
     lc_mem_state mem;
     int exit_code, has_exit_code;
+    const char *failure_reason; /* static: "crash", "unresponsive"; NULL unless failed */
     char *error;
     double started_at, loaded_at;                  /* wall, 0 = none */
     double last_activity_wall, last_activity_mono; /* end of the last response (or load) */
@@ -194,6 +195,7 @@ static void set_proc(lc_model *m, lc_proc_state s) {
     if (s == LC_PROC_RUNNING) {
         m->started_at = now_wall(m->r);
         m->has_exit_code = 0;
+        m->failure_reason = NULL;
     }
     if (s == LC_PROC_STOPPED || s == LC_PROC_FAILED) m->started_at = 0;
     emit(m, "process");
@@ -979,6 +981,10 @@ int lc_shutdown(lc_registry *r, lc_done_fn done, void *arg) {
 /* ==== Backend notifications ==== */
 
 void lc_notify_exit(lc_model *m, int exit_code) {
+    lc_notify_failed(m, exit_code, "crash", NULL);
+}
+
+void lc_notify_failed(lc_model *m, int exit_code, const char *reason, const char *message) {
     lc_registry *r = m->r;
     double now = now_mono(r);
     int counted_start_failure = exit_code == INT32_MIN;
@@ -992,7 +998,8 @@ void lc_notify_exit(lc_model *m, int exit_code) {
             snprintf(msg, sizeof msg, "the process was killed by signal %d", -exit_code);
         else
             snprintf(msg, sizeof msg, "the process exited with status %d", exit_code);
-        set_error(m, msg);
+        set_error(m, message ? message : msg);
+        m->failure_reason = reason;
         if (m->mem != LC_MEM_UNLOADED) set_mem(m, LC_MEM_UNLOADED, LC_REASON_CRASH);
         set_proc(m, LC_PROC_FAILED);
         m->stop_requested = 0;
@@ -1096,6 +1103,8 @@ json_t *lc_model_entry(const lc_model *m) {
     json_object_set_new(e, "started_at", time_or_null(m->started_at));
     json_object_set_new(e, "exit_code",
                         m->has_exit_code ? json_integer(m->exit_code) : json_null());
+    json_object_set_new(e, "failure_reason",
+                        m->proc == LC_PROC_FAILED ? str_or_null(m->failure_reason) : json_null());
     json_object_set_new(e, "restarts", json_integer(m->restarts));
     json_object_set_new(e, "quarantined", json_boolean(m->quarantined));
     json_object_set_new(e, "memory_state", json_string(lc_mem_state_name(m->mem)));

@@ -200,6 +200,10 @@ int lc_unload(lc_model *m, lc_reason reason, lc_done_fn cb, void *arg);
 /* The process exited without being asked to (crash): process -> failed with the code, memory ->
  * unloaded with reason crash. exit_code >= 0 is an exit status, < 0 is -signal. */
 void lc_notify_exit(lc_model *m, int exit_code);
+/* The same with the reason shown as the snapshot's failure_reason ("crash" for lc_notify_exit,
+ * "unresponsive" for a process killed because it stopped answering its health probe; a static
+ * string) and the error message (NULL: one made from the exit code). */
+void lc_notify_failed(lc_model *m, int exit_code, const char *reason, const char *message);
 /* The process of a start that is failing exited with this code (kept in the snapshot). */
 void lc_note_exit_code(lc_model *m, int exit_code);
 /* The backend unloaded on its own (e.g. a worker's own idle timer). */

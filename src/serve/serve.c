@@ -1659,7 +1659,7 @@ static void route_health(http_req *r, void *arg) {
 static int control_ok(serve *s, http_req *r) {
     const char *tok = http_req_header(r, "X-Control-Token");
     if (s->cfg.control_token && s->cfg.control_token[0] &&
-        (!tok || strcmp(tok, s->cfg.control_token) != 0)) {
+        (!tok || !http_token_equal(tok, s->cfg.control_token))) {
         http_reply_errorf(r, 401, NULL, NULL, "invalid_control_token",
                           "missing or wrong X-Control-Token");
         return 0;
@@ -1716,24 +1716,26 @@ static void route_control_status(http_req *r, void *arg) {
 }
 
 static const http_route routes[] = {
-    {"POST", "/v1/chat/completions", route_chat, HTTP_ROUTE_STREAM},
-    {"POST", "/v1/completions", route_completions, HTTP_ROUTE_STREAM},
-    {"POST", "/v1/embeddings", route_embeddings, 0},
-    {"GET", "/v1/models", route_models, 0},
-    {"GET", "/v1/models/{id}", route_model, 0},
-    {"POST", "/v1/messages", route_messages, HTTP_ROUTE_STREAM},
-    {"POST", "/v1/responses", route_responses, HTTP_ROUTE_STREAM},
-    {"POST", "/api/chat", route_ollama_chat, HTTP_ROUTE_STREAM},
-    {"POST", "/api/generate", route_ollama_generate, HTTP_ROUTE_STREAM},
-    {"POST", "/api/embed", route_ollama_embed, 0},
-    {"POST", "/api/embeddings", route_ollama_embeddings, 0},
-    {"POST", "/api/show", route_ollama_show, 0},
-    {"GET", "/api/tags", route_ollama_tags, 0},
-    {"GET", "/api/ps", route_ollama_ps, 0},
-    {"GET", "/api/version", route_ollama_version, 0},
+    {"POST", "/v1/chat/completions", route_chat, HTTP_ROUTE_STREAM | HTTP_ROUTE_CORS},
+    {"POST", "/v1/completions", route_completions, HTTP_ROUTE_STREAM | HTTP_ROUTE_CORS},
+    {"POST", "/v1/embeddings", route_embeddings, HTTP_ROUTE_CORS},
+    {"GET", "/v1/models", route_models, HTTP_ROUTE_CORS},
+    {"GET", "/v1/models/{id}", route_model, HTTP_ROUTE_CORS},
+    {"POST", "/v1/messages", route_messages, HTTP_ROUTE_STREAM | HTTP_ROUTE_CORS},
+    {"POST", "/v1/responses", route_responses, HTTP_ROUTE_STREAM | HTTP_ROUTE_CORS},
+    {"POST", "/api/chat", route_ollama_chat, HTTP_ROUTE_STREAM | HTTP_ROUTE_CORS},
+    {"POST", "/api/generate", route_ollama_generate, HTTP_ROUTE_STREAM | HTTP_ROUTE_CORS},
+    {"POST", "/api/embed", route_ollama_embed, HTTP_ROUTE_CORS},
+    {"POST", "/api/embeddings", route_ollama_embeddings, HTTP_ROUTE_CORS},
+    {"POST", "/api/show", route_ollama_show, HTTP_ROUTE_CORS},
+    {"GET", "/api/tags", route_ollama_tags, HTTP_ROUTE_CORS},
+    {"GET", "/api/ps", route_ollama_ps, HTTP_ROUTE_CORS},
+    {"GET", "/api/version", route_ollama_version, HTTP_ROUTE_CORS},
     {"GET", "/health", route_health, HTTP_ROUTE_PUBLIC},
-    {"POST", "/control/load", route_control_load, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_LOOPBACK},
-    {"POST", "/control/unload", route_control_unload, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_LOOPBACK},
+    {"POST", "/control/load", route_control_load,
+     HTTP_ROUTE_PUBLIC | HTTP_ROUTE_LOOPBACK | HTTP_ROUTE_SAME_ORIGIN},
+    {"POST", "/control/unload", route_control_unload,
+     HTTP_ROUTE_PUBLIC | HTTP_ROUTE_LOOPBACK | HTTP_ROUTE_SAME_ORIGIN},
     {"GET", "/control/status", route_control_status, HTTP_ROUTE_PUBLIC | HTTP_ROUTE_LOOPBACK},
 };
 
@@ -1840,6 +1842,8 @@ int serve_run(const serve_config *cfg_in) {
     http_server_config hc = {.host = cfg->host,
                              .port = cfg->port,
                              .api_key = cfg->api_key,
+                             .allowed_hosts = cfg->allowed_hosts,
+                             .cors_origins = cfg->cors_origins,
                              .routes = routes,
                              .nroutes = MH_ARRAY_LEN(routes),
                              .arg = s};

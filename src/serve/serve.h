@@ -34,6 +34,9 @@ typedef struct serve_config {
     int log_level;
     int worker;          /* run as a hub worker: exit when the parent dies or stdin closes */
     int no_prompt_cache; /* never reuse a slot's cached prefix (for measurements) */
+    /* NULL-terminated, may be NULL (http_server.h, "Browser-side protections") */
+    const char *const *cors_origins;  /* origins allowed to call the /v1 routes from a browser */
+    const char *const *allowed_hosts; /* Host names accepted besides loopback and the bind */
 } serve_config;
 
 /* Run until SIGTERM/SIGINT (or the parent's death in worker mode). Returns the exit status. */
