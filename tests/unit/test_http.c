@@ -692,10 +692,10 @@ static void *raw_413_run(void *arg) {
     size_t body_len = (size_t)2 << 20; /* server limit is 1 MiB in this test */
     char head[256];
     int hl = snprintf(head, sizeof head,
-                      "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                      "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
                       "Content-Length: %zu\r\n\r\n",
                       body_len);
-    const char *next = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
+    const char *next = "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello";
     if (a->step)
         for (int i = 0; i < hl; i += a->step) {
             send_all(fd, head + i, (size_t)MH_MIN(a->step, hl - i));
@@ -779,7 +779,7 @@ static void test_413_expect_and_pipelining(void **state) {
     job j;
     /* Expect: 100-continue with an oversized length: 413 at once, no body sent, closed. */
     raw_simple a = {.port = t.port,
-                    .send = "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                    .send = "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
                             "Content-Length: 99999999\r\n\r\n",
                     .until = "}}"};
     a.send_len = strlen(a.send);
@@ -795,12 +795,12 @@ static void test_413_expect_and_pipelining(void **state) {
     size_t cap = blen + 1024;
     char *buf = malloc(cap);
     int n = snprintf(buf, cap,
-                     "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
-                     "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
+                     "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n\r\nabc"
+                     "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %zu\r\n\r\n",
                      blen);
     memset(buf + n, 'q', blen);
     n += (int)blen;
-    n += snprintf(buf + n, cap - (size_t)n, "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n");
+    n += snprintf(buf + n, cap - (size_t)n, "GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     raw_simple b = {.port = t.port, .send = buf, .send_len = (size_t)n, .until = "\"m1\"}]}"};
     job_start(&j, raw_simple_run, &b);
     job_finish(&j, 30, "pipelined");
@@ -812,7 +812,8 @@ static void test_413_expect_and_pipelining(void **state) {
     free(buf);
 
     /* A small body whose head trickles in byte by byte passes through intact. */
-    const char *slow = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world";
+    const char *slow =
+        "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 11\r\n\r\nhello world";
     raw_simple c = {
         .port = t.port, .send = slow, .send_len = strlen(slow), .step = 1, .until = "sum="};
     job_start(&j, raw_simple_run, &c);
@@ -1021,7 +1022,7 @@ static void *raw_sse_client_run(void *arg) {
     raw_sse_client *a = arg;
     int fd = tcp_connect(a->port);
     char req[256];
-    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", a->path);
+    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", a->path);
     send_all(fd, req, strlen(req));
     recv_until(fd, a->out, sizeof a->out, "\n\n\r\n"); /* end of the first event's chunk */
     close(fd);
@@ -1079,7 +1080,7 @@ static void test_client_disconnect(void **state) {
         } else {
             /* pending request: send it, wait until dispatched, disconnect */
             int fd = tcp_connect(t.port);
-            send_all(fd, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n", 32);
+            send_all(fd, "GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 40);
             double end = mh_now_mono() + 5;
             while (!ctx.req && mh_now_mono() < end) event_base_loop(base, EVLOOP_ONCE);
             assert_non_null(ctx.req);
@@ -1140,7 +1141,7 @@ static void test_server_free_with_pending(void **state) {
     tserver t;
     tserver_start(&t, slow_routes, MH_ARRAY_LEN(slow_routes), &ctx, NULL, 0);
     int fd = tcp_connect(t.port);
-    send_all(fd, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n", 32);
+    send_all(fd, "GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 40);
     double end = mh_now_mono() + 5;
     while (!ctx.req && mh_now_mono() < end) event_base_loop(base, EVLOOP_ONCE);
     assert_non_null(ctx.req);
@@ -1307,7 +1308,7 @@ typedef struct stream_reader {
 static void *stream_reader_run(void *arg) {
     stream_reader *s = arg;
     int fd = tcp_connect(s->port);
-    const char *req = "GET /proxy HTTP/1.1\r\nHost: x\r\n\r\n";
+    const char *req = "GET /proxy HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     send_all(fd, req, strlen(req));
     size_t n = 0;
     for (;;) {
@@ -1757,8 +1758,8 @@ static void test_pipelined_behind_stream(void **state) {
     tserver t;
     tserver_start(&t, pipe_routes, MH_ARRAY_LEN(pipe_routes), &p, NULL, 0);
     raw_simple a = {.port = t.port,
-                    .send = "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n"
-                            "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n",
+                    .send = "GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                            "GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
                     .until = "\"m1\"}]}"};
     a.send_len = strlen(a.send);
     job j;
@@ -1771,8 +1772,8 @@ static void test_pipelined_behind_stream(void **state) {
 
     /* The same with the second request arriving while the stream is open (read re-enabled). */
     raw_simple b = {.port = t.port,
-                    .send = "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n",
-                    .send2 = "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n",
+                    .send = "GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                    .send2 = "GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
                     .until = "\"m1\"}]}"};
     b.send_len = strlen(b.send);
     job_start(&j, raw_simple_run, &b);
@@ -1809,8 +1810,9 @@ static void test_server_timeouts(void **state) {
 
     /* The stream's end comes 2.5 s after its first event: longer than the 1 s timeout. */
     struct timeval later = {2, 500000};
-    raw_simple st = {
-        .port = port, .send = "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n", .until = "0\r\n\r\n"};
+    raw_simple st = {.port = port,
+                     .send = "GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                     .until = "0\r\n\r\n"};
     st.send_len = strlen(st.send);
     job_start(&j, raw_simple_run, &st);
     double end = mh_now_mono() + 5;

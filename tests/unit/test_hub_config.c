@@ -464,7 +464,7 @@ static const bad_case bad_cases[] = {
     {"models: []\nenable_status_page: \"true\"\n",
      "2: enable_status_page: expected true or false, got the string \"true\""},
     {"models: []\napi_keys: abc\n", "2: api_keys: expected a list of keys, got 'abc'"},
-    {"models: []\napi_keys: [ok, \"\"]\n", "2: api_keys[1]: the key is empty"},
+    {"models: []\napi_keys: [ok, \"\"]\n", "2: api_keys[1]: key is empty"},
     {"models: []\nadmin_key: yes\n",
      "2: admin_key: expected a string, got 'yes' (quote it to make it a string)"},
     {"models: {a: 1}\n", "1: models: expected a list of models, got a mapping"},
