@@ -590,6 +590,20 @@ static void test_errors_and_json(void **state) {
     tserver_stop(&t);
 }
 
+/* Token comparison: equal only when equal, whatever the lengths; no prefix accepted. */
+static void test_token_equal(void **state) {
+    (void)state;
+    assert_true(http_token_equal("sekret", "sekret"));
+    assert_false(http_token_equal("sekre", "sekret"));
+    assert_false(http_token_equal("sekrett", "sekret"));
+    assert_false(http_token_equal("", "sekret"));
+    assert_false(http_token_equal("sekretsekret", "sekret"));
+    assert_false(http_token_equal("Sekret", "sekret"));
+    assert_false(http_token_equal("sekreT", "sekret"));
+    assert_false(http_token_equal("sek", "seksek")); /* cyclic reading must not match */
+    assert_true(http_token_equal("", ""));
+}
+
 static void test_auth(void **state) {
     (void)state;
     tserver t;
@@ -1956,6 +1970,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_pipelined_behind_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_timeouts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch, setup, teardown),
+        cmocka_unit_test(test_token_equal),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

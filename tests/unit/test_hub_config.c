@@ -279,6 +279,39 @@ static void test_defaults(void **state) {
     hub_config_free(c);
 }
 
+/* The browser-side and health-check keys: lists of tokens, origins with a scheme, seconds. */
+static void test_security_keys(void **state) {
+    (void)state;
+    hub_config *c = load_ok("models: []\n");
+    assert_int_equal(c->n_allowed_hosts, 0);
+    assert_int_equal(c->n_cors_origins, 0);
+    assert_true(c->health_check_interval == 10);
+    assert_true(c->health_check_timeout == 5);
+    hub_config_free(c);
+    c = load_ok("models: []\nallowed_hosts: [a.lan, \"*\"]\n"
+                "cors_origins: [\"http://localhost:3000\", \"https://app.example\"]\n"
+                "health_check_interval: 0.5\nhealth_check_timeout: 2\n");
+    assert_int_equal(c->n_allowed_hosts, 2);
+    assert_string_equal(c->allowed_hosts[0], "a.lan");
+    assert_string_equal(c->allowed_hosts[1], "*");
+    assert_null(c->allowed_hosts[2]);
+    assert_int_equal(c->n_cors_origins, 2);
+    assert_string_equal(c->cors_origins[1], "https://app.example");
+    assert_null(c->cors_origins[2]);
+    assert_true(c->health_check_interval == 0.5);
+    assert_true(c->health_check_timeout == 2);
+    hub_config_free(c);
+    expect_error("models: []\ncors_origins: [localhost:3000]\n",
+                 "2: cors_origins[0]: an origin is scheme://host[:port] (http or https), got "
+                 "'localhost:3000'");
+    expect_error("models: []\nallowed_hosts: a.lan\n",
+                 "2: allowed_hosts: expected a list of host names, got 'a.lan'");
+    expect_error("models: []\nhealth_check_timeout: 0\n",
+                 "2: health_check_timeout: must be more than 0 seconds");
+    expect_error("models: []\nhealth_check_interval: -1\n",
+                 "2: health_check_interval: must be from 0 to 86400 seconds, got -1");
+}
+
 /* A file as the seed wrote them: minutes, YAML 1.1 booleans, no new keys. */
 static void test_seed_keys(void **state) {
     (void)state;
@@ -1047,6 +1080,7 @@ int main(void) {
         cmocka_unit_test(test_billion_laughs),
         cmocka_unit_test(test_restart_rules),
         cmocka_unit_test(test_find),
+        cmocka_unit_test(test_security_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
