@@ -105,7 +105,7 @@ static void add_alt(grammar *g, int r, seq *s) {
         ru->alts = mh_xrealloc(ru->alts, (size_t)ru->cap * sizeof *ru->alts);
     }
     ru->alts[ru->n_alts++] = g->n_el;
-    memcpy(g->el + g->n_el, s->el, (size_t)s->n * sizeof *s->el);
+    if (s->n) memcpy(g->el + g->n_el, s->el, (size_t)s->n * sizeof *s->el);
     g->n_el += s->n;
     g->el[g->n_el++] = (element){.type = EL_END};
     s->n = 0;

@@ -160,11 +160,15 @@ describe("500 idle connections", () => {
           `peak ${peak.fds} fds ${(peak.rss / 1048576).toFixed(1)} MiB, ` +
           `after ${after.fds} fds ${(after.rss / 1048576).toFixed(1)} MiB`);
       for (const { after } of rounds) assert.equal(after.fds, base.fds);
-      // freed memory may stay in the allocator's arenas; what must not stay is per-connection growth
+      // freed memory may stay in the allocator's arenas; what must not stay is per-connection growth.
+      // Under AddressSanitizer freed memory sits in its quarantine, so RSS says nothing there:
+      // LeakSanitizer's report at the hub's exit (checked by hub.stop) is the leak check instead.
+      if (process.env.MODELHUB_SANITIZED !== "1") {
       assert.ok(rounds[0].after.rss <= base.rss + 8 * 1048576,
         `RSS ${rounds[0].after.rss} vs baseline ${base.rss}: more than 8 MiB kept after 500 connections closed`);
       assert.ok(rounds[1].after.rss <= rounds[0].after.rss + 2 * 1048576,
         `RSS grew from ${rounds[0].after.rss} to ${rounds[1].after.rss} in a second round: a leak per connection`);
+      }
       const h = await getJson(`${hub.base}/hub/status`);
       assert.equal(h.status, 200);
     } finally {
