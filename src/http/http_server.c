@@ -716,6 +716,38 @@ static void server_dispatch_cb(struct evhttp_request *ev, void *arg) {
 
 /* ==== Server ==== */
 
+static void free_access(http_server *s) {
+    for (char **a = s->allowed_hosts; a && *a; a++) free(*a);
+    free(s->allowed_hosts);
+    for (char **o = s->cors_origins; o && *o; o++) free(*o);
+    free(s->cors_origins);
+    s->allowed_hosts = s->cors_origins = NULL;
+}
+
+void http_server_set_access(http_server *s, const char *const *allowed_hosts,
+                            const char *const *cors_origins) {
+    free_access(s);
+    char lower[256];
+    s->any_host = 0;
+    s->host_check = s->bound_host && is_loopback_name(s->bound_host);
+    size_t n_hosts = 0, n_origins = 0;
+    while (allowed_hosts && allowed_hosts[n_hosts]) n_hosts++;
+    while (cors_origins && cors_origins[n_origins]) n_origins++;
+    s->allowed_hosts = mh_xcalloc(n_hosts + 1, sizeof *s->allowed_hosts);
+    for (size_t i = 0, k = 0; i < n_hosts; i++) {
+        if (strcmp(allowed_hosts[i], "*") == 0) s->any_host = 1;
+        if (host_name_of(allowed_hosts[i], lower, sizeof lower))
+            s->allowed_hosts[k++] = mh_xstrdup(lower);
+    }
+    if (n_hosts) s->host_check = 1;
+    s->cors_origins = mh_xcalloc(n_origins + 1, sizeof *s->cors_origins);
+    for (size_t i = 0; i < n_origins; i++) {
+        s->cors_origins[i] = mh_xstrdup(cors_origins[i]);
+        size_t len = strlen(s->cors_origins[i]);
+        if (len && s->cors_origins[i][len - 1] == '/') s->cors_origins[i][len - 1] = 0;
+    }
+}
+
 http_server *http_server_new(struct event_base *base, const http_server_config *cfg, char *err,
                              size_t errlen) {
     http_server *s = mh_xcalloc(1, sizeof *s);
@@ -728,23 +760,7 @@ http_server *http_server_new(struct event_base *base, const http_server_config *
     const char *bind_host = cfg->host && *cfg->host ? cfg->host : "127.0.0.1";
     char lower[256];
     if (host_name_of(bind_host, lower, sizeof lower)) s->bound_host = mh_xstrdup(lower);
-    s->host_check = s->bound_host && is_loopback_name(s->bound_host);
-    size_t n_hosts = 0, n_origins = 0;
-    while (cfg->allowed_hosts && cfg->allowed_hosts[n_hosts]) n_hosts++;
-    while (cfg->cors_origins && cfg->cors_origins[n_origins]) n_origins++;
-    s->allowed_hosts = mh_xcalloc(n_hosts + 1, sizeof *s->allowed_hosts);
-    for (size_t i = 0, k = 0; i < n_hosts; i++) {
-        if (strcmp(cfg->allowed_hosts[i], "*") == 0) s->any_host = 1;
-        if (host_name_of(cfg->allowed_hosts[i], lower, sizeof lower))
-            s->allowed_hosts[k++] = mh_xstrdup(lower);
-    }
-    if (n_hosts) s->host_check = 1;
-    s->cors_origins = mh_xcalloc(n_origins + 1, sizeof *s->cors_origins);
-    for (size_t i = 0; i < n_origins; i++) {
-        s->cors_origins[i] = mh_xstrdup(cfg->cors_origins[i]);
-        size_t len = strlen(s->cors_origins[i]);
-        if (len && s->cors_origins[i][len - 1] == '/') s->cors_origins[i][len - 1] = 0;
-    }
+    http_server_set_access(s, cfg->allowed_hosts, cfg->cors_origins);
     s->routes = mh_xcalloc(cfg->nroutes + 1, sizeof *s->routes);
     s->stats = mh_xcalloc(cfg->nroutes + 1, sizeof *s->stats);
     for (size_t i = 0; i < cfg->nroutes; i++) {
@@ -853,9 +869,6 @@ void http_server_free(http_server *s) {
     free(s->stats);
     free(s->api_key);
     free(s->bound_host);
-    for (char **a = s->allowed_hosts; a && *a; a++) free(*a);
-    free(s->allowed_hosts);
-    for (char **o = s->cors_origins; o && *o; o++) free(*o);
-    free(s->cors_origins);
+    free_access(s);
     free(s);
 }

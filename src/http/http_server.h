@@ -127,6 +127,11 @@ typedef void (*http_log_fn)(const http_log_entry *e, void *arg);
 http_server *http_server_new(struct event_base *base, const http_server_config *cfg, char *err,
                              size_t errlen);
 
+/* Replace the Host names accepted besides the loopback ones and the bound host, and the CORS
+ * origins (both as in http_server_config; copied). Requests from then on see the new lists. */
+void http_server_set_access(http_server *s, const char *const *allowed_hosts,
+                            const char *const *cors_origins);
+
 /* The bound port (the real one when the config asked for port 0). */
 int http_server_port(const http_server *s);
 

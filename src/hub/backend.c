@@ -45,9 +45,9 @@ struct hub_backend {
     /* liveness probe of a running process (hub_backend_health_tick) */
     http_client *probe_client; /* its own connection: never queued behind proxied requests */
     http_client_req *probe_req;
-    double next_probe_at;
-    int probe_failures; /* consecutive probes that could not connect */
-    int unresponsive;   /* killed for not answering: its exit is reported as such */
+    double last_probe_at; /* when the last probe was sent (0: none since the start) */
+    int probe_failures;   /* consecutive probes that could not connect */
+    int unresponsive;     /* killed for not answering: its exit is reported as such */
 
     /* upstream */
     char *up_host, *up_prefix;
@@ -345,7 +345,7 @@ static int spawn_process(hub_backend *b, char *err, size_t errlen) {
     b->client = http_client_new(b->env->base, "127.0.0.1", b->port, 16, PROXY_TIMEOUT_MS);
     b->probe_client = http_client_new(b->env->base, "127.0.0.1", b->port, 1, PROXY_TIMEOUT_MS);
     b->unresponsive = 0;
-    b->next_probe_at = 0;
+    b->last_probe_at = 0;
     log_info("%s: started pid %d on port %d", b->cfg.name, (int)hub_proc_pid(b->proc), b->port);
     return 0;
 }
@@ -413,11 +413,23 @@ static void on_probe(http_client_req *cr, const http_client_result *res, void *a
 
 void hub_backend_health_tick(hub_backend *b, double interval_s, double timeout_s) {
     if (interval_s <= 0 || !b->proc || !b->probe_client || b->probe_req || b->unresponsive) return;
-    if (b->op != OP_NONE || !b->lcm || lc_model_proc(b->lcm) != LC_PROC_RUNNING) return;
+    if (!b->lcm || lc_model_proc(b->lcm) != LC_PROC_RUNNING) return;
+    /* a worker loads and unloads on a thread of its own and keeps answering /health meanwhile;
+     * a start (and an external server's load or unload, which are its start and stop) has the
+     * start timeout instead */
+    int worker_op =
+        b->cfg.backend == HUB_BACKEND_WORKER && (b->op == OP_LOAD || b->op == OP_UNLOAD);
+    if (b->op != OP_NONE && !worker_op) return;
     double now = mh_now_mono();
-    if (b->next_probe_at == 0) b->next_probe_at = now + interval_s;
-    if (now < b->next_probe_at) return;
-    b->next_probe_at = now + interval_s;
+    /* with clients waiting on it, probe every quarter of the timeout: a hang is noticed within
+     * 1.25 timeouts (and a request to a process that hung while idle within one), not after a
+     * whole interval */
+    double every = interval_s;
+    if ((lc_model_in_flight(b->lcm) > 0 || worker_op) && timeout_s / 4 < every)
+        every = timeout_s / 4;
+    if (b->last_probe_at == 0) b->last_probe_at = now; /* the first probe one period after start */
+    if (now < b->last_probe_at + every) return;
+    b->last_probe_at = now;
     int ms = (int)(timeout_s * 1000);
     http_client_request_opts o = {.method = "GET",
                                   .path = b->cfg.backend == HUB_BACKEND_WORKER ? "/health" : "/",
@@ -450,10 +462,11 @@ static void on_control_done(http_client_req *cr, const http_client_result *res, 
     const char *m = json_string_value(json_object_get(json_object_get(body, "error"), "message"));
     snprintf(msg, sizeof msg, "%s: %s failed: %s", b->cfg.name,
              b->op == OP_LOAD ? "load" : "unload",
-             m           ? m
-             : detail    ? detail
-             : res->body ? res->body
-                         : "unknown error");
+             b->unresponsive ? "the worker stopped answering its health probe and was killed"
+             : m             ? m
+             : detail        ? detail
+             : res->body     ? res->body
+                             : "unknown error");
     json_decref(body);
     finish(b, -1, msg);
 }

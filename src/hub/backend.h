@@ -57,10 +57,12 @@ const char *hub_backend_path_prefix(const hub_backend *b);
 int hub_backend_port(const hub_backend *b); /* 0 when not running */
 
 /* Liveness: called by the hub's cron. Every interval_s (<= 0: never) while the process is
- * running with no operation in progress, GET /health (a worker) or / (a cmd: server) on a
- * connection of its own; any answer within timeout_s counts as alive. No answer in time (or two
- * refused connections in a row) kills the process group with SIGKILL, and its exit is reported
- * to the lifecycle as failed with the reason "unresponsive" (restart by the usual backoff). */
+ * running, GET /health (a worker) or / (a cmd: server) on a connection of its own; every
+ * timeout_s / 4 instead while requests are in flight or a worker loads or unloads. Not during a
+ * start (the start timeout covers it). Any answer within timeout_s counts as alive. No answer in
+ * time (or two refused connections in a row) kills the process group with SIGKILL, and its exit is
+ * reported to the lifecycle as failed with the reason "unresponsive" (restart by the usual
+ * backoff). */
 void hub_backend_health_tick(hub_backend *b, double interval_s, double timeout_s);
 
 /* The last `n` output lines (at most 1000), oldest first, as a JSON array (new reference). */

@@ -963,6 +963,8 @@ static void reload_apply_top(hub *h, hub_config *next) {
     h->benv.start_timeout = next->start_timeout;
     h->benv.stop_grace = next->stop_grace;
     h->benv.log_max_bytes = next->log_max_bytes;
+    http_server_set_access(h->http, (const char *const *)next->allowed_hosts,
+                           (const char *const *)next->cors_origins);
     if (strcmp(next->log_path, h->log_dir) != 0 && mkdir_p(next->log_path) == 0)
         snprintf(h->log_dir, sizeof h->log_dir, "%s", next->log_path);
 }

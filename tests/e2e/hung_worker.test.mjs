@@ -9,6 +9,8 @@ import path from "node:path";
 import { STORIES, startHub, postJson, waitFor, alive, slowModel, tempDir } from "./lib.mjs";
 
 const probe = "health_check_interval: 0.5\nhealth_check_timeout: 1\n";
+// the idle interval far away: with a client waiting, probes come every timeout/4 regardless
+const waitingProbe = "health_check_interval: 600\nhealth_check_timeout: 1\n";
 const prompt = (model, max_tokens = 8) => ({ model, prompt: "Once upon a time", max_tokens, temperature: 0 });
 
 /** Wait for failed/unresponsive; returns [entry, seconds it took]. */
@@ -46,7 +48,7 @@ describe("hung workers", () => {
   });
 
   test("SIGSTOP mid-request: the waiting client gets 503 with Retry-After within the probe timeout", async () => {
-    const hub = await startHub(`${probe}models:\n  - name: slow\n    model_path: ${slowModel()}\n    default: true\n`);
+    const hub = await startHub(`${waitingProbe}models:\n  - name: slow\n    model_path: ${slowModel()}\n    default: true\n`);
     try {
       await waitFor(async () => (await hub.model("slow")).process_state === "running", { what: "running" });
       const pid = (await hub.model("slow")).pid;
@@ -60,10 +62,36 @@ describe("hung workers", () => {
       assert.equal(r.status, 503, JSON.stringify(r.body));
       assert.equal(r.body.error.code, "worker_unavailable");
       assert.ok(Number(r.headers.get("retry-after")) >= 1);
-      assert.ok(took < 1 + 0.5 + 3, `answered after ${took}s`);
+      assert.ok(took < 1.25 + 3, `answered after ${took}s`);
       const [m] = await waitUnresponsive(hub, "slow", t0);
       assert.equal(m.in_flight, 0);
       assert.equal((await postJson(`${hub.base}/v1/completions`, prompt("slow", 2))).status, 200);
+    } finally {
+      await hub.stop();
+    }
+  });
+
+  test("a request to a worker that hung while idle gets 503 within the probe timeout, not after the interval", async () => {
+    const hub = await startHub(`${waitingProbe}models:\n  - name: a\n    model_path: ${STORIES}\n    default: true\n`);
+    try {
+      await waitFor(async () => (await hub.model("a")).process_state === "running", { what: "running" });
+      const pid = (await hub.model("a")).pid;
+      process.kill(pid, "SIGSTOP");
+      await new Promise((r) => setTimeout(r, 300)); // hung well before the request comes
+      const t0 = Date.now();
+      const r = await postJson(`${hub.base}/v1/completions`, prompt("a"));
+      const took = (Date.now() - t0) / 1000;
+      console.log(`# idle hang, then a request: client's 503 in ${took.toFixed(2)} s (interval 600 s, timeout 1 s)`);
+      assert.equal(r.status, 503, JSON.stringify(r.body));
+      // the first request loads the model: the probe kills the hung worker during that load
+      assert.equal(r.body.error.code, "model_unavailable");
+      assert.match(r.body.error.message, /stopped answering its health probe/);
+      assert.ok(Number(r.headers.get("retry-after")) >= 1);
+      assert.ok(took < 1 + 3, `answered after ${took}s`);
+      const [m] = await waitUnresponsive(hub, "a", t0);
+      assert.equal(m.exit_code, -9, "SIGKILL");
+      await waitFor(() => !alive(pid), { what: "hung process killed" });
+      assert.equal((await postJson(`${hub.base}/v1/completions`, prompt("a"))).status, 200);
     } finally {
       await hub.stop();
     }
@@ -86,7 +114,7 @@ http.createServer((req, res) => {
   });
 }).listen(Number(process.argv[2]), "127.0.0.1");
 `);
-    const hub = await startHub(`${probe}models:\n  - name: ext\n    cmd: "${process.execPath} ${script} \${PORT}"\n`, { dir: t.dir });
+    const hub = await startHub(`${waitingProbe}models:\n  - name: ext\n    cmd: "${process.execPath} ${script} \${PORT}"\n`, { dir: t.dir });
     try {
       const ok = await postJson(`${hub.base}/v1/completions`, { model: "ext", prompt: "hi" });
       assert.equal(ok.status, 200, JSON.stringify(ok.body) + hub.stderr());
@@ -96,7 +124,8 @@ http.createServer((req, res) => {
       const took = (Date.now() - t0) / 1000;
       assert.equal(r.status, 503, JSON.stringify(r.body));
       assert.ok(r.headers.get("retry-after"));
-      assert.ok(took < 1 + 0.5 + 3, `answered after ${took}s`);
+      console.log(`# cmd: server that never replies -> client's 503 in ${took.toFixed(2)} s`);
+      assert.ok(took < 1.25 + 3, `answered after ${took}s`);
       await waitUnresponsive(hub, "ext", t0);
       await waitFor(() => !alive(pid), { what: "hung server killed" });
       // restarted (a fresh, answering process) by the next request

@@ -124,6 +124,35 @@ models:
     assert.equal((await hub.model("a")).process_state, "running");
   });
 
+  test("a reload applies new allowed_hosts and cors_origins", async () => {
+    const { readFileSync: rd, writeFileSync: wr } = await import("node:fs");
+    const before = rd(hub.config, "utf8");
+    const host = { host: `127.0.0.1:${hub.port}` };
+    const reload = async () => {
+      const r = await request(hub.port, "POST", "/hub/reload", { headers: { ...host, "content-type": "application/json" }, body: "{}" });
+      assert.equal(r.status, 200, r.text);
+    };
+    try {
+      assert.equal((await request(hub.port, "GET", "/health", { headers: { host: "other.internal" } })).status, 403);
+      wr(hub.config, before.replace("allowed_hosts: [hub.internal]", "allowed_hosts: [other.internal]")
+        .replace('cors_origins: ["http://app.example:3000"]', 'cors_origins: ["http://new.example"]'));
+      await reload();
+      assert.equal((await request(hub.port, "GET", "/health", { headers: { host: "other.internal" } })).status, 200);
+      const old = await request(hub.port, "GET", "/health", { headers: { host: "hub.internal" } });
+      assert.equal(old.status, 403, "the name taken out is refused");
+      assert.equal(old.body.error.code, "invalid_host");
+      const listed = await request(hub.port, "GET", "/v1/models", { headers: { ...host, origin: "http://new.example" } });
+      assert.equal(listed.status, 200);
+      assert.equal(listed.headers["access-control-allow-origin"], "http://new.example");
+      const dropped = await request(hub.port, "GET", "/v1/models", { headers: { ...host, origin: "http://app.example:3000" } });
+      assert.equal(dropped.status, 403);
+    } finally {
+      wr(hub.config, before);
+      await reload();
+    }
+    assert.equal((await request(hub.port, "GET", "/health", { headers: { host: "hub.internal" } })).status, 200);
+  });
+
   test("odd HTTP versions get 505 and unknown methods 501, in the JSON envelope, never libevent's echo", async () => {
     const dir = path.join(SRC, "fuzz", "corpus", "fuzz_http");
     const seeds = readdirSync(dir).filter((f) => f.startsWith("regress-"));
