@@ -314,6 +314,21 @@ static int null_rule(compiler *c) {
 }
 
 /* Any JSON value nested at most GENERIC_DEPTH - depth more levels. */
+/* T := close | ',' sp item T — the rest of an object's members or an array's items. */
+static int list_tail_rule(compiler *c, const char *close, int item) {
+    grammar *g = c->g;
+    int sp = sp_rule(c);
+    int t = new_rule(g);
+    seq_lit(&c->s, close, 1);
+    add_alt(g, t, &c->s);
+    seq_lit(&c->s, ",", 1);
+    seq_ref(&c->s, sp);
+    seq_ref(&c->s, item);
+    seq_ref(&c->s, t);
+    add_alt(g, t, &c->s);
+    return t;
+}
+
 static int value_rule(compiler *c, int depth) {
     if (depth > GENERIC_DEPTH) depth = GENERIC_DEPTH;
     if (c->r_value[depth] >= 0) return c->r_value[depth];
@@ -330,14 +345,7 @@ static int value_rule(compiler *c, int depth) {
         seq_ref(&c->s, sp);
         seq_ref(&c->s, inner);
         add_alt(g, member, &c->s);
-        int more = new_rule(g);
-        seq_lit(&c->s, "}", 1);
-        add_alt(g, more, &c->s);
-        seq_lit(&c->s, ",", 1);
-        seq_ref(&c->s, sp);
-        seq_ref(&c->s, member);
-        seq_ref(&c->s, more);
-        add_alt(g, more, &c->s);
+        int more = list_tail_rule(c, "}", member);
         seq_lit(&c->s, "{}", 2);
         add_alt(g, r, &c->s);
         seq_lit(&c->s, "{", 1);
@@ -345,14 +353,7 @@ static int value_rule(compiler *c, int depth) {
         seq_ref(&c->s, more);
         add_alt(g, r, &c->s);
         /* array: '[' ( ']' | value A ), A := ']' | ',' sp value A */
-        int amore = new_rule(g);
-        seq_lit(&c->s, "]", 1);
-        add_alt(g, amore, &c->s);
-        seq_lit(&c->s, ",", 1);
-        seq_ref(&c->s, sp);
-        seq_ref(&c->s, inner);
-        seq_ref(&c->s, amore);
-        add_alt(g, amore, &c->s);
+        int amore = list_tail_rule(c, "]", inner);
         seq_lit(&c->s, "[]", 2);
         add_alt(g, r, &c->s);
         seq_lit(&c->s, "[", 1);
@@ -543,14 +544,7 @@ static int compile_array(compiler *c, const json_t *sch, int depth) {
     if (max >= 0) {
         next = literal_rule(c, (const char *const[]){"]"}, 1);
     } else {
-        next = new_rule(g);
-        seq_lit(&c->s, "]", 1);
-        add_alt(g, next, &c->s);
-        seq_lit(&c->s, ",", 1);
-        seq_ref(&c->s, sp);
-        seq_ref(&c->s, elem);
-        seq_ref(&c->s, next);
-        add_alt(g, next, &c->s);
+        next = list_tail_rule(c, "]", elem);
     }
     for (long i = top - 1; i >= 1; i--) {
         int r = new_rule(g);
