@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { generateText, streamText, generateObject, tool, stepCountIs } from "ai";
 import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
 import { z } from "zod";
-import { STORIES, startServe, startHub } from "../e2e/lib.mjs";
+import { forEachTarget } from "./targets.mjs";
 
 const weatherInput = z.object({ city: z.enum(["Paris", "Rome", "Oslo"]), unit: z.enum(["celsius", "fahrenheit"]) });
 
@@ -87,12 +87,4 @@ function suite(name, start) {
   });
 }
 
-suite("modelhub serve", async () => {
-  const srv = await startServe(["-m", STORIES, "--alias", "stories"]);
-  return { srv, base: srv.base, model: "stories" };
-});
-
-suite("modelhub hub", async () => {
-  const srv = await startHub(`api_keys: [sk-test]\nmodels:\n  - name: story\n    model_path: ${STORIES}\n`);
-  return { srv, base: srv.base, model: "story" };
-});
+forEachTarget(suite);

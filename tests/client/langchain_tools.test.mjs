@@ -7,7 +7,7 @@ import { ChatOpenAI } from "@langchain/openai";
 import { HumanMessage, ToolMessage } from "@langchain/core/messages";
 import { tool } from "@langchain/core/tools";
 import { z } from "zod";
-import { STORIES, startServe, startHub } from "../e2e/lib.mjs";
+import { forEachTarget } from "./targets.mjs";
 
 const weatherInput = z.object({ city: z.enum(["Paris", "Rome", "Oslo"]), unit: z.enum(["celsius", "fahrenheit"]) });
 const getWeather = tool(async ({ city }) => JSON.stringify({ city, temperature: 21, sky: "clear" }),
@@ -69,12 +69,4 @@ function suite(name, start) {
   });
 }
 
-suite("modelhub serve", async () => {
-  const srv = await startServe(["-m", STORIES, "--alias", "stories"]);
-  return { srv, base: srv.base, model: "stories" };
-});
-
-suite("modelhub hub", async () => {
-  const srv = await startHub(`api_keys: [sk-test]\nmodels:\n  - name: story\n    model_path: ${STORIES}\n`);
-  return { srv, base: srv.base, model: "story" };
-});
+forEachTarget(suite);

@@ -3,7 +3,7 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { STORIES, startServe, startHub } from "../e2e/lib.mjs";
+import { forEachTarget } from "./targets.mjs";
 
 const MESSAGES = [{ role: "user", content: "Once upon a time" }];
 const utf8 = (bytes) => Buffer.from(bytes).toString("utf8");
@@ -99,12 +99,4 @@ function suite(name, start) {
   });
 }
 
-suite("modelhub serve", async () => {
-  const srv = await startServe(["-m", STORIES, "--alias", "stories"]);
-  return { srv, base: srv.base, model: "stories" };
-});
-
-suite("modelhub hub", async () => {
-  const srv = await startHub(`api_keys: [sk-test]\nmodels:\n  - name: story\n    model_path: ${STORIES}\n`);
-  return { srv, base: srv.base, model: "story" };
-});
+forEachTarget(suite);

@@ -9,7 +9,8 @@ import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import Ajv from "ajv";
 import OpenAI from "openai";
-import { SRC, STORIES, startServe, startHub } from "../e2e/lib.mjs";
+import { SRC } from "../e2e/lib.mjs";
+import { forEachTarget } from "./targets.mjs";
 
 const SCHEMA_DIR = path.join(SRC, "tests", "data", "openai-schemas");
 const ajv = new Ajv({ allErrors: true, strict: false });
@@ -164,12 +165,4 @@ function suite(name, start) {
   });
 }
 
-suite("modelhub serve", async () => {
-  const srv = await startServe(["-m", STORIES, "--alias", "stories"]);
-  return { srv, base: srv.base, model: "stories" };
-});
-
-suite("modelhub hub", async () => {
-  const srv = await startHub(`api_keys: [sk-test]\nmodels:\n  - name: story\n    model_path: ${STORIES}\n`);
-  return { srv, base: srv.base, model: "story" };
-});
+forEachTarget(suite);

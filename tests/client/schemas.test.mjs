@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import Ajv from "ajv";
-import { SRC, STORIES, startServe, startHub, getJson, postJson, postStream } from "../e2e/lib.mjs";
+import { SRC, getJson, postJson, postStream } from "../e2e/lib.mjs";
+import { forEachTarget } from "./targets.mjs";
 
 const SCHEMA_DIR = path.join(SRC, "tests", "data", "openai-schemas");
 const ajv = new Ajv({ allErrors: true, strict: true });
@@ -132,12 +133,4 @@ function suite(name, start) {
   });
 }
 
-suite("modelhub serve", async () => {
-  const srv = await startServe(["-m", STORIES, "--alias", "stories"]);
-  return { srv, base: srv.base, model: "stories" };
-});
-
-suite("modelhub hub", async () => {
-  const srv = await startHub(`models:\n  - name: story\n    model_path: ${STORIES}\n`);
-  return { srv, base: srv.base, model: "story" };
-});
+forEachTarget(suite, { key: false });
