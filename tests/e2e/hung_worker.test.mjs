@@ -6,7 +6,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { STORIES, startHub, postJson, waitFor, alive, slowModel, tempDir } from "./lib.mjs";
+import { STORIES, startHub, postJson, waitFor, alive, slowModel, tempDir, sleep } from "./lib.mjs";
 
 const probe = "health_check_interval: 0.5\nhealth_check_timeout: 1\n";
 // the idle interval far away: with a client waiting, probes come every timeout/4 regardless
@@ -77,7 +77,7 @@ describe("hung workers", () => {
       await waitFor(async () => (await hub.model("a")).process_state === "running", { what: "running" });
       const pid = (await hub.model("a")).pid;
       process.kill(pid, "SIGSTOP");
-      await new Promise((r) => setTimeout(r, 300)); // hung well before the request comes
+      await sleep(300); // hung well before the request comes
       const t0 = Date.now();
       const r = await postJson(`${hub.base}/v1/completions`, prompt("a"));
       const took = (Date.now() - t0) / 1000;

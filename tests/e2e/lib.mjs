@@ -66,7 +66,7 @@ export async function startServe(args, { env = {}, timeoutMs = 20000 } = {}) {
     exited,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-      const r = await Promise.race([exited, sleep(10000).then(() => null)]);
+      const r = await Promise.race([exited, grace(10000).then(() => null)]);
       if (!r) child.kill("SIGKILL");
       children.delete(child);
       assertClean("modelhub serve", stderr);
@@ -76,6 +76,8 @@ export async function startServe(args, { env = {}, timeoutMs = 20000 } = {}) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** Like sleep, but its timer does not keep the test process alive (for races with an exit). */
+const grace = (ms) => new Promise((r) => setTimeout(r, ms).unref());
 
 /** The first sanitizer report (ASan, UBSan, LSan) in a process's output, or null. Tests run
  * under the ASan build fail on one instead of letting it scroll by unseen. */
@@ -256,7 +258,7 @@ export async function startHub(body, { env = {}, timeoutMs = 20000, dir } = {}) 
     },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-      const r = await Promise.race([exited, sleep(20000).then(() => null)]);
+      const r = await Promise.race([exited, grace(20000).then(() => null)]);
       if (!r) child.kill("SIGKILL");
       children.delete(child);
       // the hub's own output, and its workers' (their logs)
