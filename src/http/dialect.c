@@ -591,7 +591,7 @@ struct dialect_out {
     double t_start, t_first; /* monotonic: the request, the first generated text */
     long created;
     char id[48], item_id[48];
-    char model[256];
+    char *model;     /* never NULL: the request's, else the first chunk's, whole */
     char finish[16]; /* the OpenAI finish_reason, "" until seen */
     long long prompt_tokens, completion_tokens;
     int have_usage;
@@ -615,13 +615,14 @@ dialect_out *dialect_out_new(dialect_api api, int stream, const char *model) {
     snprintf(d->item_id, sizeof d->item_id, "msg_%lx%06lx", (unsigned long)d->created,
              n & 0xffffff);
     mh_buf_append(&d->text, "", 0);
-    if (model) snprintf(d->model, sizeof d->model, "%s", model);
+    d->model = mh_xstrdup(model ? model : "");
     return d;
 }
 
 void dialect_out_free(dialect_out *d) {
     if (!d) return;
     mh_buf_free(&d->text);
+    free(d->model);
     free(d);
 }
 
@@ -660,9 +661,22 @@ static void take_usage(dialect_out *d, const json_t *usage) {
     if (json_is_integer(c)) d->completion_tokens = json_integer_value(c);
 }
 
+/* The upstream's finish_reason, one of OpenAI's (anything else, from an odd upstream, is "stop").
+ */
+static void take_finish(dialect_out *d, const char *finish) {
+    static const char *const known[] = {"stop", "length", "tool_calls", "content_filter"};
+    const char *f = "stop";
+    for (size_t i = 0; i < MH_ARRAY_LEN(known); i++)
+        if (strcmp(finish, known[i]) == 0) f = known[i];
+    snprintf(d->finish, sizeof d->finish, "%s", f);
+}
+
 static void take_model(dialect_out *d, const json_t *openai) {
     const char *m = json_string_value(json_object_get(openai, "model"));
-    if (m && !d->model[0]) snprintf(d->model, sizeof d->model, "%s", m);
+    if (m && !d->model[0]) {
+        free(d->model);
+        d->model = mh_xstrdup(m);
+    }
 }
 
 /* The Ollama timing and count fields, onto `o`. */
@@ -803,7 +817,7 @@ static json_t *translate_response(dialect_out *d, const json_t *openai) {
     const char *t = json_is_string(text) ? json_string_value(text) : "";
     size_t len = json_is_string(text) ? json_string_length(text) : 0;
     const char *finish = json_string_value(json_object_get(choice, "finish_reason"));
-    snprintf(d->finish, sizeof d->finish, "%s", finish ? finish : "stop");
+    take_finish(d, finish ? finish : "stop");
     d->n_deltas = d->completion_tokens;
     d->closed = 1;
     switch (d->api) {
@@ -853,7 +867,7 @@ void dialect_out_chunk(dialect_out *d, const json_t *chunk, mh_buf *out) {
     if (d->stream) start_stream(d, out);
     const json_t *choice = json_array_get(json_object_get(chunk, "choices"), 0);
     const char *finish = json_string_value(json_object_get(choice, "finish_reason"));
-    if (finish) snprintf(d->finish, sizeof d->finish, "%s", finish);
+    if (finish) take_finish(d, finish);
     const json_t *text = json_object_get(json_object_get(choice, "delta"), "content");
     if (!json_is_string(text)) text = json_object_get(choice, "text");
     if (!json_is_string(text) || json_string_length(text) == 0) return;

@@ -293,6 +293,37 @@ static void test_errors_and_garbage(void **state) {
     for (size_t i = 0; i < 3; i++) json_decref(junk[i]);
 }
 
+/* Found by fuzz_dialect: a model name longer than a fixed buffer, cut inside a UTF-8 sequence,
+ * made every answer NULL. Names are kept whole; an unknown finish_reason reads as "stop". */
+static void test_long_names_and_odd_finish(void **state) {
+    (void)state;
+    mh_buf name = {0};
+    for (int i = 0; i < 150; i++) mh_buf_append(&name, "\xc3\xa9", 2); /* é: 300 bytes */
+    json_t *chunk =
+        json_pack("{s:s, s:[{s:i, s:{s:s}, s:s}]}", "model", name.data, "choices", "index", 0,
+                  "delta", "content", "hi", "finish_reason",
+                  "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9");
+    assert_non_null(chunk);
+    for (int api = DIALECT_OLLAMA_CHAT; api <= DIALECT_OPENAI_RESPONSES; api++) {
+        if (api == DIALECT_OLLAMA_EMBED || api == DIALECT_OLLAMA_EMBEDDINGS) continue;
+        dialect_out *d = dialect_out_new((dialect_api)api, 0, NULL);
+        mh_buf b = {0};
+        dialect_out_chunk(d, chunk, &b);
+        dialect_out_done(d, &b);
+        int status;
+        json_t *whole = dialect_out_whole(d, &status);
+        assert_non_null(whole);
+        assert_int_equal(status, 200);
+        assert_string_equal(str_at(whole, "model"), name.data);
+        if (api == DIALECT_OLLAMA_CHAT) assert_string_equal(str_at(whole, "done_reason"), "stop");
+        json_decref(whole);
+        dialect_out_free(d);
+        mh_buf_free(&b);
+    }
+    json_decref(chunk);
+    mh_buf_free(&name);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ollama_requests),
@@ -300,6 +331,7 @@ int main(void) {
         cmocka_unit_test(test_anthropic_and_responses_requests),
         cmocka_unit_test(test_streams),
         cmocka_unit_test(test_errors_and_garbage),
+        cmocka_unit_test(test_long_names_and_odd_finish),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
