@@ -313,7 +313,6 @@ static int null_rule(compiler *c) {
     return c->r_null;
 }
 
-/* Any JSON value nested at most GENERIC_DEPTH - depth more levels. */
 /* T := close | ',' sp item T — the rest of an object's members or an array's items. */
 static int list_tail_rule(compiler *c, const char *close, int item) {
     grammar *g = c->g;
@@ -329,6 +328,7 @@ static int list_tail_rule(compiler *c, const char *close, int item) {
     return t;
 }
 
+/* Any JSON value nested at most GENERIC_DEPTH - depth more levels. */
 static int value_rule(compiler *c, int depth) {
     if (depth > GENERIC_DEPTH) depth = GENERIC_DEPTH;
     if (c->r_value[depth] >= 0) return c->r_value[depth];

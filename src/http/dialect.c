@@ -661,8 +661,7 @@ static void take_usage(dialect_out *d, const json_t *usage) {
     if (json_is_integer(c)) d->completion_tokens = json_integer_value(c);
 }
 
-/* The upstream's finish_reason, one of OpenAI's (anything else, from an odd upstream, is "stop").
- */
+/* The upstream's finish_reason: one of OpenAI's, anything else (an odd upstream) reads "stop". */
 static void take_finish(dialect_out *d, const char *finish) {
     static const char *const known[] = {"stop", "length", "tool_calls", "content_filter"};
     const char *f = "stop";

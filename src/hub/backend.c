@@ -422,8 +422,7 @@ void hub_backend_health_tick(hub_backend *b, double interval_s, double timeout_s
     if (b->op != OP_NONE && !worker_op) return;
     double now = mh_now_mono();
     /* with clients waiting on it, probe every quarter of the timeout: a hang is noticed within
-     * 1.25 timeouts (and a request to a process that hung while idle within one), not after a
-     * whole interval */
+     * 1.25 timeouts, not after a whole interval */
     double every = interval_s;
     if ((lc_model_in_flight(b->lcm) > 0 || worker_op) && timeout_s / 4 < every)
         every = timeout_s / 4;
