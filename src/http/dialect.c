@@ -130,6 +130,26 @@ static json_t *message(const char *role, const char *content) {
     return json_pack("{s:s, s:s}", "role", role, "content", content);
 }
 
+/* ==== Tools ==== */
+
+/* An OpenAI tool call; `args` is a JSON value (an object, as the dialects send it) written out
+ * compactly, or a string taken as the arguments' text. */
+static json_t *openai_call(const char *id, const char *name, const json_t *args) {
+    char *text = json_is_string(args) ? mh_xstrdup(json_string_value(args))
+                                      : json_dumps(args, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_t *c = json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type", "function", "function",
+                          "name", name, "arguments", text ? text : "{}");
+    free(text);
+    return c;
+}
+
+/* The call `arguments` text as a JSON value (new reference): the object it spells, or the text
+ * itself when it is not JSON. */
+static json_t *call_args(const char *text) {
+    json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
+    return v ? v : json_string(text);
+}
+
 /* ==== Ollama requests ==== */
 
 /* options -> OpenAI sampling fields. */
@@ -200,41 +220,142 @@ static int ollama_common(const json_t *in, json_t *out, int *stream, http_error 
     return ollama_options(in, out, e);
 }
 
+/* Ollama's tool messages name no call: each answers the oldest open call of its tool_name (or
+ * the oldest open call when it names none). `open` holds [id, name] pairs of unanswered calls. */
+static const char *ollama_answered_call(json_t *open, const char *tool_name, char *id,
+                                        size_t idlen) {
+    size_t k;
+    const json_t *pair;
+    json_array_foreach(open, k, pair) {
+        const char *name = json_string_value(json_array_get(pair, 1));
+        if (tool_name && strcmp(name, tool_name)) continue;
+        snprintf(id, idlen, "%s", json_string_value(json_array_get(pair, 0)));
+        json_array_remove(open, k);
+        return id;
+    }
+    return NULL;
+}
+
+/* An assistant's tool_calls [{function: {name, arguments: {...}}}] -> OpenAI calls with ids
+ * made up from the message and call index; each is recorded as open. */
+static json_t *ollama_calls(const json_t *tc, size_t i, json_t *open, http_error *e) {
+    if (!json_is_array(tc)) {
+        http_error_set(e, 400, NULL, "messages", NULL, "messages[%zu].tool_calls must be an array",
+                       i);
+        return NULL;
+    }
+    json_t *calls = json_array();
+    size_t k;
+    const json_t *c;
+    json_array_foreach(tc, k, c) {
+        const json_t *fn = json_object_get(c, "function");
+        const char *name = json_string_value(json_object_get(fn, "name"));
+        const json_t *args = json_object_get(fn, "arguments");
+        if (!json_is_object(c) || !json_is_object(fn) || !name || !name[0] ||
+            (args && !json_is_object(args) && !json_is_string(args))) {
+            json_decref(calls);
+            http_error_set(e, 400, NULL, "messages", NULL,
+                           "messages[%zu].tool_calls[%zu] must be {\"function\": {\"name\": "
+                           "string, \"arguments\": object}}",
+                           i, k);
+            return NULL;
+        }
+        char id[48];
+        snprintf(id, sizeof id, "call_%zu_%zu", i, k);
+        json_t *empty = json_object();
+        json_array_append_new(calls, openai_call(id, name, args ? args : empty));
+        json_decref(empty);
+        json_array_append_new(open, json_pack("[s, s]", id, name));
+    }
+    return calls;
+}
+
 static int ollama_chat(const json_t *in, json_t *out, int *stream, http_error *e) {
     static const char *const allowed[] = {"model",      "messages", "stream", "options", "format",
                                           "keep_alive", "think",    "tools",  NULL};
-    static const char *const msg_allowed[] = {"role",     "content",    "images",
-                                              "thinking", "tool_calls", NULL};
-    if (check_known(in, allowed, "", e) < 0 || ollama_common(in, out, stream, e) < 0 ||
-        only_empty(in, "tools", "tools are not supported", e) < 0)
-        return -1;
+    static const char *const msg_allowed[] = {"role",       "content",   "images", "thinking",
+                                              "tool_calls", "tool_name", NULL};
+    if (check_known(in, allowed, "", e) < 0 || ollama_common(in, out, stream, e) < 0) return -1;
+    const json_t *tools = json_object_get(in, "tools");
+    if (tools && !json_is_null(tools)) { /* OpenAI's shape: the core checks each one */
+        if (!json_is_array(tools))
+            return http_error_set(e, 400, NULL, "tools", NULL, "'tools' must be an array");
+        if (json_array_size(tools)) json_object_set(out, "tools", (json_t *)tools);
+    }
     const json_t *msgs;
     if (http_json_get_array(in, "messages", 1, &msgs, e) < 0) return -1;
     json_t *list = json_array();
     json_object_set_new(out, "messages", list);
+    json_t *open = json_array();
     size_t i;
     const json_t *m;
+    int rc = 0;
     json_array_foreach(msgs, i, m) {
         char prefix[48];
         snprintf(prefix, sizeof prefix, "messages[%zu].", i);
-        if (!json_is_object(m))
-            return http_error_set(e, 400, NULL, "messages", NULL, "messages[%zu] must be an object",
-                                  i);
-        const char *role, *content;
-        if (check_known(m, msg_allowed, prefix, e) < 0) return -1;
+        if (!json_is_object(m)) {
+            rc = http_error_set(e, 400, NULL, "messages", NULL, "messages[%zu] must be an object",
+                                i);
+            break;
+        }
+        const char *role, *content, *tool_name;
+        if (check_known(m, msg_allowed, prefix, e) < 0) {
+            rc = -1;
+            break;
+        }
         if (http_json_get_string(m, "role", 1, 32, NULL, &role, e) < 0 ||
-            http_json_get_string(m, "content", 0, 0, "", &content, e) < 0)
-            return nested(e, prefix, e->param);
+            http_json_get_string(m, "content", 0, 0, "", &content, e) < 0 ||
+            http_json_get_string(m, "tool_name", 0, 256, NULL, &tool_name, e) < 0) {
+            rc = nested(e, prefix, e->param);
+            break;
+        }
         if (only_empty(m, "images", "images are not supported", e) < 0 ||
-            only_empty(m, "tool_calls", "tools are not supported", e) < 0 ||
-            only_empty(m, "thinking", "thinking is not supported", e) < 0)
-            return nested(e, prefix, e->param);
-        if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant"))
-            return http_error_set(e, 400, NULL, "messages", NULL,
-                                  "messages[%zu].role must be system, user or assistant", i);
-        json_array_append_new(list, message(role, content));
+            only_empty(m, "thinking", "thinking is not supported", e) < 0) {
+            rc = nested(e, prefix, e->param);
+            break;
+        }
+        if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") &&
+            strcmp(role, "tool")) {
+            rc = http_error_set(e, 400, NULL, "messages", NULL,
+                                "messages[%zu].role must be system, user, assistant or tool", i);
+            break;
+        }
+        json_t *msg = message(role, content);
+        const json_t *tc = json_object_get(m, "tool_calls");
+        if (tc && !json_is_null(tc) && !(json_is_array(tc) && json_array_size(tc) == 0)) {
+            json_t *calls = strcmp(role, "assistant") == 0 ? ollama_calls(tc, i, open, e) : NULL;
+            if (!calls) {
+                if (strcmp(role, "assistant"))
+                    http_error_set(e, 400, NULL, "messages", NULL,
+                                   "messages[%zu].tool_calls: only assistant messages make calls",
+                                   i);
+                json_decref(msg);
+                rc = -1;
+                break;
+            }
+            json_object_set_new(msg, "tool_calls", calls);
+        }
+        if (strcmp(role, "tool") == 0) {
+            char id[48];
+            if (!ollama_answered_call(open, tool_name, id, sizeof id)) {
+                json_decref(msg);
+                rc = http_error_set(e, 400, NULL, "messages", NULL,
+                                    "messages[%zu]: a tool message must answer an open call of "
+                                    "an earlier assistant message%s%s",
+                                    i, tool_name ? " to " : "", tool_name ? tool_name : "");
+                break;
+            }
+            json_object_set_new(msg, "tool_call_id", json_string(id));
+        } else if (tool_name) {
+            json_decref(msg);
+            rc = http_error_set(e, 400, NULL, "messages", NULL,
+                                "messages[%zu].tool_name belongs on tool messages", i);
+            break;
+        }
+        json_array_append_new(list, msg);
     }
-    return 0;
+    json_decref(open);
+    return rc;
 }
 
 static int ollama_generate(const json_t *in, json_t *out, int *stream, const char **path,
@@ -330,10 +451,177 @@ static char *anthropic_text(const json_t *v, const char *field, http_error *e) {
     return b.data;
 }
 
+/* Anthropic tools [{name, description, input_schema}] and tool_choice -> OpenAI's. */
+static int anthropic_tools(const json_t *in, json_t *out, http_error *e) {
+    const json_t *tools = json_object_get(in, "tools");
+    if (tools && !json_is_null(tools)) {
+        if (!json_is_array(tools))
+            return http_error_set(e, 400, NULL, "tools", NULL, "'tools' must be an array");
+        json_t *list = json_array();
+        json_object_set_new(out, "tools", list); /* dropped below when empty */
+        size_t i;
+        const json_t *t;
+        json_array_foreach(tools, i, t) {
+            static const char *const tool_allowed[] = {"name", "description", "input_schema",
+                                                       "type", NULL};
+            char prefix[48];
+            snprintf(prefix, sizeof prefix, "tools[%zu].", i);
+            const char *name, *desc, *type;
+            if (!json_is_object(t))
+                return http_error_set(e, 400, NULL, "tools", NULL, "tools[%zu] must be an object",
+                                      i);
+            if (check_known(t, tool_allowed, prefix, e) < 0) return -1;
+            if (http_json_get_string(t, "type", 0, 32, "custom", &type, e) < 0 ||
+                http_json_get_string(t, "name", 1, 64, NULL, &name, e) < 0 ||
+                http_json_get_string(t, "description", 0, 0, NULL, &desc, e) < 0)
+                return nested(e, prefix, e->param);
+            if (strcmp(type, "custom")) {
+                char field[64];
+                snprintf(field, sizeof field, "%stype", prefix);
+                return unsupported(e, field, "only custom tools (name + input_schema)");
+            }
+            const json_t *schema = json_object_get(t, "input_schema");
+            if (!json_is_object(schema))
+                return http_error_set(e, 400, NULL, "tools", NULL,
+                                      "tools[%zu].input_schema must be a JSON schema object", i);
+            json_t *fn = json_pack("{s:s, s:O}", "name", name, "parameters", schema);
+            if (desc) json_object_set_new(fn, "description", json_string(desc));
+            json_array_append_new(list,
+                                  json_pack("{s:s, s:o}", "type", "function", "function", fn));
+        }
+        if (json_array_size(list) == 0) json_object_del(out, "tools");
+    }
+    const json_t *tc = json_object_get(in, "tool_choice");
+    if (!tc || json_is_null(tc)) return 0;
+    static const char *const tc_allowed[] = {"type", "name", "disable_parallel_tool_use", NULL};
+    const char *type, *name;
+    int no_parallel;
+    if (!json_is_object(tc))
+        return http_error_set(e, 400, NULL, "tool_choice", NULL, "'tool_choice' must be an object");
+    if (check_known(tc, tc_allowed, "tool_choice.", e) < 0) return -1;
+    if (http_json_get_string(tc, "type", 1, 16, NULL, &type, e) < 0 ||
+        http_json_get_string(tc, "name", 0, 64, NULL, &name, e) < 0 ||
+        http_json_get_bool(tc, "disable_parallel_tool_use", 0, 0, &no_parallel, e) < 0)
+        return nested(e, "tool_choice.", e->param);
+    if (!strcmp(type, "auto") || !strcmp(type, "none")) {
+        json_object_set_new(out, "tool_choice", json_string(type));
+    } else if (!strcmp(type, "any")) {
+        json_object_set_new(out, "tool_choice", json_string("required"));
+    } else if (!strcmp(type, "tool") && name) {
+        json_object_set_new(
+            out, "tool_choice",
+            json_pack("{s:s, s:{s:s}}", "type", "function", "function", "name", name));
+    } else {
+        return http_error_set(e, 400, NULL, "tool_choice.type", NULL,
+                              "'tool_choice.type' must be auto, any, none, or tool with a name");
+    }
+    if (no_parallel) json_object_set_new(out, "parallel_tool_calls", json_false());
+    return 0;
+}
+
+/* One Anthropic message onto `list`: text blocks joined; an assistant's tool_use blocks become
+ * its tool_calls; a user's tool_result blocks become tool messages (before the user's text). */
+static int anthropic_message_in(const json_t *m, size_t i, const char *role, json_t *list,
+                                http_error *e) {
+    const json_t *content = json_object_get(m, "content");
+    char field[64];
+    snprintf(field, sizeof field, "messages[%zu].content", i);
+    if (json_is_string(content)) {
+        json_array_append_new(list, message(role, json_string_value(content)));
+        return 0;
+    }
+    if (!json_is_array(content))
+        return http_error_set(e, 400, NULL, "messages", NULL, "'%s' must be a string or blocks",
+                              field);
+    int assistant = strcmp(role, "assistant") == 0;
+    mh_buf text = {0};
+    mh_buf_append(&text, "", 0);
+    json_t *calls = json_array();
+    int n_results = 0, rc = 0;
+    size_t k;
+    const json_t *blk;
+    json_array_foreach(content, k, blk) {
+        char prefix[96];
+        snprintf(prefix, sizeof prefix, "%s[%zu].", field, k);
+        const char *type = json_string_value(json_object_get(blk, "type"));
+        if (!json_is_object(blk) || !type) {
+            rc = http_error_set(e, 400, NULL, field, NULL, "%s[%zu] must be a typed block", field,
+                                k);
+            break;
+        }
+        if (!strcmp(type, "text")) {
+            static const char *const allowed[] = {"type", "text", NULL};
+            const char *t;
+            if (check_known(blk, allowed, prefix, e) < 0 ||
+                http_json_get_string(blk, "text", 1, 0, NULL, &t, e) < 0) {
+                rc = nested(e, prefix, e->param[0] ? e->param : "text");
+                break;
+            }
+            mh_buf_append(&text, t, strlen(t));
+        } else if (!strcmp(type, "tool_use") && assistant) {
+            static const char *const allowed[] = {"type", "id", "name", "input", NULL};
+            const char *id, *name;
+            const json_t *input = json_object_get(blk, "input");
+            if (check_known(blk, allowed, prefix, e) < 0 ||
+                http_json_get_string(blk, "id", 1, 128, NULL, &id, e) < 0 ||
+                http_json_get_string(blk, "name", 1, 64, NULL, &name, e) < 0) {
+                rc = nested(e, prefix, e->param);
+                break;
+            }
+            if (!json_is_object(input)) {
+                rc = http_error_set(e, 400, NULL, "messages", NULL, "%sinput must be an object",
+                                    prefix);
+                break;
+            }
+            json_array_append_new(calls, openai_call(id, name, input));
+        } else if (!strcmp(type, "tool_result") && !assistant) {
+            static const char *const allowed[] = {"type", "tool_use_id", "content", "is_error",
+                                                  NULL};
+            const char *id;
+            int is_error;
+            if (check_known(blk, allowed, prefix, e) < 0 ||
+                http_json_get_string(blk, "tool_use_id", 1, 128, NULL, &id, e) < 0 ||
+                http_json_get_bool(blk, "is_error", 0, 0, &is_error, e) < 0) {
+                rc = nested(e, prefix, e->param);
+                break;
+            }
+            const json_t *rv = json_object_get(blk, "content");
+            char rfield[128];
+            snprintf(rfield, sizeof rfield, "%scontent", prefix);
+            char *result = rv && !json_is_null(rv) ? anthropic_text(rv, rfield, e) : mh_xstrdup("");
+            if (!result) {
+                rc = -1;
+                break;
+            }
+            mh_buf r = {0};
+            mh_buf_printf(&r, "%s%s", is_error ? "Error: " : "", result);
+            free(result);
+            json_array_append_new(list, json_pack("{s:s, s:s, s:s}", "role", "tool", "tool_call_id",
+                                                  id, "content", r.data));
+            mh_buf_free(&r);
+            n_results++;
+        } else {
+            rc = http_error_set(e, 400, NULL, field, NULL,
+                                "%s[%zu]: blocks of type '%.32s' are not supported here (text; "
+                                "tool_use from the assistant; tool_result from the user)",
+                                field, k, type);
+            break;
+        }
+    }
+    if (rc == 0 && (assistant || text.len > 0 || n_results == 0)) {
+        json_t *msg = message(role, text.data);
+        if (json_array_size(calls)) json_object_set(msg, "tool_calls", calls);
+        json_array_append_new(list, msg);
+    }
+    json_decref(calls);
+    mh_buf_free(&text);
+    return rc;
+}
+
 static int anthropic_messages(const json_t *in, json_t *out, int *stream, http_error *e) {
-    static const char *const allowed[] = {"model",          "max_tokens",  "messages", "system",
-                                          "stop_sequences", "temperature", "top_p",    "top_k",
-                                          "stream",         "metadata",    NULL};
+    static const char *const allowed[] = {
+        "model", "max_tokens", "messages", "system", "stop_sequences", "temperature", "top_p",
+        "top_k", "stream",     "metadata", "tools",  "tool_choice",    NULL};
     if (check_known(in, allowed, "", e) < 0 || copy_model(in, out, e) < 0) return -1;
     long long max_tokens;
     if (http_json_get_int(in, "max_tokens", 1, 1, 1 << 24, 0, &max_tokens, e) < 0) return -1;
@@ -342,7 +630,7 @@ static int anthropic_messages(const json_t *in, json_t *out, int *stream, http_e
         copy_number(in, "temperature", "", 0, 1, out, "temperature", e) < 0 ||
         copy_number(in, "top_p", "", 0, 1, out, "top_p", e) < 0 ||
         copy_int(in, "top_k", "", 0, 1 << 24, out, "top_k", e) < 0 ||
-        copy_stop(in, "stop_sequences", "", out, e) < 0)
+        copy_stop(in, "stop_sequences", "", out, e) < 0 || anthropic_tools(in, out, e) < 0)
         return -1;
     const json_t *meta = json_object_get(in, "metadata");
     if (meta && !json_is_null(meta)) {
@@ -372,18 +660,15 @@ static int anthropic_messages(const json_t *in, json_t *out, int *stream, http_e
     const json_t *m;
     json_array_foreach(msgs, i, m) {
         static const char *const msg_allowed[] = {"role", "content", NULL};
-        char prefix[48], field[192];
+        char prefix[48];
         snprintf(prefix, sizeof prefix, "messages[%zu].", i);
-        snprintf(field, sizeof field, "messages[%zu].content", i);
         const char *role = json_string_value(json_object_get(m, "role"));
         if (!json_is_object(m) || !role || (strcmp(role, "user") && strcmp(role, "assistant")))
             return http_error_set(e, 400, NULL, "messages", NULL,
                                   "messages[%zu].role must be 'user' or 'assistant'", i);
-        if (check_known(m, msg_allowed, prefix, e) < 0) return -1;
-        char *text = anthropic_text(json_object_get(m, "content"), field, e);
-        if (!text) return -1;
-        json_array_append_new(list, message(role, text));
-        free(text);
+        if (check_known(m, msg_allowed, prefix, e) < 0 ||
+            anthropic_message_in(m, i, role, list, e) < 0)
+            return -1;
         if (i + 1 == json_array_size(msgs) && strcmp(role, "assistant") == 0)
             return http_error_set(e, 400, NULL, "messages", NULL,
                                   "a final assistant message (prefill) is not supported");
@@ -598,7 +883,10 @@ struct dialect_out {
     long long n_deltas; /* content chunks seen (the eval count when no usage arrives) */
     long long seq;      /* Responses: sequence_number of the next event */
     mh_buf text;        /* Responses, and a gathered stream: the whole text */
-    int failed;         /* a gathered stream carried an error: err */
+    json_t *calls;      /* the tool calls so far: [{id, name, arguments (text)}] */
+    int block,
+        block_kind; /* Anthropic stream: the open content block (kind 0 none, 1 text, 2 tool) */
+    int failed;     /* a gathered stream carried an error: err */
     http_error err;
 };
 
@@ -616,6 +904,7 @@ dialect_out *dialect_out_new(dialect_api api, int stream, const char *model) {
              n & 0xffffff);
     mh_buf_append(&d->text, "", 0);
     d->model = mh_xstrdup(model ? model : "");
+    d->calls = json_array();
     return d;
 }
 
@@ -623,6 +912,7 @@ void dialect_out_free(dialect_out *d) {
     if (!d) return;
     mh_buf_free(&d->text);
     free(d->model);
+    json_decref(d->calls);
     free(d);
 }
 
@@ -651,7 +941,9 @@ static json_int_t ns(double s) {
 }
 
 static const char *anthropic_stop(const char *finish) {
-    return strcmp(finish, "length") == 0 ? "max_tokens" : "end_turn";
+    return strcmp(finish, "length") == 0       ? "max_tokens"
+           : strcmp(finish, "tool_calls") == 0 ? "tool_use"
+                                               : "end_turn";
 }
 
 static void take_usage(dialect_out *d, const json_t *usage) {
@@ -693,14 +985,25 @@ static void ollama_stats(const dialect_out *d, json_t *o) {
 }
 
 /* An Ollama chat/generate object with `text` (done: false unless final). */
-static json_t *ollama_object(const dialect_out *d, const char *text, size_t len, int done) {
+static json_t *ollama_object(const dialect_out *d, const char *text, size_t len, int done,
+                             int with_calls) {
     char at[48];
     rfc3339(mh_now_wall(), at, sizeof at);
     json_t *o = json_pack("{s:s, s:s}", "model", d->model, "created_at", at);
-    if (d->api == DIALECT_OLLAMA_CHAT)
-        json_object_set_new(o, "message",
-                            json_pack("{s:s, s:s%}", "role", "assistant", "content", text, len));
-    else
+    if (d->api == DIALECT_OLLAMA_CHAT) {
+        json_t *msg = json_pack("{s:s, s:s%}", "role", "assistant", "content", text, len);
+        json_object_set_new(o, "message", msg);
+        if (with_calls && json_array_size(d->calls)) {
+            json_t *calls = json_array();
+            size_t k;
+            const json_t *c;
+            json_array_foreach(d->calls, k, c) json_array_append_new(
+                calls, json_pack("{s:{s:O, s:o}}", "function", "name", json_object_get(c, "name"),
+                                 "arguments",
+                                 call_args(json_string_value(json_object_get(c, "arguments")))));
+            json_object_set_new(msg, "tool_calls", calls);
+        }
+    } else
         json_object_set_new(o, "response", json_stringn(text, len));
     json_object_set_new(o, "done", json_boolean(done));
     if (done) ollama_stats(d, o);
@@ -712,9 +1015,25 @@ static json_t *anthropic_usage(const dialect_out *d) {
                      (json_int_t)d->completion_tokens);
 }
 
+static json_t *anthropic_tool_use(const json_t *c, int with_input) {
+    json_t *input =
+        with_input ? call_args(json_string_value(json_object_get(c, "arguments"))) : json_object();
+    if (!json_is_object(input)) { /* arguments that are not an object: kept as text */
+        json_t *raw = json_pack("{s:o}", "arguments", input);
+        input = raw;
+    }
+    return json_pack("{s:s, s:O, s:O, s:o}", "type", "tool_use", "id", json_object_get(c, "id"),
+                     "name", json_object_get(c, "name"), "input", input);
+}
+
 static json_t *anthropic_message(const dialect_out *d, const char *text, size_t len) {
-    json_t *content =
-        text ? json_pack("[{s:s, s:s%}]", "type", "text", "text", text, len) : json_array();
+    json_t *content = json_array();
+    if (text && (len > 0 || json_array_size(d->calls) == 0))
+        json_array_append_new(content, json_pack("{s:s, s:s%}", "type", "text", "text", text, len));
+    size_t k;
+    const json_t *c;
+    if (text)
+        json_array_foreach(d->calls, k, c) json_array_append_new(content, anthropic_tool_use(c, 1));
     return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:n, s:o}", "id", d->id, "type", "message",
                      "role", "assistant", "model", d->model, "content", content, "stop_reason",
                      text ? json_string(anthropic_stop(d->finish)) : json_null(), "stop_sequence",
@@ -777,6 +1096,7 @@ static void emit(dialect_out *d, mh_buf *out, const char *name, json_t *v) {
 }
 
 static json_t *translate_response(dialect_out *d, const json_t *openai);
+static void take_calls(dialect_out *d, const json_t *tool_calls, mh_buf *out);
 
 json_t *dialect_out_response(dialect_out *d, const json_t *openai) {
     json_t *body = translate_response(d, openai);
@@ -817,12 +1137,72 @@ static json_t *translate_response(dialect_out *d, const json_t *openai) {
     size_t len = json_is_string(text) ? json_string_length(text) : 0;
     const char *finish = json_string_value(json_object_get(choice, "finish_reason"));
     take_finish(d, finish ? finish : "stop");
+    take_calls(d, json_object_get(json_object_get(choice, "message"), "tool_calls"), NULL);
     d->n_deltas = d->completion_tokens;
     d->closed = 1;
     switch (d->api) {
     case DIALECT_ANTHROPIC_MESSAGES: return anthropic_message(d, t, len);
     case DIALECT_OPENAI_RESPONSES: return responses_object(d, t, len);
-    default: return ollama_object(d, t, len, 1);
+    default: return ollama_object(d, t, len, 1, 1);
+    }
+}
+
+/* Anthropic stream blocks: the text block opens with the stream; a tool call closes the open
+ * block and opens its own; text after a call opens a new text block. */
+static void close_block(dialect_out *d, mh_buf *out) {
+    if (!d->block_kind) return;
+    emit(d, out, "content_block_stop",
+         json_pack("{s:s, s:i}", "type", "content_block_stop", "index", d->block));
+    d->block_kind = 0;
+    d->block++;
+}
+
+static void open_text_block(dialect_out *d, mh_buf *out) {
+    if (d->block_kind == 1) return;
+    close_block(d, out);
+    emit(d, out, "content_block_start",
+         json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_start", "index", d->block,
+                   "content_block", "type", "text", "text", ""));
+    d->block_kind = 1;
+}
+
+/* OpenAI tool_calls (a whole message's, or a stream delta's) into d->calls: an entry with a new
+ * index or id starts a call, arguments text is appended to the call it belongs to. */
+static void take_calls(dialect_out *d, const json_t *tool_calls, mh_buf *out) {
+    size_t k;
+    const json_t *tc;
+    json_array_foreach(tool_calls, k, tc) {
+        const json_t *fn = json_object_get(tc, "function");
+        const char *id = json_string_value(json_object_get(tc, "id"));
+        const char *name = json_string_value(json_object_get(fn, "name"));
+        const char *args = json_string_value(json_object_get(fn, "arguments"));
+        const json_t *index = json_object_get(tc, "index");
+        size_t at = json_is_integer(index) ? (size_t)json_integer_value(index) : (size_t)-1;
+        json_t *cur = json_array_get(d->calls, at);
+        const char *cur_id = json_string_value(json_object_get(cur, "id"));
+        if (!cur || (id && cur_id && strcmp(id, cur_id))) {
+            char made[48];
+            snprintf(made, sizeof made, "call_%zu", json_array_size(d->calls));
+            cur = json_pack("{s:s, s:s, s:s}", "id", id ? id : made, "name", name ? name : "",
+                            "arguments", "");
+            json_array_append_new(d->calls, cur);
+            if (d->stream && d->api == DIALECT_ANTHROPIC_MESSAGES) {
+                close_block(d, out);
+                emit(d, out, "content_block_start",
+                     json_pack("{s:s, s:i, s:o}", "type", "content_block_start", "index", d->block,
+                               "content_block", anthropic_tool_use(cur, 0)));
+                d->block_kind = 2;
+            }
+        }
+        if (!args || !args[0]) continue;
+        mh_buf b = {0};
+        mh_buf_printf(&b, "%s%s", json_string_value(json_object_get(cur, "arguments")), args);
+        json_object_set_new(cur, "arguments", json_string(b.data));
+        mh_buf_free(&b);
+        if (d->stream && d->api == DIALECT_ANTHROPIC_MESSAGES && d->block_kind == 2)
+            emit(d, out, "content_block_delta",
+                 json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_delta", "index",
+                           d->block, "delta", "type", "input_json_delta", "partial_json", args));
     }
 }
 
@@ -834,9 +1214,7 @@ static void start_stream(dialect_out *d, mh_buf *out) {
         emit(d, out, "message_start",
              json_pack("{s:s, s:o}", "type", "message_start", "message",
                        anthropic_message(d, NULL, 0)));
-        emit(d, out, "content_block_start",
-             json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_start", "index", 0,
-                       "content_block", "type", "text", "text", ""));
+        open_text_block(d, out);
     } else if (d->api == DIALECT_OPENAI_RESPONSES) {
         emit(d, out, "response.created", json_pack("{s:o}", "response", responses_object(d, 0, 0)));
         emit(d, out, "response.in_progress",
@@ -867,6 +1245,7 @@ void dialect_out_chunk(dialect_out *d, const json_t *chunk, mh_buf *out) {
     const json_t *choice = json_array_get(json_object_get(chunk, "choices"), 0);
     const char *finish = json_string_value(json_object_get(choice, "finish_reason"));
     if (finish) take_finish(d, finish);
+    take_calls(d, json_object_get(json_object_get(choice, "delta"), "tool_calls"), out);
     const json_t *text = json_object_get(json_object_get(choice, "delta"), "content");
     if (!json_is_string(text)) text = json_object_get(choice, "text");
     if (!json_is_string(text) || json_string_length(text) == 0) return;
@@ -880,9 +1259,10 @@ void dialect_out_chunk(dialect_out *d, const json_t *chunk, mh_buf *out) {
     }
     switch (d->api) {
     case DIALECT_ANTHROPIC_MESSAGES:
+        open_text_block(d, out);
         emit(d, out, "content_block_delta",
-             json_pack("{s:s, s:i, s:{s:s, s:s%}}", "type", "content_block_delta", "index", 0,
-                       "delta", "type", "text_delta", "text", t, len));
+             json_pack("{s:s, s:i, s:{s:s, s:s%}}", "type", "content_block_delta", "index",
+                       d->block, "delta", "type", "text_delta", "text", t, len));
         break;
     case DIALECT_OPENAI_RESPONSES:
         mh_buf_append(&d->text, t, len);
@@ -890,7 +1270,7 @@ void dialect_out_chunk(dialect_out *d, const json_t *chunk, mh_buf *out) {
              json_pack("{s:s, s:i, s:i, s:s%, s:[]}", "item_id", d->item_id, "output_index", 0,
                        "content_index", 0, "delta", t, len, "logprobs"));
         break;
-    default: emit(d, out, NULL, ollama_object(d, t, len, 0));
+    default: emit(d, out, NULL, ollama_object(d, t, len, 0, 0));
     }
 }
 
@@ -902,8 +1282,7 @@ void dialect_out_done(dialect_out *d, mh_buf *out) {
     if (!d->finish[0]) snprintf(d->finish, sizeof d->finish, "stop");
     if (!d->stream) return;
     if (d->api == DIALECT_ANTHROPIC_MESSAGES) {
-        emit(d, out, "content_block_stop",
-             json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 0));
+        close_block(d, out);
         emit(d, out, "message_delta",
              json_pack("{s:s, s:{s:s, s:n}, s:o}", "type", "message_delta", "delta", "stop_reason",
                        anthropic_stop(d->finish), "stop_sequence", "usage", anthropic_usage(d)));
@@ -923,7 +1302,9 @@ void dialect_out_done(dialect_out *d, mh_buf *out) {
              strcmp(d->finish, "length") == 0 ? "response.incomplete" : "response.completed",
              json_pack("{s:o}", "response", responses_object(d, t, len)));
     } else {
-        emit(d, out, NULL, ollama_object(d, "", 0, 1));
+        if (json_array_size(d->calls)) /* the calls, then the totals, as Ollama sends them */
+            emit(d, out, NULL, ollama_object(d, "", 0, 0, 1));
+        emit(d, out, NULL, ollama_object(d, "", 0, 1, 0));
     }
 }
 
@@ -959,7 +1340,7 @@ json_t *dialect_out_whole(dialect_out *d, int *status) {
     switch (d->api) {
     case DIALECT_ANTHROPIC_MESSAGES: return anthropic_message(d, t, len);
     case DIALECT_OPENAI_RESPONSES: return responses_object(d, t, len);
-    default: return ollama_object(d, t, len, 1);
+    default: return ollama_object(d, t, len, 1, 1);
     }
 }
 

@@ -113,9 +113,9 @@ static void test_refusals_name_the_field(void **state) {
         {DIALECT_ANTHROPIC_MESSAGES,
          "{\"model\":\"m\",\"max_tokens\":4,\"temperature\":1.5,\"messages\":[]}", "temperature"},
         {DIALECT_ANTHROPIC_MESSAGES,
-         "{\"model\":\"m\",\"max_tokens\":4,\"tools\":[],\"messages\":[{\"role\":\"user\","
-         "\"content\":\"x\"}]}",
-         "tools"},
+         "{\"model\":\"m\",\"max_tokens\":4,\"tools\":[{\"type\":\"web_search_20250305\","
+         "\"name\":\"web_search\"}],\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+         "tools[0].type"},
         {DIALECT_ANTHROPIC_MESSAGES,
          "{\"model\":\"m\",\"max_tokens\":4,\"messages\":[{\"role\":\"user\",\"content\":[{"
          "\"type\":"
@@ -324,6 +324,153 @@ static void test_long_names_and_odd_finish(void **state) {
     mh_buf_free(&name);
 }
 
+/* Tools, both ways: Anthropic and Ollama requests into OpenAI tools, calls and tool messages;
+ * OpenAI calls back into tool_use blocks (whole and streamed) and Ollama tool_calls. */
+static void test_tools(void **state) {
+    (void)state;
+    dialect_request dr;
+    http_error e;
+    assert_int_equal(
+        translate(DIALECT_ANTHROPIC_MESSAGES,
+                  "{\"model\":\"m\",\"max_tokens\":9,\"tools\":[{\"name\":\"get\",\"description\":"
+                  "\"d\",\"input_schema\":{\"type\":\"object\"}}],\"tool_choice\":{\"type\":"
+                  "\"tool\",\"name\":\"get\",\"disable_parallel_tool_use\":true},\"messages\":["
+                  "{\"role\":\"user\",\"content\":\"q\"},"
+                  "{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"t\"},"
+                  "{\"type\":\"tool_use\",\"id\":\"tu1\",\"name\":\"get\",\"input\":{\"a\":1}}]},"
+                  "{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":"
+                  "\"tu1\",\"content\":[{\"type\":\"text\",\"text\":\"42\"}],\"is_error\":true},"
+                  "{\"type\":\"text\",\"text\":\"more\"}]}]}",
+                  &dr, &e),
+        0);
+    assert_string_equal(str_at(dr.body, "tools.0.type"), "function");
+    assert_string_equal(str_at(dr.body, "tools.0.function.name"), "get");
+    assert_string_equal(str_at(dr.body, "tools.0.function.description"), "d");
+    assert_string_equal(str_at(dr.body, "tool_choice.function.name"), "get");
+    assert_true(json_is_false(json_object_get(dr.body, "parallel_tool_calls")));
+    assert_string_equal(str_at(dr.body, "messages.1.content"), "t");
+    assert_string_equal(str_at(dr.body, "messages.1.tool_calls.0.id"), "tu1");
+    assert_string_equal(str_at(dr.body, "messages.1.tool_calls.0.function.arguments"), "{\"a\":1}");
+    assert_string_equal(str_at(dr.body, "messages.2.role"), "tool");
+    assert_string_equal(str_at(dr.body, "messages.2.tool_call_id"), "tu1");
+    assert_string_equal(str_at(dr.body, "messages.2.content"), "Error: 42");
+    assert_string_equal(str_at(dr.body, "messages.3.content"), "more");
+    json_decref(dr.body);
+    assert_int_equal(
+        translate(DIALECT_ANTHROPIC_MESSAGES,
+                  "{\"model\":\"m\",\"max_tokens\":9,\"tool_choice\":{\"type\":\"any\"},"
+                  "\"tools\":[{\"name\":\"get\",\"input_schema\":{}}],"
+                  "\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}",
+                  &dr, &e),
+        0);
+    assert_string_equal(str_at(dr.body, "tool_choice"), "required");
+    json_decref(dr.body);
+    /* a tool_use from the user, a tool_result from the assistant: 400 naming the content */
+    assert_int_equal(translate(DIALECT_ANTHROPIC_MESSAGES,
+                               "{\"model\":\"m\",\"max_tokens\":9,\"messages\":[{\"role\":\"user\","
+                               "\"content\":[{\"type\":\"tool_use\",\"id\":\"a\",\"name\":\"b\","
+                               "\"input\":{}}]}]}",
+                               &dr, &e),
+                     400);
+    assert_string_equal(e.param, "messages[0].content");
+
+    assert_int_equal(
+        translate(
+            DIALECT_OLLAMA_CHAT,
+            "{\"model\":\"m\",\"stream\":false,\"tools\":[{\"type\":\"function\",\"function\":"
+            "{\"name\":\"get\",\"parameters\":{\"type\":\"object\"}}}],\"messages\":["
+            "{\"role\":\"user\",\"content\":\"q\"},"
+            "{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"function\":{\"name\":"
+            "\"get\",\"arguments\":{\"a\":1}}},{\"function\":{\"name\":\"put\",\"arguments\":"
+            "{}}}]},{\"role\":\"tool\",\"content\":\"p\",\"tool_name\":\"put\"},"
+            "{\"role\":\"tool\",\"content\":\"g\"}]}",
+            &dr, &e),
+        0);
+    assert_string_equal(str_at(dr.body, "tools.0.function.name"), "get");
+    const char *get_id = str_at(dr.body, "messages.1.tool_calls.0.id");
+    const char *put_id = str_at(dr.body, "messages.1.tool_calls.1.id");
+    assert_string_equal(str_at(dr.body, "messages.1.tool_calls.0.function.arguments"), "{\"a\":1}");
+    assert_string_equal(str_at(dr.body, "messages.2.tool_call_id"), put_id); /* by name */
+    assert_string_equal(str_at(dr.body, "messages.3.tool_call_id"), get_id); /* the one open */
+    json_decref(dr.body);
+    assert_int_equal(
+        translate(DIALECT_OLLAMA_CHAT,
+                  "{\"model\":\"m\",\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}", &dr,
+                  &e),
+        400);
+
+    /* answers: a whole OpenAI message with a call */
+    json_t *whole = json_loads(
+        "{\"model\":\"m\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+        "\"content\":"
+        "\"\",\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"get\","
+        "\"arguments\":\"{\\\"a\\\":1}\"}}]},\"finish_reason\":\"tool_calls\"}],\"usage\":{"
+        "\"prompt_tokens\":3,\"completion_tokens\":4}}",
+        0, NULL);
+    assert_non_null(whole);
+    dialect_out *d = dialect_out_new(DIALECT_ANTHROPIC_MESSAGES, 0, NULL);
+    json_t *a = dialect_out_response(d, whole);
+    assert_string_equal(str_at(a, "stop_reason"), "tool_use");
+    assert_int_equal(json_array_size(json_object_get(a, "content")), 1);
+    assert_string_equal(str_at(a, "content.0.type"), "tool_use");
+    assert_string_equal(str_at(a, "content.0.id"), "c1");
+    assert_string_equal(str_at(a, "content.0.name"), "get");
+    assert_int_equal(
+        json_integer_value(json_object_get(
+            json_object_get(json_array_get(json_object_get(a, "content"), 0), "input"), "a")),
+        1);
+    json_decref(a);
+    dialect_out_free(d);
+    d = dialect_out_new(DIALECT_OLLAMA_CHAT, 0, NULL);
+    json_t *o = dialect_out_response(d, whole);
+    assert_string_equal(str_at(o, "message.tool_calls.0.function.name"), "get");
+    assert_true(json_is_object(json_object_get(
+        json_object_get(
+            json_array_get(json_object_get(json_object_get(o, "message"), "tool_calls"), 0),
+            "function"),
+        "arguments")));
+    json_decref(o);
+    dialect_out_free(d);
+    json_decref(whole);
+
+    /* streamed: text, then a call whose arguments come in two pieces */
+    mh_buf b = {0};
+    d = dialect_out_new(DIALECT_ANTHROPIC_MESSAGES, 1, NULL);
+    const char *chunks[] = {
+        "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}",
+        "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c1\","
+        "\"type\":\"function\",\"function\":{\"name\":\"get\",\"arguments\":\"{\\\"a\\\"\"}}]}}]}",
+        "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{"
+        "\"arguments\":\":1}\"}}]}}]}",
+        "{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}"};
+    for (size_t i = 0; i < 4; i++) {
+        json_t *c = json_loads(chunks[i], 0, NULL);
+        assert_non_null(c);
+        dialect_out_chunk(d, c, &b);
+        json_decref(c);
+    }
+    dialect_out_done(d, &b);
+    const char *order[] = {
+        "\"content_block_start\",\"index\":0",
+        "\"text_delta\",\"text\":\"hi\"",
+        "\"content_block_stop\",\"index\":0",
+        "\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\"",
+        "\"partial_json\":\"{\\\"a\\\"\"",
+        "\"partial_json\":\":1}\"",
+        "\"content_block_stop\",\"index\":1",
+        "\"stop_reason\":\"tool_use\"",
+        "message_stop"};
+    const char *at = b.data;
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        const char *next = strstr(at, order[i]);
+        if (!next) fprintf(stderr, "missing in order: %s\n%s\n", order[i], b.data);
+        assert_non_null(next);
+        at = next;
+    }
+    dialect_out_free(d);
+    mh_buf_free(&b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ollama_requests),
@@ -332,6 +479,7 @@ int main(void) {
         cmocka_unit_test(test_streams),
         cmocka_unit_test(test_errors_and_garbage),
         cmocka_unit_test(test_long_names_and_odd_finish),
+        cmocka_unit_test(test_tools),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
