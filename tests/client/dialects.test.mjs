@@ -8,6 +8,11 @@ import OpenAI from "openai";
 import { BIN, STORIES, startServe, startHub } from "../e2e/lib.mjs";
 
 const PROMPT = "Once upon a time";
+const WEATHER_TOOLS = [{
+  name: "get_weather", description: "Current weather in a city",
+  input_schema: { type: "object", properties: { city: { type: "string", enum: ["Paris", "Rome", "Oslo"] },
+    unit: { type: "string", enum: ["celsius", "fahrenheit"] } }, required: ["city", "unit"], additionalProperties: false },
+}];
 
 function suite(label, start) {
   describe(label, () => {
@@ -136,9 +141,46 @@ function suite(label, start) {
           e.error.type === "error" && e.error.error.type === "invalid_request_error");
       await assert.rejects(anthropic.messages.create({ model: "nope", max_tokens: 4,
         messages: [{ role: "user", content: "x" }] }), (e) => e instanceof Anthropic.NotFoundError);
-      await assert.rejects(anthropic.messages.create({ model: t.model, max_tokens: 4, tools: [{ name: "x",
-        input_schema: { type: "object" } }], messages: [{ role: "user", content: "x" }] }),
-        (e) => e instanceof Anthropic.BadRequestError && /tools/.test(e.error.error.message));
+      await assert.rejects(anthropic.messages.create({ model: t.model, max_tokens: 4,
+        tools: [{ type: "web_search_20250305", name: "web_search" }], messages: [{ role: "user", content: "x" }] }),
+        (e) => e instanceof Anthropic.BadRequestError && /tools\[0\]\.type/.test(e.error.error.message));
+    });
+
+    test("anthropic tools: a forced tool_use, streamed the same, then its tool_result gets an answer", async () => {
+      const req = { model: t.model, max_tokens: 200, temperature: 0, tools: WEATHER_TOOLS,
+                    tool_choice: { type: "tool", name: "get_weather" }, messages: [{ role: "user", content: "Weather in Rome?" }] };
+      const r = await anthropic.messages.create(req);
+      assert.equal(r.stop_reason, "tool_use", JSON.stringify(r));
+      const use = r.content.find((b) => b.type === "tool_use");
+      assert.ok(use, JSON.stringify(r.content));
+      assert.equal(use.name, "get_weather");
+      assert.ok(["Paris", "Rome", "Oslo"].includes(use.input.city), JSON.stringify(use.input));
+      assert.ok(["celsius", "fahrenheit"].includes(use.input.unit), JSON.stringify(use.input));
+      const stream = anthropic.messages.stream(req);
+      const final = await stream.finalMessage();
+      const suse = final.content.find((b) => b.type === "tool_use");
+      assert.equal(final.stop_reason, "tool_use");
+      assert.deepEqual(suse.input, use.input, "streamed input_json_delta assembles into the same input");
+      const next = await anthropic.messages.create({ model: t.model, max_tokens: 8, temperature: 0, tools: WEATHER_TOOLS,
+        messages: [...req.messages, { role: "assistant", content: r.content },
+                   { role: "user", content: [{ type: "tool_result", tool_use_id: use.id, content: "18 degrees" }] }] });
+      assert.equal(next.type, "message");
+      assert.ok(["end_turn", "max_tokens", "tool_use"].includes(next.stop_reason));
+    });
+
+    test("ollama tools: calls read back as message.tool_calls; a tool message is accepted", async () => {
+      const tools = WEATHER_TOOLS.map((w) => ({ type: "function", function: { name: w.name, description: w.description, parameters: w.input_schema } }));
+      const messages = [{ role: "user", content: "Weather in Rome?" }];
+      const r = await ollama.chat({ model: t.model, messages, tools, stream: false, options: { temperature: 0, num_predict: 24 } });
+      assert.equal(r.done, true);
+      for (const c of r.message.tool_calls ?? []) assert.equal(typeof c.function.arguments, "object");
+      const next = await ollama.chat({ model: t.model, stream: false, tools, options: { num_predict: 4 },
+        messages: [...messages, { role: "assistant", content: "", tool_calls: [{ function: { name: "get_weather", arguments: { city: "Rome", unit: "celsius" } } }] },
+                   { role: "tool", content: "18 degrees", tool_name: "get_weather" }] });
+      assert.equal(next.done, true);
+      assert.ok(next.eval_count > 0);
+      await assert.rejects(ollama.chat({ model: t.model, stream: false, messages: [{ role: "tool", content: "x" }] }),
+        (e) => /open call/.test(e.message));
     });
 
     test("openai responses.create, whole and streamed; raw fetch", async () => {
