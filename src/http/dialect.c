@@ -676,6 +676,44 @@ static int anthropic_messages(const json_t *in, json_t *out, int *stream, http_e
     return 0;
 }
 
+/* A function_call input item joins the assistant message right before it (or starts one); a
+ * function_call_output is a tool message. */
+static int responses_call_item(const json_t *it, size_t i, const char *type, json_t *list,
+                               http_error *e) {
+    static const char *const call_allowed[] = {"type",      "id",     "call_id", "name",
+                                               "arguments", "status", NULL};
+    static const char *const out_allowed[] = {"type", "id", "call_id", "output", "status", NULL};
+    char prefix[48];
+    snprintf(prefix, sizeof prefix, "input[%zu].", i);
+    int is_call = strcmp(type, "function_call") == 0;
+    const char *call_id, *name = NULL, *text;
+    if (check_known(it, is_call ? call_allowed : out_allowed, prefix, e) < 0) return -1;
+    if (http_json_get_string(it, "call_id", 1, 128, NULL, &call_id, e) < 0 ||
+        (is_call && http_json_get_string(it, "name", 1, 64, NULL, &name, e) < 0) ||
+        http_json_get_string(it, is_call ? "arguments" : "output", 1, 0, NULL, &text, e) < 0)
+        return nested(e, prefix, e->param);
+    if (!is_call) {
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s}", "role", "tool", "tool_call_id",
+                                              call_id, "content", text));
+        return 0;
+    }
+    json_t *last = json_array_get(list, json_array_size(list) - 1);
+    const char *last_role = json_string_value(json_object_get(last, "role"));
+    if (!last_role || strcmp(last_role, "assistant")) {
+        last = message("assistant", "");
+        json_array_append_new(list, last);
+    }
+    json_t *calls = json_object_get(last, "tool_calls");
+    if (!calls) {
+        calls = json_array();
+        json_object_set_new(last, "tool_calls", calls);
+    }
+    json_t *args = json_string(text);
+    json_array_append_new(calls, openai_call(call_id, name, args));
+    json_decref(args);
+    return 0;
+}
+
 /* Responses input items: {role, content} messages (type "message" or none). */
 static int responses_input(const json_t *input, json_t *list, http_error *e) {
     if (json_is_string(input)) {
@@ -693,6 +731,10 @@ static int responses_input(const json_t *input, json_t *list, http_error *e) {
         snprintf(prefix, sizeof prefix, "input[%zu].", i);
         const char *type = json_string_value(json_object_get(it, "type"));
         const char *role = json_string_value(json_object_get(it, "role"));
+        if (type && (!strcmp(type, "function_call") || !strcmp(type, "function_call_output"))) {
+            if (responses_call_item(it, i, type, list, e) < 0) return -1;
+            continue;
+        }
         if (!json_is_object(it) || (type && strcmp(type, "message")) || !role ||
             (strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "system") &&
              strcmp(role, "developer")))
@@ -733,6 +775,66 @@ static int responses_input(const json_t *input, json_t *list, http_error *e) {
     return 0;
 }
 
+/* Responses tools [{type: "function", name, description, parameters, strict}], tool_choice
+ * ("none" | "auto" | "required" | {type: "function", name}) and parallel_tool_calls -> chat's. */
+static int responses_tools(const json_t *in, json_t *out, http_error *e) {
+    const json_t *tools = json_object_get(in, "tools");
+    if (tools && !json_is_null(tools)) {
+        if (!json_is_array(tools))
+            return http_error_set(e, 400, NULL, "tools", NULL, "'tools' must be an array");
+        json_t *list = json_array();
+        json_object_set_new(out, "tools", list); /* dropped below when empty */
+        size_t i;
+        const json_t *t;
+        json_array_foreach(tools, i, t) {
+            static const char *const tool_allowed[] = {"type",       "name",   "description",
+                                                       "parameters", "strict", NULL};
+            char prefix[48];
+            snprintf(prefix, sizeof prefix, "tools[%zu].", i);
+            const char *type = json_string_value(json_object_get(t, "type"));
+            if (!json_is_object(t) || !type || strcmp(type, "function")) {
+                char field[64];
+                snprintf(field, sizeof field, "%stype", prefix);
+                return unsupported(e, field, "only function tools");
+            }
+            if (check_known(t, tool_allowed, prefix, e) < 0) return -1;
+            json_t *fn = json_deep_copy(t);
+            json_object_del(fn, "type");
+            json_array_append_new(list,
+                                  json_pack("{s:s, s:o}", "type", "function", "function", fn));
+        }
+        if (json_array_size(list) == 0) json_object_del(out, "tools");
+    }
+    const json_t *tc = json_object_get(in, "tool_choice");
+    if (json_is_string(tc)) {
+        json_object_set(out, "tool_choice", (json_t *)tc); /* the core checks the value */
+    } else if (json_is_object(tc)) {
+        static const char *const tc_allowed[] = {"type", "name", NULL};
+        const char *type = json_string_value(json_object_get(tc, "type"));
+        const char *name = json_string_value(json_object_get(tc, "name"));
+        if (check_known(tc, tc_allowed, "tool_choice.", e) < 0) return -1;
+        if (!type || strcmp(type, "function") || !name)
+            return http_error_set(e, 400, NULL, "tool_choice", NULL,
+                                  "'tool_choice' must be none, auto, required or "
+                                  "{\"type\": \"function\", \"name\": ...}");
+        json_object_set_new(
+            out, "tool_choice",
+            json_pack("{s:s, s:{s:s}}", "type", "function", "function", "name", name));
+    } else if (tc && !json_is_null(tc)) {
+        return http_error_set(e, 400, NULL, "tool_choice", NULL,
+                              "'tool_choice' must be a string or an object");
+    }
+    const json_t *ptc = json_object_get(in, "parallel_tool_calls");
+    if (ptc && !json_is_null(ptc)) {
+        if (!json_is_boolean(ptc))
+            return http_error_set(e, 400, NULL, "parallel_tool_calls", NULL,
+                                  "'parallel_tool_calls' must be a boolean");
+        if (json_object_get(out, "tools"))
+            json_object_set(out, "parallel_tool_calls", (json_t *)ptc);
+    }
+    return 0;
+}
+
 static int responses(const json_t *in, json_t *out, int *stream, http_error *e) {
     static const char *const allowed[] = {
         "model",   "input",    "instructions", "max_output_tokens",   "temperature",
@@ -746,22 +848,18 @@ static int responses(const json_t *in, json_t *out, int *stream, http_error *e) 
         copy_number(in, "top_p", "", 0, 1, out, "top_p", e) < 0 ||
         copy_int(in, "max_output_tokens", "", 1, 1 << 24, out, "max_tokens", e) < 0 ||
         only_empty(in, "store", "stored responses are not supported; send store: false", e) < 0 ||
-        only_empty(in, "tools", "tools are not supported", e) < 0 ||
+        responses_tools(in, out, e) < 0 ||
         only_empty(in, "include", "no extra output can be included", e) < 0 ||
         only_empty(in, "metadata", "responses are not stored", e) < 0 ||
         only_empty(in, "reasoning", "reasoning is not supported", e) < 0 ||
         only_empty(in, "background", "background responses are not supported", e) < 0)
         return -1;
     const char *s;
-    if (http_json_get_string(in, "tool_choice", 0, 16, "none", &s, e) < 0) return -1;
-    if (strcmp(s, "none") && strcmp(s, "auto")) return unsupported(e, "tool_choice", "no tools");
     if (http_json_get_string(in, "truncation", 0, 16, "disabled", &s, e) < 0) return -1;
     if (strcmp(s, "disabled")) return unsupported(e, "truncation", "only 'disabled'");
     if (http_json_get_string(in, "service_tier", 0, 16, "auto", &s, e) < 0) return -1;
     if (strcmp(s, "auto") && strcmp(s, "default"))
         return unsupported(e, "service_tier", "only 'auto' and 'default'");
-    int ptc;
-    if (http_json_get_bool(in, "parallel_tool_calls", 0, 0, &ptc, e) < 0) return -1;
     const json_t *text = json_object_get(in, "text");
     if (text && !json_is_null(text)) {
         const json_t *fmt = json_object_get(text, "format");
@@ -1053,19 +1151,41 @@ static json_t *responses_item(const dialect_out *d, const char *text, size_t len
                      text ? json_pack("[o]", responses_part(text, len)) : json_array());
 }
 
+/* Responses: the function_call output item of call k (output index k + 1). */
+static json_t *responses_call(const dialect_out *d, size_t k, int done) {
+    const json_t *c = json_array_get(d->calls, k);
+    char id[64];
+    snprintf(id, sizeof id, "fc_%s_%zu", d->item_id, k);
+    return json_pack("{s:s, s:s, s:O, s:O, s:s, s:s}", "type", "function_call", "id", id, "call_id",
+                     json_object_get(c, "id"), "name", json_object_get(c, "name"), "arguments",
+                     done ? json_string_value(json_object_get(c, "arguments")) : "", "status",
+                     done ? "completed" : "in_progress");
+}
+
+/* The output items of a finished response: the message (kept when it has text, when nothing
+ * else came, or in a stream, which opened it first), then the calls. */
+static json_t *responses_output(const dialect_out *d, const char *text, size_t len) {
+    json_t *items = json_array();
+    if (len > 0 || d->stream || json_array_size(d->calls) == 0)
+        json_array_append_new(items, responses_item(d, text, len, 1));
+    for (size_t k = 0; k < json_array_size(d->calls); k++)
+        json_array_append_new(items, responses_call(d, k, 1));
+    return items;
+}
+
 /* The response object; `text` NULL while in progress. */
 static json_t *responses_object(const dialect_out *d, const char *text, size_t len) {
     int incomplete = text && strcmp(d->finish, "length") == 0;
     const char *status = !text ? "in_progress" : incomplete ? "incomplete" : "completed";
-    json_t *r = json_pack(
-        "{s:s, s:s, s:I, s:s, s:n, s:o, s:s, s:o, s:b, s:n, s:s, s:[], "
-        "s:{s:{s:s}}, s:s, s:b}",
-        "id", d->id, "object", "response", "created_at", (json_int_t)d->created, "status", status,
-        "error", "incomplete_details",
-        incomplete ? json_pack("{s:s}", "reason", "max_output_tokens") : json_null(), "model",
-        d->model, "output", text ? json_pack("[o]", responses_item(d, text, len, 1)) : json_array(),
-        "parallel_tool_calls", 0, "previous_response_id", "tool_choice", "none", "tools", "text",
-        "format", "type", "text", "truncation", "disabled", "store", 0);
+    json_t *r =
+        json_pack("{s:s, s:s, s:I, s:s, s:n, s:o, s:s, s:o, s:b, s:n, s:s, s:[], "
+                  "s:{s:{s:s}}, s:s, s:b}",
+                  "id", d->id, "object", "response", "created_at", (json_int_t)d->created, "status",
+                  status, "error", "incomplete_details",
+                  incomplete ? json_pack("{s:s}", "reason", "max_output_tokens") : json_null(),
+                  "model", d->model, "output", text ? responses_output(d, text, len) : json_array(),
+                  "parallel_tool_calls", 0, "previous_response_id", "tool_choice", "none", "tools",
+                  "text", "format", "type", "text", "truncation", "disabled", "store", 0);
     if (text)
         json_object_set_new(r, "usage",
                             json_pack("{s:I, s:{s:i}, s:I, s:{s:i}, s:I}", "input_tokens",
@@ -1186,6 +1306,12 @@ static void take_calls(dialect_out *d, const json_t *tool_calls, mh_buf *out) {
             cur = json_pack("{s:s, s:s, s:s}", "id", id ? id : made, "name", name ? name : "",
                             "arguments", "");
             json_array_append_new(d->calls, cur);
+            if (d->stream && d->api == DIALECT_OPENAI_RESPONSES) {
+                size_t k = json_array_size(d->calls) - 1;
+                emit(d, out, "response.output_item.added",
+                     json_pack("{s:I, s:o}", "output_index", (json_int_t)(k + 1), "item",
+                               responses_call(d, k, 0)));
+            }
             if (d->stream && d->api == DIALECT_ANTHROPIC_MESSAGES) {
                 close_block(d, out);
                 emit(d, out, "content_block_start",
@@ -1199,6 +1325,15 @@ static void take_calls(dialect_out *d, const json_t *tool_calls, mh_buf *out) {
         mh_buf_printf(&b, "%s%s", json_string_value(json_object_get(cur, "arguments")), args);
         json_object_set_new(cur, "arguments", json_string(b.data));
         mh_buf_free(&b);
+        if (d->stream && d->api == DIALECT_OPENAI_RESPONSES) {
+            size_t k = 0;
+            while (json_array_get(d->calls, k) != cur) k++;
+            char id[64];
+            snprintf(id, sizeof id, "fc_%s_%zu", d->item_id, k);
+            emit(d, out, "response.function_call_arguments.delta",
+                 json_pack("{s:s, s:I, s:s}", "item_id", id, "output_index", (json_int_t)(k + 1),
+                           "delta", args));
+        }
         if (d->stream && d->api == DIALECT_ANTHROPIC_MESSAGES && d->block_kind == 2)
             emit(d, out, "content_block_delta",
                  json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_delta", "index",
@@ -1298,6 +1433,15 @@ void dialect_out_done(dialect_out *d, mh_buf *out) {
                        "content_index", 0, "part", responses_part(t, len)));
         emit(d, out, "response.output_item.done",
              json_pack("{s:i, s:o}", "output_index", 0, "item", responses_item(d, t, len, 1)));
+        for (size_t k = 0; k < json_array_size(d->calls); k++) {
+            json_t *item = responses_call(d, k, 1);
+            emit(d, out, "response.function_call_arguments.done",
+                 json_pack("{s:O, s:I, s:O}", "item_id", json_object_get(item, "id"),
+                           "output_index", (json_int_t)(k + 1), "arguments",
+                           json_object_get(item, "arguments")));
+            emit(d, out, "response.output_item.done",
+                 json_pack("{s:I, s:o}", "output_index", (json_int_t)(k + 1), "item", item));
+        }
         emit(d, out,
              strcmp(d->finish, "length") == 0 ? "response.incomplete" : "response.completed",
              json_pack("{s:o}", "response", responses_object(d, t, len)));

@@ -168,6 +168,34 @@ function suite(label, start) {
       assert.ok(["end_turn", "max_tokens", "tool_use"].includes(next.stop_reason));
     });
 
+    test("responses tools: a forced function_call, streamed the same, then its output gets an answer", async () => {
+      const tools = WEATHER_TOOLS.map((w) => ({ type: "function", name: w.name, description: w.description,
+                                                parameters: w.input_schema, strict: true }));
+      const req = { model: t.model, input: "Weather in Rome?", tools, temperature: 0, max_output_tokens: 200,
+                    tool_choice: { type: "function", name: "get_weather" }, parallel_tool_calls: false };
+      const r = await openai.responses.create(req);
+      const call = r.output.find((o) => o.type === "function_call");
+      assert.ok(call, JSON.stringify(r.output));
+      assert.equal(call.name, "get_weather");
+      assert.equal(call.status, "completed");
+      const args = JSON.parse(call.arguments);
+      assert.ok(["Paris", "Rome", "Oslo"].includes(args.city), call.arguments);
+      const stream = await openai.responses.create({ ...req, stream: true });
+      let deltas = "", doneItem, completed;
+      for await (const ev of stream) {
+        if (ev.type === "response.function_call_arguments.delta") deltas += ev.delta;
+        if (ev.type === "response.output_item.done" && ev.item.type === "function_call") doneItem = ev.item;
+        if (ev.type === "response.completed") completed = ev.response;
+      }
+      assert.equal(deltas, call.arguments);
+      assert.equal(doneItem.arguments, call.arguments);
+      assert.ok(completed.output.some((o) => o.type === "function_call" && o.arguments === call.arguments));
+      const next = await openai.responses.create({ model: t.model, tools, max_output_tokens: 8, temperature: 0,
+        input: [{ role: "user", content: "Weather in Rome?" }, call,
+                { type: "function_call_output", call_id: call.call_id, output: "18 degrees" }] });
+      assert.equal(next.object, "response");
+    });
+
     test("ollama tools: calls read back as message.tool_calls; a tool message is accepted", async () => {
       const tools = WEATHER_TOOLS.map((w) => ({ type: "function", function: { name: w.name, description: w.description, parameters: w.input_schema } }));
       const messages = [{ role: "user", content: "Weather in Rome?" }];
