@@ -399,6 +399,31 @@ static void test_tools(void **state) {
                   &e),
         400);
 
+    assert_int_equal(
+        translate(DIALECT_OPENAI_RESPONSES,
+                  "{\"model\":\"m\",\"tools\":[{\"type\":\"function\",\"name\":\"get\","
+                  "\"parameters\":{\"type\":\"object\"},\"strict\":true}],\"tool_choice\":"
+                  "\"required\",\"parallel_tool_calls\":false,\"input\":[{\"role\":\"user\","
+                  "\"content\":\"q\"},{\"type\":\"function_call\",\"call_id\":\"c1\",\"name\":"
+                  "\"get\",\"arguments\":\"{}\"},{\"type\":\"function_call\",\"call_id\":\"c2\","
+                  "\"name\":\"get\",\"arguments\":\"{}\"},{\"type\":\"function_call_output\","
+                  "\"call_id\":\"c2\",\"output\":\"two\"}]}",
+                  &dr, &e),
+        0);
+    assert_string_equal(str_at(dr.body, "tools.0.function.name"), "get");
+    assert_string_equal(str_at(dr.body, "tool_choice"), "required");
+    assert_true(json_is_false(json_object_get(dr.body, "parallel_tool_calls")));
+    assert_string_equal(str_at(dr.body, "messages.1.tool_calls.1.id"), "c2"); /* one message */
+    assert_string_equal(str_at(dr.body, "messages.2.tool_call_id"), "c2");
+    assert_string_equal(str_at(dr.body, "messages.2.content"), "two");
+    json_decref(dr.body);
+    assert_int_equal(translate(DIALECT_OPENAI_RESPONSES,
+                               "{\"model\":\"m\",\"input\":\"x\",\"tools\":[{\"type\":"
+                               "\"file_search\"}]}",
+                               &dr, &e),
+                     400);
+    assert_string_equal(e.param, "tools[0].type");
+
     /* answers: a whole OpenAI message with a call */
     json_t *whole = json_loads(
         "{\"model\":\"m\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
@@ -430,6 +455,14 @@ static void test_tools(void **state) {
             "function"),
         "arguments")));
     json_decref(o);
+    dialect_out_free(d);
+    d = dialect_out_new(DIALECT_OPENAI_RESPONSES, 0, NULL);
+    json_t *rr = dialect_out_response(d, whole);
+    assert_int_equal(json_array_size(json_object_get(rr, "output")), 1); /* no text: the call */
+    assert_string_equal(str_at(rr, "output.0.type"), "function_call");
+    assert_string_equal(str_at(rr, "output.0.call_id"), "c1");
+    assert_string_equal(str_at(rr, "output.0.arguments"), "{\"a\":1}");
+    json_decref(rr);
     dialect_out_free(d);
     json_decref(whole);
 
