@@ -1073,7 +1073,9 @@ static void ollama_stats(const dialect_out *d, json_t *o) {
     double now = mh_now_mono();
     double first = d->t_first > 0 ? d->t_first : now;
     long long evals = d->have_usage ? d->completion_tokens : d->n_deltas;
-    json_object_set_new(o, "done_reason", json_string(d->finish[0] ? d->finish : "stop"));
+    /* Ollama ends a turn of calls with "stop" too */
+    const char *why = !d->finish[0] || strcmp(d->finish, "tool_calls") == 0 ? "stop" : d->finish;
+    json_object_set_new(o, "done_reason", json_string(why));
     json_object_set_new(o, "total_duration", json_integer(ns(now - d->t_start)));
     json_object_set_new(o, "load_duration", json_integer(0));
     json_object_set_new(o, "prompt_eval_count", json_integer(d->prompt_tokens));

@@ -449,6 +449,7 @@ static void test_tools(void **state) {
     d = dialect_out_new(DIALECT_OLLAMA_CHAT, 0, NULL);
     json_t *o = dialect_out_response(d, whole);
     assert_string_equal(str_at(o, "message.tool_calls.0.function.name"), "get");
+    assert_string_equal(str_at(o, "done_reason"), "stop");
     assert_true(json_is_object(json_object_get(
         json_object_get(
             json_array_get(json_object_get(json_object_get(o, "message"), "tool_calls"), 0),
@@ -504,6 +505,81 @@ static void test_tools(void **state) {
     mh_buf_free(&b);
 }
 
+/* Feed OpenAI stream chunks through a streaming dialect_out; the whole output in *b. */
+static void run_stream(dialect_api api, const char *const *chunks, size_t n, mh_buf *b) {
+    dialect_out *d = dialect_out_new(api, 1, NULL);
+    for (size_t i = 0; i < n; i++) {
+        json_t *c = json_loads(chunks[i], 0, NULL);
+        assert_non_null(c);
+        dialect_out_chunk(d, c, b);
+        json_decref(c);
+    }
+    dialect_out_done(d, b);
+    dialect_out_free(d);
+}
+
+/* Every string of `order` in b, in that order. */
+static void assert_in_order(const mh_buf *b, const char *const *order, size_t n) {
+    const char *at = b->data;
+    for (size_t i = 0; i < n; i++) {
+        const char *next = strstr(at, order[i]);
+        if (!next) fprintf(stderr, "missing in order: %s\n%s\n", order[i], b->data);
+        assert_non_null(next);
+        at = next + strlen(order[i]);
+    }
+}
+
+/* Streamed calls into Ollama NDJSON (a line with message.tool_calls, arguments an object, before
+ * the done line) and Responses events (function_call item added, arguments delta/done, item done,
+ * then response.completed listing the call). */
+static void test_tool_streams(void **state) {
+    (void)state;
+    const char *chunks[] = {
+        "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c1\","
+        "\"type\":\"function\",\"function\":{\"name\":\"get\",\"arguments\":\"{\\\"a\\\":1}\"}}]}}"
+        "]}",
+        "{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}"};
+    mh_buf b = {0};
+    run_stream(DIALECT_OLLAMA_CHAT, chunks, 2, &b);
+    /* two lines: the call, then done */
+    char *nl = strchr(b.data, '\n');
+    assert_non_null(nl);
+    *nl = '\0';
+    json_t *line = json_loads(b.data, 0, NULL);
+    assert_non_null(line);
+    assert_false(json_is_true(json_object_get(line, "done")));
+    assert_string_equal(str_at(line, "message.tool_calls.0.function.name"), "get");
+    json_t *args = json_object_get(
+        json_object_get(
+            json_array_get(json_object_get(json_object_get(line, "message"), "tool_calls"), 0),
+            "function"),
+        "arguments");
+    assert_true(json_is_object(args));
+    assert_int_equal(json_integer_value(json_object_get(args, "a")), 1);
+    json_decref(line);
+    json_t *last = json_loads(nl + 1, JSON_DISABLE_EOF_CHECK, NULL);
+    assert_non_null(last);
+    assert_true(json_is_true(json_object_get(last, "done")));
+    assert_string_equal(str_at(last, "done_reason"), "stop");
+    json_decref(last);
+    mh_buf_free(&b);
+
+    mh_buf r = {0};
+    run_stream(DIALECT_OPENAI_RESPONSES, chunks, 2, &r);
+    const char *order[] = {"response.created",
+                           "response.output_item.added",
+                           "\"type\":\"function_call\"",
+                           "response.function_call_arguments.delta",
+                           "response.function_call_arguments.done",
+                           "\"arguments\":\"{\\\"a\\\":1}\"",
+                           "response.output_item.done",
+                           "\"call_id\":\"c1\"",
+                           "response.completed",
+                           "\"type\":\"function_call\""};
+    assert_in_order(&r, order, sizeof order / sizeof order[0]);
+    mh_buf_free(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ollama_requests),
@@ -513,6 +589,7 @@ int main(void) {
         cmocka_unit_test(test_errors_and_garbage),
         cmocka_unit_test(test_long_names_and_odd_finish),
         cmocka_unit_test(test_tools),
+        cmocka_unit_test(test_tool_streams),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
