@@ -373,6 +373,51 @@ static void test_tools(void **state) {
                                &dr, &e),
                      400);
     assert_string_equal(e.param, "messages[0].content");
+    /* garbage in tool shapes: 400 naming the exact field */
+    static const struct {
+        dialect_api api;
+        const char *body, *param;
+    } bad[] = {
+        {DIALECT_ANTHROPIC_MESSAGES,
+         "{\"model\":\"m\",\"max_tokens\":9,\"messages\":[{\"role\":\"user\",\"content\":\"q\"},"
+         "{\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"a\",\"name\":"
+         "\"b\",\"input\":[1]}]},{\"role\":\"user\",\"content\":\"r\"}]}",
+         "messages[1].content[0].input"},
+        {DIALECT_ANTHROPIC_MESSAGES,
+         "{\"model\":\"m\",\"max_tokens\":9,\"tools\":[{\"name\":\"b\",\"input_schema\":7}],"
+         "\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}",
+         "tools[0].input_schema"},
+        {DIALECT_ANTHROPIC_MESSAGES,
+         "{\"model\":\"m\",\"max_tokens\":9,\"messages\":[{\"role\":\"user\",\"content\":[{"
+         "\"type\":\"tool_result\",\"tool_use_id\":5}]}]}",
+         "messages[0].content[0].tool_use_id"},
+        {DIALECT_ANTHROPIC_MESSAGES,
+         "{\"model\":\"m\",\"max_tokens\":9,\"tool_choice\":{\"type\":\"tool\"},"
+         "\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}",
+         "tool_choice.type"},
+        {DIALECT_OLLAMA_CHAT,
+         "{\"model\":\"m\",\"messages\":[{\"role\":\"assistant\",\"content\":\"\","
+         "\"tool_calls\":{}}]}",
+         "messages[0].tool_calls"},
+        {DIALECT_OLLAMA_CHAT,
+         "{\"model\":\"m\",\"messages\":[{\"role\":\"assistant\",\"content\":\"\","
+         "\"tool_calls\":[{\"function\":{\"name\":\"f\",\"arguments\":3}}]}]}",
+         "messages[0].tool_calls[0]"},
+        {DIALECT_OLLAMA_CHAT,
+         "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\","
+         "\"tool_calls\":[{\"function\":{\"name\":\"f\"}}]}]}",
+         "messages[0].tool_calls"},
+        {DIALECT_OPENAI_RESPONSES,
+         "{\"model\":\"m\",\"input\":[{\"type\":\"function_call\",\"call_id\":\"c\","
+         "\"name\":\"f\",\"arguments\":{}}]}",
+         "input[0].arguments"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(translate(bad[i].api, bad[i].body, &dr, &e), 400);
+        if (strcmp(e.param, bad[i].param))
+            fprintf(stderr, "case %zu: param '%s', message %s\n", i, e.param, e.message);
+        assert_string_equal(e.param, bad[i].param);
+    }
 
     assert_int_equal(
         translate(
