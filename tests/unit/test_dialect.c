@@ -620,6 +620,7 @@ static void test_tool_streams(void **state) {
                            "response.output_item.done",
                            "\"call_id\":\"c1\"",
                            "response.completed",
+                           "\"status\":\"completed\"",
                            "\"type\":\"function_call\""};
     assert_in_order(&r, order, sizeof order / sizeof order[0]);
     mh_buf_free(&r);
