@@ -52,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 taken = 1;
             }
         }
-        CHECK(taken || accepting);                         /* never stuck */
+        CHECK(taken || accepting);                      /* never stuck */
         CHECK(taken || !grammar_state_continuable(st)); /* "continuable" means a byte fits */
         if (!taken) break;
     }
