@@ -242,6 +242,7 @@ static json_t *ollama_calls(const json_t *tc, size_t i, json_t *open, http_error
     if (!json_is_array(tc)) {
         http_error_set(e, 400, NULL, "messages", NULL, "messages[%zu].tool_calls must be an array",
                        i);
+        snprintf(e->param, sizeof e->param, "messages[%zu].tool_calls", i);
         return NULL;
     }
     json_t *calls = json_array();
@@ -258,6 +259,7 @@ static json_t *ollama_calls(const json_t *tc, size_t i, json_t *open, http_error
                            "messages[%zu].tool_calls[%zu] must be {\"function\": {\"name\": "
                            "string, \"arguments\": object}}",
                            i, k);
+            snprintf(e->param, sizeof e->param, "messages[%zu].tool_calls[%zu]", i, k);
             return NULL;
         }
         char id[48];
@@ -325,10 +327,12 @@ static int ollama_chat(const json_t *in, json_t *out, int *stream, http_error *e
         if (tc && !json_is_null(tc) && !(json_is_array(tc) && json_array_size(tc) == 0)) {
             json_t *calls = strcmp(role, "assistant") == 0 ? ollama_calls(tc, i, open, e) : NULL;
             if (!calls) {
-                if (strcmp(role, "assistant"))
+                if (strcmp(role, "assistant")) {
                     http_error_set(e, 400, NULL, "messages", NULL,
                                    "messages[%zu].tool_calls: only assistant messages make calls",
                                    i);
+                    snprintf(e->param, sizeof e->param, "messages[%zu].tool_calls", i);
+                }
                 json_decref(msg);
                 rc = -1;
                 break;
@@ -481,9 +485,11 @@ static int anthropic_tools(const json_t *in, json_t *out, http_error *e) {
                 return unsupported(e, field, "only custom tools (name + input_schema)");
             }
             const json_t *schema = json_object_get(t, "input_schema");
-            if (!json_is_object(schema))
-                return http_error_set(e, 400, NULL, "tools", NULL,
-                                      "tools[%zu].input_schema must be a JSON schema object", i);
+            if (!json_is_object(schema)) {
+                http_error_set(e, 400, NULL, "tools", NULL,
+                               "tools[%zu].input_schema must be a JSON schema object", i);
+                return nested(e, prefix, "input_schema");
+            }
             json_t *fn = json_pack("{s:s, s:O}", "name", name, "parameters", schema);
             if (desc) json_object_set_new(fn, "description", json_string(desc));
             json_array_append_new(list,
@@ -569,8 +575,8 @@ static int anthropic_message_in(const json_t *m, size_t i, const char *role, jso
                 break;
             }
             if (!json_is_object(input)) {
-                rc = http_error_set(e, 400, NULL, "messages", NULL, "%sinput must be an object",
-                                    prefix);
+                http_error_set(e, 400, NULL, "messages", NULL, "%sinput must be an object", prefix);
+                rc = nested(e, prefix, "input");
                 break;
             }
             json_array_append_new(calls, openai_call(id, name, input));
@@ -1073,7 +1079,9 @@ static void ollama_stats(const dialect_out *d, json_t *o) {
     double now = mh_now_mono();
     double first = d->t_first > 0 ? d->t_first : now;
     long long evals = d->have_usage ? d->completion_tokens : d->n_deltas;
-    json_object_set_new(o, "done_reason", json_string(d->finish[0] ? d->finish : "stop"));
+    /* Ollama ends a turn of calls with "stop" too */
+    const char *why = !d->finish[0] || strcmp(d->finish, "tool_calls") == 0 ? "stop" : d->finish;
+    json_object_set_new(o, "done_reason", json_string(why));
     json_object_set_new(o, "total_duration", json_integer(ns(now - d->t_start)));
     json_object_set_new(o, "load_duration", json_integer(0));
     json_object_set_new(o, "prompt_eval_count", json_integer(d->prompt_tokens));

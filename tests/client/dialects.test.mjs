@@ -202,6 +202,12 @@ function suite(label, start) {
       const r = await ollama.chat({ model: t.model, messages, tools, stream: false, options: { temperature: 0, num_predict: 24 } });
       assert.equal(r.done, true);
       for (const c of r.message.tool_calls ?? []) assert.equal(typeof c.function.arguments, "object");
+      // streamed: NDJSON lines through the SDK, one done line last, any calls with object arguments
+      const parts = [];
+      for await (const p of await ollama.chat({ model: t.model, messages, tools, stream: true, options: { temperature: 0, num_predict: 24 } })) parts.push(p);
+      assert.equal(parts.at(-1).done, true);
+      assert.equal(parts.filter((p) => p.done).length, 1);
+      for (const p of parts) for (const c of p.message?.tool_calls ?? []) assert.equal(typeof c.function.arguments, "object");
       const next = await ollama.chat({ model: t.model, stream: false, tools, options: { num_predict: 4 },
         messages: [...messages, { role: "assistant", content: "", tool_calls: [{ function: { name: "get_weather", arguments: { city: "Rome", unit: "celsius" } } }] },
                    { role: "tool", content: "18 degrees", tool_name: "get_weather" }] });

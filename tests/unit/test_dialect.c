@@ -373,6 +373,51 @@ static void test_tools(void **state) {
                                &dr, &e),
                      400);
     assert_string_equal(e.param, "messages[0].content");
+    /* garbage in tool shapes: 400 naming the exact field */
+    static const struct {
+        dialect_api api;
+        const char *body, *param;
+    } bad[] = {
+        {DIALECT_ANTHROPIC_MESSAGES,
+         "{\"model\":\"m\",\"max_tokens\":9,\"messages\":[{\"role\":\"user\",\"content\":\"q\"},"
+         "{\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"a\",\"name\":"
+         "\"b\",\"input\":[1]}]},{\"role\":\"user\",\"content\":\"r\"}]}",
+         "messages[1].content[0].input"},
+        {DIALECT_ANTHROPIC_MESSAGES,
+         "{\"model\":\"m\",\"max_tokens\":9,\"tools\":[{\"name\":\"b\",\"input_schema\":7}],"
+         "\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}",
+         "tools[0].input_schema"},
+        {DIALECT_ANTHROPIC_MESSAGES,
+         "{\"model\":\"m\",\"max_tokens\":9,\"messages\":[{\"role\":\"user\",\"content\":[{"
+         "\"type\":\"tool_result\",\"tool_use_id\":5}]}]}",
+         "messages[0].content[0].tool_use_id"},
+        {DIALECT_ANTHROPIC_MESSAGES,
+         "{\"model\":\"m\",\"max_tokens\":9,\"tool_choice\":{\"type\":\"tool\"},"
+         "\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}",
+         "tool_choice.type"},
+        {DIALECT_OLLAMA_CHAT,
+         "{\"model\":\"m\",\"messages\":[{\"role\":\"assistant\",\"content\":\"\","
+         "\"tool_calls\":{}}]}",
+         "messages[0].tool_calls"},
+        {DIALECT_OLLAMA_CHAT,
+         "{\"model\":\"m\",\"messages\":[{\"role\":\"assistant\",\"content\":\"\","
+         "\"tool_calls\":[{\"function\":{\"name\":\"f\",\"arguments\":3}}]}]}",
+         "messages[0].tool_calls[0]"},
+        {DIALECT_OLLAMA_CHAT,
+         "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\","
+         "\"tool_calls\":[{\"function\":{\"name\":\"f\"}}]}]}",
+         "messages[0].tool_calls"},
+        {DIALECT_OPENAI_RESPONSES,
+         "{\"model\":\"m\",\"input\":[{\"type\":\"function_call\",\"call_id\":\"c\","
+         "\"name\":\"f\",\"arguments\":{}}]}",
+         "input[0].arguments"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(translate(bad[i].api, bad[i].body, &dr, &e), 400);
+        if (strcmp(e.param, bad[i].param))
+            fprintf(stderr, "case %zu: param '%s', message %s\n", i, e.param, e.message);
+        assert_string_equal(e.param, bad[i].param);
+    }
 
     assert_int_equal(
         translate(
@@ -449,6 +494,7 @@ static void test_tools(void **state) {
     d = dialect_out_new(DIALECT_OLLAMA_CHAT, 0, NULL);
     json_t *o = dialect_out_response(d, whole);
     assert_string_equal(str_at(o, "message.tool_calls.0.function.name"), "get");
+    assert_string_equal(str_at(o, "done_reason"), "stop");
     assert_true(json_is_object(json_object_get(
         json_object_get(
             json_array_get(json_object_get(json_object_get(o, "message"), "tool_calls"), 0),
@@ -504,6 +550,82 @@ static void test_tools(void **state) {
     mh_buf_free(&b);
 }
 
+/* Feed OpenAI stream chunks through a streaming dialect_out; the whole output in *b. */
+static void run_stream(dialect_api api, const char *const *chunks, size_t n, mh_buf *b) {
+    dialect_out *d = dialect_out_new(api, 1, NULL);
+    for (size_t i = 0; i < n; i++) {
+        json_t *c = json_loads(chunks[i], 0, NULL);
+        assert_non_null(c);
+        dialect_out_chunk(d, c, b);
+        json_decref(c);
+    }
+    dialect_out_done(d, b);
+    dialect_out_free(d);
+}
+
+/* Every string of `order` in b, in that order. */
+static void assert_in_order(const mh_buf *b, const char *const *order, size_t n) {
+    const char *at = b->data;
+    for (size_t i = 0; i < n; i++) {
+        const char *next = strstr(at, order[i]);
+        if (!next) fprintf(stderr, "missing in order: %s\n%s\n", order[i], b->data);
+        assert_non_null(next);
+        at = next + strlen(order[i]);
+    }
+}
+
+/* Streamed calls into Ollama NDJSON (a line with message.tool_calls, arguments an object, before
+ * the done line) and Responses events (function_call item added, arguments delta/done, item done,
+ * then response.completed listing the call). */
+static void test_tool_streams(void **state) {
+    (void)state;
+    const char *chunks[] = {
+        "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c1\","
+        "\"type\":\"function\",\"function\":{\"name\":\"get\",\"arguments\":\"{\\\"a\\\":1}\"}}]}}"
+        "]}",
+        "{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}"};
+    mh_buf b = {0};
+    run_stream(DIALECT_OLLAMA_CHAT, chunks, 2, &b);
+    /* two lines: the call, then done */
+    char *nl = strchr(b.data, '\n');
+    assert_non_null(nl);
+    *nl = '\0';
+    json_t *line = json_loads(b.data, 0, NULL);
+    assert_non_null(line);
+    assert_false(json_is_true(json_object_get(line, "done")));
+    assert_string_equal(str_at(line, "message.tool_calls.0.function.name"), "get");
+    json_t *args = json_object_get(
+        json_object_get(
+            json_array_get(json_object_get(json_object_get(line, "message"), "tool_calls"), 0),
+            "function"),
+        "arguments");
+    assert_true(json_is_object(args));
+    assert_int_equal(json_integer_value(json_object_get(args, "a")), 1);
+    json_decref(line);
+    json_t *last = json_loads(nl + 1, JSON_DISABLE_EOF_CHECK, NULL);
+    assert_non_null(last);
+    assert_true(json_is_true(json_object_get(last, "done")));
+    assert_string_equal(str_at(last, "done_reason"), "stop");
+    json_decref(last);
+    mh_buf_free(&b);
+
+    mh_buf r = {0};
+    run_stream(DIALECT_OPENAI_RESPONSES, chunks, 2, &r);
+    const char *order[] = {"response.created",
+                           "response.output_item.added",
+                           "\"type\":\"function_call\"",
+                           "response.function_call_arguments.delta",
+                           "response.function_call_arguments.done",
+                           "\"arguments\":\"{\\\"a\\\":1}\"",
+                           "response.output_item.done",
+                           "\"call_id\":\"c1\"",
+                           "response.completed",
+                           "\"status\":\"completed\"",
+                           "\"type\":\"function_call\""};
+    assert_in_order(&r, order, sizeof order / sizeof order[0]);
+    mh_buf_free(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ollama_requests),
@@ -513,6 +635,7 @@ int main(void) {
         cmocka_unit_test(test_errors_and_garbage),
         cmocka_unit_test(test_long_names_and_odd_finish),
         cmocka_unit_test(test_tools),
+        cmocka_unit_test(test_tool_streams),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
