@@ -1275,8 +1275,9 @@ static json_t *translate_response(dialect_out *d, const json_t *openai) {
     }
 }
 
-/* Anthropic stream blocks: the text block opens with the stream; a tool call closes the open
- * block and opens its own; text after a call opens a new text block. */
+/* Anthropic stream blocks: the first text opens a text block; a tool call closes the open block
+ * and opens its own; text after a call opens a new text block. A reply of nothing sends one
+ * empty text block. */
 static void close_block(dialect_out *d, mh_buf *out) {
     if (!d->block_kind) return;
     emit(d, out, "content_block_stop",
@@ -1357,7 +1358,6 @@ static void start_stream(dialect_out *d, mh_buf *out) {
         emit(d, out, "message_start",
              json_pack("{s:s, s:o}", "type", "message_start", "message",
                        anthropic_message(d, NULL, 0)));
-        open_text_block(d, out);
     } else if (d->api == DIALECT_OPENAI_RESPONSES) {
         emit(d, out, "response.created", json_pack("{s:o}", "response", responses_object(d, 0, 0)));
         emit(d, out, "response.in_progress",
@@ -1425,6 +1425,7 @@ void dialect_out_done(dialect_out *d, mh_buf *out) {
     if (!d->finish[0]) snprintf(d->finish, sizeof d->finish, "stop");
     if (!d->stream) return;
     if (d->api == DIALECT_ANTHROPIC_MESSAGES) {
+        if (d->block == 0 && !d->block_kind) open_text_block(d, out); /* an empty reply */
         close_block(d, out);
         emit(d, out, "message_delta",
              json_pack("{s:s, s:{s:s, s:n}, s:o}", "type", "message_delta", "delta", "stop_reason",

@@ -548,6 +548,20 @@ static void test_tools(void **state) {
     }
     dialect_out_free(d);
     mh_buf_free(&b);
+
+    /* a reply that is only a call: its tool_use block is block 0, no empty text block first */
+    d = dialect_out_new(DIALECT_ANTHROPIC_MESSAGES, 1, NULL);
+    for (size_t i = 1; i < 4; i++) {
+        json_t *c = json_loads(chunks[i], 0, NULL);
+        dialect_out_chunk(d, c, &b);
+        json_decref(c);
+    }
+    dialect_out_done(d, &b);
+    assert_non_null(strstr(b.data, "\"index\":0,\"content_block\":{\"type\":\"tool_use\""));
+    assert_null(strstr(b.data, "\"type\":\"text\""));
+    assert_null(strstr(b.data, "\"index\":1"));
+    dialect_out_free(d);
+    mh_buf_free(&b);
 }
 
 /* Feed OpenAI stream chunks through a streaming dialect_out; the whole output in *b. */
