@@ -509,8 +509,9 @@ static int anthropic_tools(const json_t *in, json_t *out, http_error *e) {
         http_json_get_string(tc, "name", 0, 64, NULL, &name, e) < 0 ||
         http_json_get_bool(tc, "disable_parallel_tool_use", 0, 0, &no_parallel, e) < 0)
         return nested(e, "tool_choice.", e->param);
-    if (!strcmp(type, "auto") || !strcmp(type, "none")) {
-        json_object_set_new(out, "tool_choice", json_string(type));
+    if (!strcmp(type, "auto") || !strcmp(type, "none")) { /* without tools: nothing to say */
+        if (json_object_get(out, "tools"))
+            json_object_set_new(out, "tool_choice", json_string(type));
     } else if (!strcmp(type, "any")) {
         json_object_set_new(out, "tool_choice", json_string("required"));
     } else if (!strcmp(type, "tool") && name) {
@@ -812,8 +813,12 @@ static int responses_tools(const json_t *in, json_t *out, http_error *e) {
         if (json_array_size(list) == 0) json_object_del(out, "tools");
     }
     const json_t *tc = json_object_get(in, "tool_choice");
-    if (json_is_string(tc)) {
-        json_object_set(out, "tool_choice", (json_t *)tc); /* the core checks the value */
+    int no_tools = !json_object_get(out, "tools");
+    if (json_is_string(
+            tc)) { /* the core checks the value; none and auto without tools say nothing */
+        const char *v = json_string_value(tc);
+        if (!(no_tools && (!strcmp(v, "none") || !strcmp(v, "auto"))))
+            json_object_set(out, "tool_choice", (json_t *)tc);
     } else if (json_is_object(tc)) {
         static const char *const tc_allowed[] = {"type", "name", NULL};
         const char *type = json_string_value(json_object_get(tc, "type"));

@@ -468,6 +468,18 @@ static void test_tools(void **state) {
                                &dr, &e),
                      400);
     assert_string_equal(e.param, "tools[0].type");
+    /* tool_choice none/auto without tools means nothing and is accepted as before */
+    assert_int_equal(translate(DIALECT_OPENAI_RESPONSES,
+                               "{\"model\":\"m\",\"input\":\"x\",\"tool_choice\":\"auto\"}", &dr,
+                               &e),
+                     0);
+    json_decref(dr.body);
+    assert_int_equal(translate(DIALECT_ANTHROPIC_MESSAGES,
+                               "{\"model\":\"m\",\"max_tokens\":2,\"tool_choice\":{\"type\":"
+                               "\"none\"},\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+                               &dr, &e),
+                     0);
+    json_decref(dr.body);
 
     /* answers: a whole OpenAI message with a call */
     json_t *whole = json_loads(
