@@ -455,48 +455,68 @@ static char *anthropic_text(const json_t *v, const char *field, http_error *e) {
     return b.data;
 }
 
-/* Anthropic tools [{name, description, input_schema}] and tool_choice -> OpenAI's. */
-static int anthropic_tools(const json_t *in, json_t *out, http_error *e) {
+/* `tools`: an array whose entries `one` turns into OpenAI function objects (NULL + e to refuse
+ * one); set on `out` as OpenAI tools when there are any. */
+typedef json_t *(*tool_fn)(const json_t *tool, const char *prefix, http_error *e);
+static int translate_tools(const json_t *in, json_t *out, tool_fn one, http_error *e) {
     const json_t *tools = json_object_get(in, "tools");
-    if (tools && !json_is_null(tools)) {
-        if (!json_is_array(tools))
-            return http_error_set(e, 400, NULL, "tools", NULL, "'tools' must be an array");
-        json_t *list = json_array();
-        json_object_set_new(out, "tools", list); /* dropped below when empty */
-        size_t i;
-        const json_t *t;
-        json_array_foreach(tools, i, t) {
-            static const char *const tool_allowed[] = {"name", "description", "input_schema",
-                                                       "type", NULL};
-            char prefix[48];
-            snprintf(prefix, sizeof prefix, "tools[%zu].", i);
-            const char *name, *desc, *type;
+    if (!tools || json_is_null(tools)) return 0;
+    if (!json_is_array(tools))
+        return http_error_set(e, 400, NULL, "tools", NULL, "'tools' must be an array");
+    json_t *list = json_array();
+    size_t i;
+    const json_t *t;
+    json_array_foreach(tools, i, t) {
+        char prefix[48];
+        snprintf(prefix, sizeof prefix, "tools[%zu].", i);
+        json_t *fn = json_is_object(t) ? one(t, prefix, e) : NULL;
+        if (!fn) {
+            json_decref(list);
             if (!json_is_object(t))
-                return http_error_set(e, 400, NULL, "tools", NULL, "tools[%zu] must be an object",
-                                      i);
-            if (check_known(t, tool_allowed, prefix, e) < 0) return -1;
-            if (http_json_get_string(t, "type", 0, 32, "custom", &type, e) < 0 ||
-                http_json_get_string(t, "name", 1, 64, NULL, &name, e) < 0 ||
-                http_json_get_string(t, "description", 0, 0, NULL, &desc, e) < 0)
-                return nested(e, prefix, e->param);
-            if (strcmp(type, "custom")) {
-                char field[64];
-                snprintf(field, sizeof field, "%stype", prefix);
-                return unsupported(e, field, "only custom tools (name + input_schema)");
-            }
-            const json_t *schema = json_object_get(t, "input_schema");
-            if (!json_is_object(schema)) {
-                http_error_set(e, 400, NULL, "tools", NULL,
-                               "tools[%zu].input_schema must be a JSON schema object", i);
-                return nested(e, prefix, "input_schema");
-            }
-            json_t *fn = json_pack("{s:s, s:O}", "name", name, "parameters", schema);
-            if (desc) json_object_set_new(fn, "description", json_string(desc));
-            json_array_append_new(list,
-                                  json_pack("{s:s, s:o}", "type", "function", "function", fn));
+                http_error_set(e, 400, NULL, "tools", NULL, "tools[%zu] must be an object", i);
+            return -1;
         }
-        if (json_array_size(list) == 0) json_object_del(out, "tools");
+        json_array_append_new(list, json_pack("{s:s, s:o}", "type", "function", "function", fn));
     }
+    if (json_array_size(list))
+        json_object_set_new(out, "tools", list);
+    else
+        json_decref(list);
+    return 0;
+}
+
+/* An Anthropic tool {name, description, input_schema} as an OpenAI function. */
+static json_t *anthropic_tool(const json_t *t, const char *prefix, http_error *e) {
+    static const char *const allowed[] = {"name", "description", "input_schema", "type", NULL};
+    const char *name, *desc, *type;
+    if (check_known(t, allowed, prefix, e) < 0) return NULL;
+    if (http_json_get_string(t, "type", 0, 32, "custom", &type, e) < 0 ||
+        http_json_get_string(t, "name", 1, 64, NULL, &name, e) < 0 ||
+        http_json_get_string(t, "description", 0, 0, NULL, &desc, e) < 0) {
+        nested(e, prefix, e->param);
+        return NULL;
+    }
+    char field[64];
+    if (strcmp(type, "custom")) {
+        snprintf(field, sizeof field, "%stype", prefix);
+        unsupported(e, field, "only custom tools (name + input_schema)");
+        return NULL;
+    }
+    const json_t *schema = json_object_get(t, "input_schema");
+    if (!json_is_object(schema)) {
+        http_error_set(e, 400, NULL, "tools", NULL, "%sinput_schema must be a JSON schema object",
+                       prefix);
+        nested(e, prefix, "input_schema");
+        return NULL;
+    }
+    json_t *fn = json_pack("{s:s, s:O}", "name", name, "parameters", schema);
+    if (desc) json_object_set_new(fn, "description", json_string(desc));
+    return fn;
+}
+
+/* Anthropic tools and tool_choice -> OpenAI's. */
+static int anthropic_tools(const json_t *in, json_t *out, http_error *e) {
+    if (translate_tools(in, out, anthropic_tool, e) < 0) return -1;
     const json_t *tc = json_object_get(in, "tool_choice");
     if (!tc || json_is_null(tc)) return 0;
     static const char *const tc_allowed[] = {"type", "name", "disable_parallel_tool_use", NULL};
@@ -782,36 +802,28 @@ static int responses_input(const json_t *input, json_t *list, http_error *e) {
     return 0;
 }
 
-/* Responses tools [{type: "function", name, description, parameters, strict}], tool_choice
- * ("none" | "auto" | "required" | {type: "function", name}) and parallel_tool_calls -> chat's. */
-static int responses_tools(const json_t *in, json_t *out, http_error *e) {
-    const json_t *tools = json_object_get(in, "tools");
-    if (tools && !json_is_null(tools)) {
-        if (!json_is_array(tools))
-            return http_error_set(e, 400, NULL, "tools", NULL, "'tools' must be an array");
-        json_t *list = json_array();
-        json_object_set_new(out, "tools", list); /* dropped below when empty */
-        size_t i;
-        const json_t *t;
-        json_array_foreach(tools, i, t) {
-            static const char *const tool_allowed[] = {"type",       "name",   "description",
-                                                       "parameters", "strict", NULL};
-            char prefix[48];
-            snprintf(prefix, sizeof prefix, "tools[%zu].", i);
-            const char *type = json_string_value(json_object_get(t, "type"));
-            if (!json_is_object(t) || !type || strcmp(type, "function")) {
-                char field[64];
-                snprintf(field, sizeof field, "%stype", prefix);
-                return unsupported(e, field, "only function tools");
-            }
-            if (check_known(t, tool_allowed, prefix, e) < 0) return -1;
-            json_t *fn = json_deep_copy(t);
-            json_object_del(fn, "type");
-            json_array_append_new(list,
-                                  json_pack("{s:s, s:o}", "type", "function", "function", fn));
-        }
-        if (json_array_size(list) == 0) json_object_del(out, "tools");
+/* A Responses tool {type: "function", name, description, parameters, strict} as an OpenAI
+ * function (the core checks the members). */
+static json_t *responses_tool(const json_t *t, const char *prefix, http_error *e) {
+    static const char *const allowed[] = {"type",       "name",   "description",
+                                          "parameters", "strict", NULL};
+    const char *type = json_string_value(json_object_get(t, "type"));
+    if (!type || strcmp(type, "function")) {
+        char field[64];
+        snprintf(field, sizeof field, "%stype", prefix);
+        unsupported(e, field, "only function tools");
+        return NULL;
     }
+    if (check_known(t, allowed, prefix, e) < 0) return NULL;
+    json_t *fn = json_deep_copy(t);
+    json_object_del(fn, "type");
+    return fn;
+}
+
+/* Responses tools, tool_choice ("none" | "auto" | "required" | {type: "function", name}) and
+ * parallel_tool_calls -> chat's. */
+static int responses_tools(const json_t *in, json_t *out, http_error *e) {
+    if (translate_tools(in, out, responses_tool, e) < 0) return -1;
     const json_t *tc = json_object_get(in, "tool_choice");
     int no_tools = !json_object_get(out, "tools");
     if (json_is_string(
